@@ -1,0 +1,445 @@
+/*
+ * stshard.h - the whole public API of libstshard.
+ *
+ * libstshard saves model checkpoints as sharded safetensors files with MPI-IO,
+ * consolidates them into Hugging Face checkpoints, and reads any block of any
+ * tensor with offset reads.  File formats: docs/format.md.
+ *
+ * Conventions used throughout:
+ *  - Every function that can fail returns int: STS_OK (0) or a negative
+ *    STS_E_* code.  The library never exits, aborts or calls MPI_Abort.
+ *  - "Collective over comm" means every rank of the communicator must make
+ *    the call, with the same arguments where stated; every rank then returns
+ *    the same code (errors are agreed with MPI_Allreduce).  "Local" means no
+ *    communication happens.
+ *  - Opaque handles come in create/free pairs; every free accepts NULL.
+ *  - Details of a failure are in the handle's message (sts_*_errmsg) or in the
+ *    caller's sts_diag, which every stateless call accepts (NULL to ignore).
+ */
+#ifndef STSHARD_H
+#define STSHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STS_VERSION_MAJOR  0
+#define STS_VERSION_MINOR  1
+#define STS_VERSION_PATCH  0
+#define STS_VERSION_NUMBER (STS_VERSION_MAJOR * 10000 + STS_VERSION_MINOR * 100 + STS_VERSION_PATCH)
+
+/* Local.  The version the library was built as (compare with STS_VERSION_NUMBER). */
+unsigned sts_version_number(void);
+/* Local.  "MAJOR.MINOR.PATCH"; static storage. */
+const char *sts_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One list gives the enum, the names and the messages.  Values are pinned:
+ * a code is never renumbered or reused.  The format rule codes carry the names
+ * of the reference safetensors loader's errors, so messages match its wording.
+ *   X(enum name, value, symbolic name, message)
+ */
+#define STS_ERROR_LIST(X)                                                                          \
+    X(STS_OK, 0, "Ok", "success")                                                                  \
+    X(STS_E_ARG, -1, "InvalidArgument", "invalid argument")                                        \
+    X(STS_E_NOMEM, -2, "OutOfMemory", "out of memory")                                             \
+    X(STS_E_IO, -3, "IoError", "I/O error")                                                        \
+    X(STS_E_MPI, -4, "MpiError", "MPI error")                                                      \
+    X(STS_E_INTERNAL, -5, "InternalError", "internal error")                                       \
+    X(STS_E_NOENT, -6, "NotFound", "no such file or directory")                                    \
+    X(STS_E_ACCESS, -7, "PermissionDenied", "permission denied")                                   \
+    X(STS_E_NOSPACE, -8, "NoSpace", "no space left on device")                                     \
+    X(STS_E_EXIST, -9, "AlreadyExists", "output already exists")                                   \
+    X(STS_E_PEER, -10, "PeerFailed", "another rank failed")                                        \
+    X(STS_E_UNSUPPORTED, -11, "Unsupported", "unsupported feature")                                \
+    X(STS_E_USAGE, -12, "Usage", "invalid usage")                                                  \
+    X(STS_E_HEADER_TOO_SMALL, -20, "HeaderTooSmall", "file is shorter than the 8-byte header")     \
+    X(STS_E_HEADER_TOO_LARGE, -21, "HeaderTooLarge", "header length exceeds 100,000,000 bytes")    \
+    X(STS_E_INVALID_HEADER_LENGTH, -22, "InvalidHeaderLength",                                     \
+      "header length runs past the end of the file")                                               \
+    X(STS_E_INVALID_HEADER, -23, "InvalidHeader", "header is not valid UTF-8")                     \
+    X(STS_E_INVALID_HEADER_DESERIALIZATION, -24, "InvalidHeaderDeserialization",                   \
+      "header is not a valid safetensors JSON object")                                             \
+    X(STS_E_INVALID_OFFSET, -25, "InvalidOffset", "tensor data offsets leave a hole or overlap")   \
+    X(STS_E_VALIDATION_OVERFLOW, -26, "ValidationOverflow",                                        \
+      "element or byte count overflows 64 bits")                                                   \
+    X(STS_E_MISALIGNED_SLICE, -27, "MisalignedSlice", "tensor size is not a whole number of bytes") \
+    X(STS_E_TENSOR_INVALID_INFO, -28, "TensorInvalidInfo",                                         \
+      "tensor data span does not match dtype and shape")                                           \
+    X(STS_E_METADATA_INCOMPLETE_BUFFER, -29, "MetadataIncompleteBuffer",                           \
+      "data section size does not match the tensors")                                              \
+    X(STS_E_DUPLICATE_NAME, -30, "DuplicateName", "a name appears twice")                          \
+    X(STS_E_RESERVED_NAME, -31, "ReservedName", "a tensor is named __metadata__")                  \
+    X(STS_E_UNKNOWN_KEY, -32, "UnknownKey", "unknown key in a tensor entry")                       \
+    X(STS_E_SHARDING_INFO, -40, "InvalidShardingInfo", "DCP_SHARDING_INFO is missing or invalid")  \
+    X(STS_E_COVERAGE_GAP, -41, "CoverageGap", "blocks leave part of a tensor uncovered")           \
+    X(STS_E_COVERAGE_OVERLAP, -42, "CoverageOverlap", "blocks of a tensor overlap")                \
+    X(STS_E_DTYPE_MISMATCH, -43, "DtypeMismatch", "blocks of one tensor disagree on dtype")        \
+    X(STS_E_MAPPING, -44, "InvalidMapping", "tensor-to-file mapping is invalid or incomplete")     \
+    X(STS_E_INDEX, -45, "InvalidIndex", "model.safetensors.index.json is invalid or inconsistent") \
+    X(STS_E_NO_TENSOR, -46, "TensorNotFound", "no such tensor")                                    \
+    X(STS_E_BLOCK_RANGE, -47, "BlockOutOfRange", "block lies outside the tensor")                  \
+    X(STS_E_EMPTY_INPUT, -48, "NoInput", "no safetensors files found")
+
+#define STS_ERROR_ENUM_ITEM_(e, v, name, msg) e = v,
+typedef enum sts_error { STS_ERROR_LIST(STS_ERROR_ENUM_ITEM_) STS_E_MIN_ = -49 } sts_error;
+#undef STS_ERROR_ENUM_ITEM_
+
+/* Local.  A static, human-readable message for code (never NULL). */
+const char *sts_strerror(int code);
+/* Local.  The symbolic name of code, e.g. "InvalidOffset" (never NULL). */
+const char *sts_errname(int code);
+/*
+ * Local.  The process exit status the stshard tool uses for code:
+ * 0 ok, 1 invalid input, 2 usage, 3 I/O error, 4 internal error.
+ */
+int sts_exit_status(int code);
+
+/* Caller-owned detail for stateless calls.  code repeats the return value. */
+typedef struct sts_diag {
+    int code;
+    char message[1024];
+} sts_diag;
+
+/* ------------------------------------------------------------------------ */
+/* Dtypes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The safetensors dtypes.  The enum value is the reference writer's rank. */
+typedef enum sts_dtype {
+    STS_BOOL = 0,
+    STS_F4,
+    STS_F6_E2M3,
+    STS_F6_E3M2,
+    STS_U8,
+    STS_I8,
+    STS_F8_E5M2,
+    STS_F8_E4M3,
+    STS_F8_E8M0,
+    STS_F8_E4M3FNUZ,
+    STS_F8_E5M2FNUZ,
+    STS_I16,
+    STS_U16,
+    STS_F16,
+    STS_BF16,
+    STS_I32,
+    STS_U32,
+    STS_F32,
+    STS_C64,
+    STS_F64,
+    STS_I64,
+    STS_U64,
+    STS_DTYPE_COUNT
+} sts_dtype;
+
+/* Local.  The dtype's name as written in headers ("BF16"), or NULL if out of range. */
+const char *sts_dtype_name(sts_dtype dt);
+/* Local.  Bits per element (4, 6, 8, 16, 32 or 64), or 0 if out of range. */
+unsigned sts_dtype_bits(sts_dtype dt);
+/*
+ * Local.  Looks up a dtype by its header name (len bytes, not NUL-terminated).
+ * Returns STS_OK, or STS_E_ARG for an unknown name.
+ */
+int sts_dtype_from_name(const char *name, size_t len, sts_dtype *out);
+/*
+ * Local.  Byte size of numel elements of dt.  Returns STS_OK,
+ * STS_E_VALIDATION_OVERFLOW, or STS_E_MISALIGNED_SLICE when numel * bits is
+ * not a multiple of 8 (sub-byte dtypes).
+ */
+int sts_dtype_nbytes(sts_dtype dt, uint64_t numel, uint64_t *nbytes);
+
+/* ------------------------------------------------------------------------ */
+/* Header codec (local, no MPI)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The largest header the reference loader accepts, in bytes. */
+#define STS_MAX_HEADER_SIZE 100000000ULL
+
+typedef struct sts_header sts_header;
+
+/* One tensor entry of a parsed header.  All pointers are owned by the header. */
+typedef struct sts_tensor_info {
+    const char *name;               /* UTF-8, NUL-terminated */
+    size_t name_len;                /* bytes; a name may contain U+0000 */
+    sts_dtype dtype;
+    uint32_t ndim;                  /* 0 for a scalar */
+    const uint64_t *shape;          /* ndim entries */
+    uint64_t begin;                 /* data_offsets, relative to the data section */
+    uint64_t end;
+    const uint64_t *saved_offsets;  /* ndim entries after sts_header_decode_sharding, else NULL */
+} sts_tensor_info;
+
+/*
+ * Local.  Parses and validates a header: json/len are the N bytes after the
+ * 8-byte length prefix.  data_size is the byte count of the data section
+ * (file size - 8 - N), or UINT64_MAX when unknown, which skips the
+ * MetadataIncompleteBuffer check.  On success *out owns a new header (free
+ * with sts_header_free).  Errors: STS_E_INVALID_HEADER,
+ * STS_E_INVALID_HEADER_DESERIALIZATION, STS_E_INVALID_OFFSET,
+ * STS_E_VALIDATION_OVERFLOW, STS_E_MISALIGNED_SLICE,
+ * STS_E_TENSOR_INVALID_INFO, STS_E_METADATA_INCOMPLETE_BUFFER,
+ * STS_E_DUPLICATE_NAME, STS_E_RESERVED_NAME, STS_E_UNKNOWN_KEY, STS_E_NOMEM.
+ * diag (may be NULL) names the tensor or the byte offset in the JSON.
+ */
+int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_header **out,
+                     sts_diag *diag);
+
+/*
+ * Local (POSIX reads).  Reads and fully validates the header of the
+ * safetensors file at path, including every check on the 8-byte prefix
+ * (HeaderTooSmall, HeaderTooLarge, InvalidHeaderLength) and the file size.
+ * *data_start (may be NULL) receives 8 + N.  Errors: those of
+ * sts_header_parse plus STS_E_HEADER_TOO_SMALL, STS_E_HEADER_TOO_LARGE,
+ * STS_E_INVALID_HEADER_LENGTH, STS_E_NOENT, STS_E_ACCESS, STS_E_IO.  The
+ * diag message starts with the path.
+ */
+int sts_header_read_file(const char *path, sts_header **out, uint64_t *data_start,
+                         sts_diag *diag);
+
+/*
+ * Local.  Validates the 8-byte length prefix against the file size: returns
+ * the header length in *n, or STS_E_HEADER_TOO_SMALL, STS_E_HEADER_TOO_LARGE,
+ * STS_E_INVALID_HEADER_LENGTH.  prefix may be NULL when file_size < 8.
+ */
+int sts_header_check_prefix(const unsigned char *prefix, uint64_t file_size, uint64_t *n);
+
+/* Local.  Frees h; NULL is a no-op. */
+void sts_header_free(sts_header *h);
+
+/* Local.  Number of tensors. */
+size_t sts_header_count(const sts_header *h);
+/* Local.  Tensor i (0 <= i < count) in data-offset order; NULL if out of range. */
+const sts_tensor_info *sts_header_tensor(const sts_header *h, size_t i);
+/* Local.  Index of the tensor named name (len bytes), or -1. */
+long sts_header_find(const sts_header *h, const char *name, size_t len);
+/* Local.  End of the last tensor: the data section's size. */
+uint64_t sts_header_data_size(const sts_header *h);
+
+/* Local.  Number of __metadata__ entries (0 when absent or null). */
+size_t sts_header_meta_count(const sts_header *h);
+/* Local.  Entry i of __metadata__ in file order; pointers owned by h. */
+int sts_header_meta_at(const sts_header *h, size_t i, const char **key, const char **value);
+/* Local.  Value of __metadata__[key], or NULL. */
+const char *sts_header_meta_get(const sts_header *h, const char *key);
+
+/*
+ * Local.  Decodes __metadata__["DCP_SHARDING_INFO"] (any JSON spacing) and
+ * attaches each tensor's saved_offsets.  Every tensor must have an entry with
+ * one offset per dimension, and every entry must name a tensor of the header.
+ * Errors: STS_E_SHARDING_INFO (absent or malformed; diag names the tensor),
+ * STS_E_NOMEM.
+ */
+int sts_header_decode_sharding(sts_header *h, sts_diag *diag);
+
+/* Output header layouts (docs/format.md). */
+typedef enum sts_layout {
+    STS_LAYOUT_CANONICAL = 0, /* reference writer: dtype rank desc, name asc, 8-byte padding */
+    STS_LAYOUT_PYTORCH = 1    /* PyTorch consolidate: given order, Python spacing, no padding */
+} sts_layout;
+
+/* A tensor to encode.  Pointers are borrowed for the duration of the call. */
+typedef struct sts_tensor_desc {
+    const char *name; /* NUL-terminated UTF-8 */
+    sts_dtype dtype;
+    uint32_t ndim;
+    const uint64_t *shape;
+} sts_tensor_desc;
+
+/* One __metadata__ entry.  Pointers are borrowed for the duration of the call. */
+typedef struct sts_meta_entry {
+    const char *key;
+    const char *value;
+} sts_meta_entry;
+
+/*
+ * Local.  Encodes a header for n tensors in the given layout.  In the canonical
+ * layout __metadata__ entries are written in key order (bytewise).  align is
+ * 0 (none) or the boundary, a multiple of 8, on which the data section must
+ * start; the header is padded with spaces to reach it.  On success *buf is a
+ * new malloc'd buffer (free with sts_free) holding the 8-byte prefix and the
+ * header, *buf_len its size (= data section start), and begin[i] / end[i]
+ * receive tensor i's data offsets (in the caller's order).  Errors:
+ * STS_E_ARG, STS_E_DUPLICATE_NAME, STS_E_RESERVED_NAME,
+ * STS_E_VALIDATION_OVERFLOW, STS_E_MISALIGNED_SLICE, STS_E_HEADER_TOO_LARGE,
+ * STS_E_NOMEM.
+ */
+int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                      size_t nmeta, sts_layout layout, uint64_t align, void **buf, size_t *buf_len,
+                      uint64_t *begin, uint64_t *end, sts_diag *diag);
+
+/* Local.  Frees memory the library returned to the caller; NULL is a no-op. */
+void sts_free(void *p);
+
+/* ------------------------------------------------------------------------ */
+/* Tensor -> output file mapping                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sts_mapping sts_mapping;
+
+/* Local.  A new empty mapping.  Errors: STS_E_NOMEM. */
+int sts_mapping_create(sts_mapping **out);
+/* Local.  Frees m; NULL is a no-op. */
+void sts_mapping_free(sts_mapping *m);
+/* Local.  Sets name -> file index (>= 1); a later set replaces.  Errors: STS_E_ARG, STS_E_NOMEM. */
+int sts_mapping_set(sts_mapping *m, const char *name, unsigned file_index);
+/* Local.  File index of name, or 0 when unmapped. */
+unsigned sts_mapping_get(const sts_mapping *m, const char *name);
+/* Local.  Number of entries, and entry i in insertion order. */
+size_t sts_mapping_count(const sts_mapping *m);
+int sts_mapping_at(const sts_mapping *m, size_t i, const char **name, unsigned *file_index);
+/* Local.  The highest file index (0 when empty). */
+unsigned sts_mapping_file_count(const sts_mapping *m);
+/*
+ * Local.  Reads a JSON file {"<tensor>": index, ...}.  Errors: STS_E_NOENT,
+ * STS_E_ACCESS, STS_E_IO, STS_E_MAPPING (not an object of positive integers).
+ */
+int sts_mapping_load_json(const char *path, sts_mapping **out, sts_diag *diag);
+/*
+ * Local.  The mapping of a reference model directory (SPEC 3): its
+ * model.safetensors.index.json weight_map, or a single model.safetensors
+ * (all in file 1).  File indices are parsed from "-KKKKK-of-NNNNN.safetensors";
+ * when the parsed indices are not exactly 1..N, files are numbered 1..N by
+ * sorted name.  Errors: STS_E_NOENT, STS_E_INDEX, STS_E_MAPPING, STS_E_IO.
+ */
+int sts_mapping_from_reference(const char *dir, sts_mapping **out, sts_diag *diag);
+/* Local.  Writes m as pretty JSON to path ("-" = stdout).  Errors: STS_E_IO. */
+int sts_mapping_write_json(const sts_mapping *m, const char *path, sts_diag *diag);
+
+/* ------------------------------------------------------------------------ */
+/* Verification (local, POSIX reads)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Called once per problem found; file is the path concerned. */
+typedef void (*sts_problem_fn)(void *ud, const char *file, int code, const char *message);
+
+/*
+ * Local.  Strictly validates path: a safetensors file, or a checkpoint
+ * directory (model.safetensors, index + model files, or rank files, with the
+ * cross-file checks of docs/format.md).  Reports every problem through fn
+ * (may be NULL) and returns STS_OK when none was found, else the code of the
+ * first problem.  *nproblems (may be NULL) receives the count.
+ */
+int sts_verify_path(const char *path, sts_problem_fn fn, void *ud, size_t *nproblems);
+
+/* ------------------------------------------------------------------------ */
+/* Progress                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Called on rank 0 only, from inside long collective calls; must not call MPI. */
+typedef void (*sts_progress_fn)(void *ud, uint64_t bytes_done, uint64_t bytes_total);
+
+/* ------------------------------------------------------------------------ */
+/* Sharded save                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sts_writer sts_writer;
+
+/* One rank's local block of a tensor.  Pointers are borrowed until commit. */
+typedef struct sts_block {
+    const char *name; /* fully qualified tensor name */
+    sts_dtype dtype;
+    uint32_t ndim;
+    const uint64_t *global_shape; /* ndim entries */
+    const uint64_t *offsets;      /* ndim entries: block start in the global tensor */
+    const uint64_t *shape;        /* ndim entries: block shape */
+    const void *data;             /* contiguous row-major block bytes */
+} sts_block;
+
+typedef struct sts_save_opts {
+    const sts_mapping *mapping; /* tensor -> file index, or NULL for one file per rank */
+    int fsync;                  /* sync files before rename */
+    int force;                  /* replace existing final-named files */
+    sts_progress_fn progress;
+    void *progress_ud;
+} sts_save_opts;
+
+/* Local.  Fills o with the defaults (no mapping, no fsync, no force). */
+void sts_save_opts_init(sts_save_opts *o);
+
+typedef struct sts_save_stats {
+    uint64_t bytes_local;  /* data bytes this rank wrote */
+    uint64_t bytes_total;  /* data bytes all ranks wrote */
+    uint64_t files_total;  /* rank files written */
+    double seconds;        /* wall time of the commit, agreed (max over ranks) */
+} sts_save_stats;
+
+/*
+ * Collective over comm.  Starts a sharded save into directory dir (created if
+ * missing).  comm is duplicated; opts is copied (the mapping is borrowed
+ * until free).  Errors: STS_E_ARG, STS_E_NOMEM, STS_E_MPI, STS_E_IO,
+ * STS_E_ACCESS.
+ */
+int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
+                      sts_writer **out);
+/*
+ * Local.  Adds a block of this rank.  A replicated tensor is added by several
+ * ranks with zero offsets and its full shape; exactly one rank stores it.
+ * Errors: STS_E_ARG (shape/offset outside global shape, bad dtype),
+ * STS_E_DUPLICATE_NAME, STS_E_RESERVED_NAME, STS_E_NOMEM.
+ */
+int sts_writer_add(sts_writer *w, const sts_block *b);
+/*
+ * Collective over the writer's communicator.  Writes every rank's file under
+ * a temporary name, then renames all of them once every rank succeeded.
+ * stats may be NULL.  Errors: any STS_E_* code, the same on every rank.
+ */
+int sts_writer_commit(sts_writer *w, sts_save_stats *stats);
+/* Local.  The last error's detail (never NULL; "" when none). */
+const char *sts_writer_errmsg(const sts_writer *w);
+/* Collective (frees the duplicated communicator).  NULL is a no-op. */
+void sts_writer_free(sts_writer *w);
+
+/* ------------------------------------------------------------------------ */
+/* Consolidation                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sts_consolidate_opts {
+    const sts_mapping *mapping; /* tensor -> output file; NULL: one file or max_file_size */
+    uint64_t max_file_size;     /* split in canonical order when > 0 and no mapping */
+    sts_layout layout;
+    uint64_t align;             /* 0 or a multiple of 8 */
+    int drop_unmapped;          /* drop tensors the mapping lacks instead of failing */
+    size_t buffer_size;         /* per-rank data buffer bound, bytes (0 = default) */
+    int fsync;
+    int force;                  /* replace existing final-named output */
+    sts_progress_fn progress;
+    void *progress_ud;
+} sts_consolidate_opts;
+
+/* Local.  Fills o with the defaults (canonical, no align, 256 MiB buffer). */
+void sts_consolidate_opts_init(sts_consolidate_opts *o);
+
+typedef struct sts_consolidate_stats {
+    uint64_t input_files;
+    uint64_t output_files;
+    uint64_t tensors;
+    uint64_t bytes_total;  /* tensor data bytes written by all ranks */
+    uint64_t bytes_local;  /* tensor data bytes written by this rank */
+    double seconds;
+} sts_consolidate_stats;
+
+/*
+ * Collective over comm.  Consolidates the rank files in indir into
+ * model-KKKKK-of-NNNNN.safetensors files and model.safetensors.index.json in
+ * outdir.  Validates coverage before writing; output appears atomically.
+ * stats and diag may be NULL.  Errors: any STS_E_* code, the same on every
+ * rank; diag names the file, tensor or offset.
+ */
+int sts_consolidate(MPI_Comm comm, const char *indir, const char *outdir,
+                    const sts_consolidate_opts *opts, sts_consolidate_stats *stats,
+                    sts_diag *diag);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STSHARD_H */

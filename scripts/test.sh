@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds with warnings as errors, and runs every
+# test: the main build, the ASan+UBSan build and the libFuzzer smoke runs.
+# Usage: scripts/test.sh [--quick]   (--quick: main build only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+sts_install_deps
+
+jobs=$(nproc)
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+run_build() { # dir, extra cmake args...
+    local dir=$1; shift
+    cmake -S . -B "$dir" -DSTS_WERROR=ON "$@" >"$dir.configure.log" 2>&1 ||
+        { cat "$dir.configure.log"; return 1; }
+    cmake --build "$dir" -j "$jobs"
+}
+
+mkdir -p build-ci
+echo "== main build (gcc, -Werror)"
+run_build build-ci -DCMAKE_BUILD_TYPE=RelWithDebInfo
+(cd build-ci && ctest --output-on-failure -j "$jobs")
+[ $quick -eq 1 ] && exit 0
+
+echo "== ASan+UBSan build (clang)"
+mkdir -p build-asan
+run_build build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_SANITIZE=ON
+(cd build-asan && ctest --output-on-failure -j "$jobs" -LE "bench|long")
+
+echo "== libFuzzer smoke runs (clang)"
+mkdir -p build-fuzz
+run_build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_FUZZ=ON
+(cd build-fuzz && ctest --output-on-failure -L fuzz)

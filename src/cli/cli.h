@@ -1,0 +1,63 @@
+/*
+ * cli.h - shared pieces of the stshard tool.  The tool sees the library only
+ * through include/stshard.h.
+ */
+#ifndef STS_CLI_H
+#define STS_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "stshard.h"
+
+/* A subcommand: returns the process exit status (0..4, see sts_exit_status). */
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+int cmd_inspect(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+/* Exit statuses of the tool (SPEC 5). */
+enum { CLI_OK = 0, CLI_INVALID = 1, CLI_USAGE = 2, CLI_IO = 3, CLI_INTERNAL = 4 };
+
+/*
+ * Parses a byte size: a number with an optional suffix.  K/M/G/T and
+ * KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of 1000 (as the
+ * Hugging Face tools read "5GB").  Returns 0, or -1 when malformed.
+ */
+int cli_parse_size(const char *s, uint64_t *out);
+/* Parses a non-negative decimal integer that fits in uint64_t; 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t *out);
+/* Formats bytes as "1.50 GiB" into buf. */
+const char *cli_format_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* Prints "stshard CMD: ErrorName: message" to stderr. */
+void cli_error(const char *cmd, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prints a usage error with a hint to run --help, and returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True when both stderr is a terminal (progress is shown only then). */
+int cli_stderr_is_tty(void);
+
+/*
+ * A progress line on stderr for long collective calls (rank 0, terminal
+ * only): bytes done and total, GiB/s and ETA, redrawn at most 4 times a second.
+ * Use cli_progress_fn as the library callback with a cli_progress as ud.
+ */
+typedef struct cli_progress {
+    const char *label;
+    double t0;
+    double last;
+    int shown;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label);
+void cli_progress_fn(void *ud, uint64_t done, uint64_t total);
+void cli_progress_end(cli_progress *p);
+
+/* Monotonic wall clock in seconds. */
+double cli_now(void);
+
+/* JSON string writer for --json output: writes s quoted and escaped. */
+void cli_json_string(FILE *f, const char *s);
+
+#endif /* STS_CLI_H */

@@ -1,0 +1,181 @@
+/*
+ * common.c - argument parsing, messages, progress and JSON helpers of the tool.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    unsigned long long v;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end != '\0')
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {
+        {"", 1ULL},
+        {"B", 1ULL},
+        {"K", 1ULL << 10},
+        {"KiB", 1ULL << 10},
+        {"KB", 1000ULL},
+        {"M", 1ULL << 20},
+        {"MiB", 1ULL << 20},
+        {"MB", 1000000ULL},
+        {"G", 1ULL << 30},
+        {"GiB", 1ULL << 30},
+        {"GB", 1000000000ULL},
+        {"T", 1ULL << 40},
+        {"TiB", 1ULL << 40},
+        {"TB", 1000000000000ULL},
+    };
+    char *end = NULL;
+    double v;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || v < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].suffix) == 0 && strcmp(end, units[i].suffix) == 0) {
+            double bytes = v * (double)units[i].mult;
+            if (bytes >= 18446744073709551615.0)
+                return -1;
+            *out = (uint64_t)(bytes + 0.5);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *cli_format_bytes(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    unsigned u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof names / sizeof names[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%.2f %s", v, names[u]);
+    return buf;
+}
+
+void cli_error(const char *cmd, int code, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "stshard %s: %s: ", cmd, sts_errname(code));
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "stshard %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'stshard %s --help'.\n", cmd);
+    return CLI_USAGE;
+}
+
+int cli_stderr_is_tty(void)
+{
+    return isatty(STDERR_FILENO);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_start(cli_progress *p, const char *label)
+{
+    p->label = label;
+    p->t0 = cli_now();
+    p->last = 0;
+    p->shown = 0;
+}
+
+void cli_progress_fn(void *ud, uint64_t done, uint64_t total)
+{
+    cli_progress *p = ud;
+    double now = cli_now();
+    double el = now - p->t0;
+    double rate, eta;
+    char a[32], b[32];
+    if (!cli_stderr_is_tty() || (now - p->last < 0.25 && done < total))
+        return;
+    p->last = now;
+    p->shown = 1;
+    rate = el > 0 ? (double)done / el : 0.0;
+    eta = rate > 0 && total > done ? (double)(total - done) / rate : 0.0;
+    fprintf(stderr, "\r%s: %s / %s  %.2f GiB/s  ETA %.0fs   ", p->label,
+            cli_format_bytes(done, a, sizeof a), cli_format_bytes(total, b, sizeof b),
+            rate / (1024.0 * 1024.0 * 1024.0), eta);
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->shown) {
+        fputc('\n', stderr);
+        p->shown = 0;
+    }
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        switch (*c) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*c < 0x20)
+                fprintf(f, "\\u%04x", *c);
+            else
+                fputc(*c, f);
+        }
+    }
+    fputc('"', f);
+}
