@@ -7,8 +7,6 @@
  * names, never 64-bit offsets (docs/design.md explains why headers are not
  * parsed with it).
  */
-#define _POSIX_C_SOURCE 200809L
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,8 +6,6 @@
  * single model.safetensors, and/or a set of rank files whose blocks must tile
  * every global tensor exactly.  Every problem is reported, not only the first.
  */
-#define _POSIX_C_SOURCE 200809L
-
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
