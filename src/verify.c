@@ -374,6 +374,7 @@ typedef struct tensor_ctx {
     char *const *paths;
     const rblock *b;
     const uint64_t *global;
+    int incomplete; /* a rank file was unreadable: its blocks are unknown, so gaps prove nothing */
 } tensor_ctx;
 
 static void coverage_problem(void *ud, const sts__coverage_issue *is)
@@ -381,6 +382,8 @@ static void coverage_problem(void *ud, const sts__coverage_issue *is)
     const tensor_ctx *c = ud;
     const sts_tensor_info *t = c->b[0].t;
     char r1[256] = "", r2[256] = "", r3[256] = "", g[256];
+    if (is->code == STS_E_COVERAGE_GAP && c->incomplete)
+        return;
     fmt_shape(g, sizeof g, t->ndim, c->global);
     if (is->code == STS_E_COVERAGE_OVERLAP && is->more) {
         problem(c->v, c->dir, is->code, "tensor \"%s\": further overlapping blocks not listed",
@@ -407,13 +410,14 @@ static void coverage_problem(void *ud, const sts__coverage_issue *is)
 }
 
 /* One global tensor: its blocks agree on rank and dtype, and tile the global box. */
-static int check_tensor(vctx *v, const char *dir, char *const *paths, const rblock *b, size_t n)
+static int check_tensor(vctx *v, const char *dir, char *const *paths, const rblock *b, size_t n,
+                        int incomplete)
 {
     int rc = STS_OK;
     const sts_tensor_info *t0 = b[0].t;
     uint64_t *offs = NULL, *shps = NULL, *global = NULL;
     size_t nd = t0->ndim, listed = 0;
-    tensor_ctx c = {v, dir, paths, b, NULL};
+    tensor_ctx c = {v, dir, paths, b, NULL, incomplete};
     for (size_t i = 1; i < n; i++) {
         if (b[i].t->ndim != t0->ndim) {
             problem(v, paths[b[i].file], STS_E_SHARDING_INFO,
@@ -506,6 +510,7 @@ static int check_ranks(vctx *v, const char *dir, char **names, size_t n)
     sts_header **h = sts__calloc_array(n, sizeof *h);
     rblock *b = NULL;
     size_t *start = NULL, ntensors = 0, nfiles = 0;
+    int incomplete = 0;
     STS_GOTO_IF(!paths || !h, NULL, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         if (!is_rank_file_name(names[i]))
@@ -513,11 +518,12 @@ static int check_ranks(vctx *v, const char *dir, char **names, size_t n)
         paths[nfiles] = sts__mapping_join(dir, names[i]);
         STS_GOTO_IF(!paths[nfiles], NULL, STS_E_NOMEM, "out of memory");
         h[nfiles] = check_file(v, paths[nfiles], 1);
+        incomplete |= h[nfiles] == NULL;
         nfiles++;
     }
     STS_CHECK(group_blocks(h, nfiles, &b, &start, &ntensors));
     for (size_t t = 0; t < ntensors; t++)
-        STS_CHECK(check_tensor(v, dir, paths, b + start[t], start[t + 1] - start[t]));
+        STS_CHECK(check_tensor(v, dir, paths, b + start[t], start[t + 1] - start[t], incomplete));
 done:
     if (rc == STS_E_NOMEM)
         problem(v, dir, rc, "out of memory while checking the rank files");
