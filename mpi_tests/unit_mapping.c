@@ -265,7 +265,9 @@ static void write_model(const char *path, int truncate)
     CHECK(f != NULL);
     if (f && buf) {
         fwrite(buf, 1, len, f);
-        fwrite(zeros, 1, (size_t)(end[0] > end[1] ? end[0] : end[1]) + 4 - (size_t)truncate, f);
+        uint64_t data = end[0] > end[1] ? end[0] : end[1];
+        data = end[2] > data ? end[2] : data;
+        fwrite(zeros, 1, (size_t)data - (size_t)truncate, f);
         fclose(f);
     }
     sts_free(buf);

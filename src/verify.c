@@ -57,12 +57,16 @@ static void problem(vctx *v, const char *file, int code, const char *fmt, ...)
         v->fn(v->ud, file, code, msg);
 }
 
-/* A library diag about file, without the "file: " prefix the callback's file already gives. */
+/* A library diag about file, without the "file: " and "ErrorName: " prefixes that the
+ * callback's file and code already give. */
 static void problem_diag(vctx *v, const char *file, const sts_diag *diag)
 {
-    const char *m = diag->message;
+    const char *m = diag->message, *name = sts_errname(diag->code);
     size_t n = strlen(file);
     if (strncmp(m, file, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+        m += n + 2;
+    n = strlen(name);
+    if (strncmp(m, name, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
         m += n + 2;
     problem(v, file, diag->code, "%s", m);
 }

@@ -129,8 +129,10 @@ int cmd_verify(int argc, char **argv)
         print_json(path, &s);
     else if (!s.quiet && n == 0)
         printf("%s: valid\n", path);
-    else if (!s.quiet)
+    else if (!s.quiet && s.status == CLI_INVALID)
         printf("%s: INVALID: %zu problem%s\n", path, n, n == 1 ? "" : "s");
+    else if (!s.quiet)
+        printf("%s: could not be verified: %zu problem%s\n", path, n, n == 1 ? "" : "s");
     for (size_t i = 0; i < s.n; i++) {
         free(s.list[i].file);
         free(s.list[i].message);
