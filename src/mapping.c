@@ -379,6 +379,8 @@ static int cmp_ref_index(const void *a, const void *b)
 static void number_files(ref_file *files, size_t n)
 {
     int parsed = 1;
+    if (n == 0)
+        return;
     for (size_t i = 0; i < n && parsed; i++) {
         unsigned total;
         parsed = sts__mapping_parse_file_index(files[i].name, &files[i].index, &total);
@@ -400,7 +402,7 @@ static void number_files(ref_file *files, size_t n)
 static unsigned file_index_of(const ref_file *files, size_t n, const char *name)
 {
     ref_file key = {name, 0};
-    const ref_file *f = bsearch(&key, files, n, sizeof *files, cmp_ref_name);
+    const ref_file *f = n ? bsearch(&key, files, n, sizeof *files, cmp_ref_name) : NULL;
     return f ? f->index : 0;
 }
 

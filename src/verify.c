@@ -184,7 +184,8 @@ static int list_dir(const char *dir, char ***out, size_t *nout, vctx *v)
         STS_GOTO_IF(!names[n], NULL, STS_E_NOMEM, "out of memory");
         n++;
     }
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n > 1)
+        qsort(names, n, sizeof *names, cmp_str);
 done:
     closedir(d);
     if (rc != STS_OK) {
