@@ -395,7 +395,10 @@ int main(int argc, char **argv)
             if (!known)
                 return die("unknown defect '%s'", defect);
         } else if (!strcmp(argv[i], "--files") && i + 1 < argc) {
-            nfiles = strcmp(argv[++i], "2") == 0 ? 2 : 1;
+            i++;
+            if (strcmp(argv[i], "1") != 0 && strcmp(argv[i], "2") != 0)
+                return die("--files takes 1 or 2, not '%s'", argv[i]);
+            nfiles = argv[i][0] == '2' ? 2 : 1;
         } else if (!strcmp(argv[i], "--index") && i + 1 < argc) {
             mode = "index";
             dir = argv[++i];

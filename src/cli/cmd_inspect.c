@@ -84,7 +84,7 @@ static void print_u64_array(uint32_t n, const uint64_t *v)
 
 enum { COL_NAME, COL_DTYPE, COL_SHAPE, COL_SAVED, COL_DATA, COL_FILE, COL_BYTES, NCOL };
 
-static void tensor_cells(const sts_tensor_info *t, uint64_t start, char cell[NCOL][128])
+static void tensor_cells(const sts_tensor_info *t, uint64_t start, char cell[NCOL][512])
 {
     snprintf(cell[COL_NAME], sizeof cell[COL_NAME], "%s", t->name);
     snprintf(cell[COL_DTYPE], sizeof cell[COL_DTYPE], "%s", sts_dtype_name(t->dtype));
@@ -128,7 +128,7 @@ static void print_file_text(const char *path, const sts_header *h, uint64_t star
     static const char *const head[NCOL] = {"NAME",         "DTYPE",        "SHAPE", "SAVED_OFFSETS",
                                            "DATA_OFFSETS", "FILE_OFFSETS", "BYTES"};
     size_t n = sts_header_count(h), w[NCOL];
-    char cell[NCOL][128], size[32];
+    char cell[NCOL][512], size[32];
     uint64_t data = sts_header_data_size(h);
     printf("%s\n  header %llu bytes, data section at byte %llu, %s of data, %zu tensor%s\n", path,
            (unsigned long long)(start - 8), (unsigned long long)start,
