@@ -72,7 +72,8 @@ const char *sts_version_string(void);
     X(STS_E_INVALID_OFFSET, -25, "InvalidOffset", "tensor data offsets leave a hole or overlap")   \
     X(STS_E_VALIDATION_OVERFLOW, -26, "ValidationOverflow",                                        \
       "element or byte count overflows 64 bits")                                                   \
-    X(STS_E_MISALIGNED_SLICE, -27, "MisalignedSlice", "tensor size is not a whole number of bytes") \
+    X(STS_E_MISALIGNED_SLICE, -27, "MisalignedSlice",                                              \
+      "tensor size is not a whole number of bytes")                                                \
     X(STS_E_TENSOR_INVALID_INFO, -28, "TensorInvalidInfo",                                         \
       "tensor data span does not match dtype and shape")                                           \
     X(STS_E_METADATA_INCOMPLETE_BUFFER, -29, "MetadataIncompleteBuffer",                           \
@@ -168,14 +169,14 @@ typedef struct sts_header sts_header;
 
 /* One tensor entry of a parsed header.  All pointers are owned by the header. */
 typedef struct sts_tensor_info {
-    const char *name;               /* UTF-8, NUL-terminated */
-    size_t name_len;                /* bytes; a name may contain U+0000 */
+    const char *name; /* UTF-8, NUL-terminated */
+    size_t name_len;  /* bytes; a name may contain U+0000 */
     sts_dtype dtype;
-    uint32_t ndim;                  /* 0 for a scalar */
-    const uint64_t *shape;          /* ndim entries */
-    uint64_t begin;                 /* data_offsets, relative to the data section */
+    uint32_t ndim;         /* 0 for a scalar */
+    const uint64_t *shape; /* ndim entries */
+    uint64_t begin;        /* data_offsets, relative to the data section */
     uint64_t end;
-    const uint64_t *saved_offsets;  /* ndim entries after sts_header_decode_sharding, else NULL */
+    const uint64_t *saved_offsets; /* ndim entries after sts_header_decode_sharding, else NULL */
 } sts_tensor_info;
 
 /*
@@ -202,8 +203,7 @@ int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_heade
  * STS_E_INVALID_HEADER_LENGTH, STS_E_NOENT, STS_E_ACCESS, STS_E_IO.  The
  * diag message starts with the path.
  */
-int sts_header_read_file(const char *path, sts_header **out, uint64_t *data_start,
-                         sts_diag *diag);
+int sts_header_read_file(const char *path, sts_header **out, uint64_t *data_start, sts_diag *diag);
 
 /*
  * Local.  Validates the 8-byte length prefix against the file size: returns
@@ -366,10 +366,10 @@ typedef struct sts_save_opts {
 void sts_save_opts_init(sts_save_opts *o);
 
 typedef struct sts_save_stats {
-    uint64_t bytes_local;  /* data bytes this rank wrote */
-    uint64_t bytes_total;  /* data bytes all ranks wrote */
-    uint64_t files_total;  /* rank files written */
-    double seconds;        /* wall time of the commit, agreed (max over ranks) */
+    uint64_t bytes_local; /* data bytes this rank wrote */
+    uint64_t bytes_total; /* data bytes all ranks wrote */
+    uint64_t files_total; /* rank files written */
+    double seconds;       /* wall time of the commit, agreed (max over ranks) */
 } sts_save_stats;
 
 /*
@@ -378,8 +378,7 @@ typedef struct sts_save_stats {
  * until free).  Errors: STS_E_ARG, STS_E_NOMEM, STS_E_MPI, STS_E_IO,
  * STS_E_ACCESS.
  */
-int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
-                      sts_writer **out);
+int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts, sts_writer **out);
 /*
  * Local.  Adds a block of this rank.  A replicated tensor is added by several
  * ranks with zero offsets and its full shape; exactly one rank stores it.
@@ -406,11 +405,11 @@ typedef struct sts_consolidate_opts {
     const sts_mapping *mapping; /* tensor -> output file; NULL: one file or max_file_size */
     uint64_t max_file_size;     /* split in canonical order when > 0 and no mapping */
     sts_layout layout;
-    uint64_t align;             /* 0 or a multiple of 8 */
-    int drop_unmapped;          /* drop tensors the mapping lacks instead of failing */
-    size_t buffer_size;         /* per-rank data buffer bound, bytes (0 = default) */
+    uint64_t align;     /* 0 or a multiple of 8 */
+    int drop_unmapped;  /* drop tensors the mapping lacks instead of failing */
+    size_t buffer_size; /* per-rank data buffer bound, bytes (0 = default) */
     int fsync;
-    int force;                  /* replace existing final-named output */
+    int force; /* replace existing final-named output */
     sts_progress_fn progress;
     void *progress_ud;
 } sts_consolidate_opts;
@@ -422,8 +421,8 @@ typedef struct sts_consolidate_stats {
     uint64_t input_files;
     uint64_t output_files;
     uint64_t tensors;
-    uint64_t bytes_total;  /* tensor data bytes written by all ranks */
-    uint64_t bytes_local;  /* tensor data bytes written by this rank */
+    uint64_t bytes_total; /* tensor data bytes written by all ranks */
+    uint64_t bytes_local; /* tensor data bytes written by this rank */
     double seconds;
 } sts_consolidate_stats;
 
@@ -435,8 +434,7 @@ typedef struct sts_consolidate_stats {
  * rank; diag names the file, tensor or offset.
  */
 int sts_consolidate(MPI_Comm comm, const char *indir, const char *outdir,
-                    const sts_consolidate_opts *opts, sts_consolidate_stats *stats,
-                    sts_diag *diag);
+                    const sts_consolidate_opts *opts, sts_consolidate_stats *stats, sts_diag *diag);
 
 #ifdef __cplusplus
 }

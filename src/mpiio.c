@@ -1,0 +1,327 @@
+/*
+ * mpiio.c - MPI-IO helpers: communicator set-up, error agreement, file
+ * open/close, chunked transfers, temporary names and renames.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mpiio.h"
+
+int sts__mpiio_comm_dup(MPI_Comm comm, MPI_Comm *out, sts_diag *diag)
+{
+    int rc = STS_OK;
+    *out = MPI_COMM_NULL;
+    STS_MPI_CALL(diag, MPI_Comm_dup, (comm, out));
+    STS_MPI_CALL(diag, MPI_Comm_set_errhandler, (*out, MPI_ERRORS_RETURN));
+done:
+    return rc;
+}
+
+int sts__mpiio_agree(MPI_Comm comm, int rc, sts_diag *diag)
+{
+    /* MINLOC over (code, rank): codes are negative, so the minimum is an error if any
+     * rank has one, and ties go to the lowest rank, which all ranks then agree on. */
+    struct {
+        int code;
+        int rank;
+    } mine, worst;
+    char msg[sizeof diag->message];
+    int me = 0;
+
+    if (MPI_Comm_rank(comm, &me) != MPI_SUCCESS)
+        return STS_E_MPI;
+    mine.code = rc;
+    mine.rank = me;
+    if (MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm) != MPI_SUCCESS)
+        return sts__fail(diag, STS_E_MPI, "error agreement (MPI_Allreduce) failed");
+    if (worst.code == STS_OK)
+        return STS_OK;
+
+    /* Only the failing rank's message is worth printing; send it to everyone. */
+    memset(msg, 0, sizeof msg);
+    if (me == worst.rank && diag)
+        memcpy(msg, diag->message, sizeof msg);
+    if (me == worst.rank && (!diag || msg[0] == '\0'))
+        snprintf(msg, sizeof msg, "%s", sts_strerror(worst.code));
+    if (MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, worst.rank, comm) != MPI_SUCCESS)
+        return sts__fail(diag, STS_E_MPI, "error agreement (MPI_Bcast) failed");
+    msg[sizeof msg - 1] = '\0';
+    if (strncmp(msg, "rank ", 5) == 0)
+        return sts__fail(diag, worst.code, "%s", msg);
+    return sts__fail(diag, worst.code, "rank %d: %s", worst.rank, msg);
+}
+
+/*
+ * MPI-IO hints from the environment: STSHARD_MPI_HINTS="key=value,key=value"
+ * (e.g. striping_factor=8,striping_unit=4194304,cb_nodes=4,romio_cb_write=enable).
+ * They apply to every file the library opens when the caller passed
+ * MPI_INFO_NULL, so Slurm scripts can tune Lustre/GPFS without code changes.
+ * Unknown keys are ignored by MPI, as the standard requires.
+ */
+static int env_hints(MPI_Info *info, sts_diag *diag)
+{
+    int rc = STS_OK;
+    const char *env = getenv("STSHARD_MPI_HINTS");
+    char *copy = NULL, *save = NULL;
+    *info = MPI_INFO_NULL;
+    if (!env || !*env)
+        return STS_OK;
+    copy = sts__strdup(env);
+    STS_GOTO_IF(!copy, diag, STS_E_NOMEM, "out of memory");
+    STS_MPI_CALL(diag, MPI_Info_create, (info));
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        STS_GOTO_IF(!eq || eq == kv, diag, STS_E_ARG, "STSHARD_MPI_HINTS: '%s' is not key=value",
+                    kv);
+        *eq = '\0';
+        STS_MPI_CALL(diag, MPI_Info_set, (*info, kv, eq + 1));
+    }
+done:
+    if (rc != STS_OK && *info != MPI_INFO_NULL)
+        MPI_Info_free(info);
+    free(copy);
+    return rc;
+}
+
+/* Opens with the caller's info, or the environment's hints when it passed none. */
+static int file_open(MPI_Comm comm, const char *path, int amode, MPI_Info info, MPI_File *fh,
+                     sts_diag *diag)
+{
+    int rc = STS_OK;
+    MPI_Info env = MPI_INFO_NULL;
+    if (info == MPI_INFO_NULL) {
+        STS_CHECK(env_hints(&env, diag));
+        info = env;
+    }
+    STS_MPI_CALL(diag, MPI_File_open, (comm, path, amode, info, fh));
+done:
+    if (env != MPI_INFO_NULL)
+        MPI_Info_free(&env);
+    return rc;
+}
+
+static int open_mode(int write)
+{
+    return write ? (MPI_MODE_WRONLY | MPI_MODE_CREATE | MPI_MODE_EXCL) : MPI_MODE_RDONLY;
+}
+
+static int remove_stale(const char *path, sts_diag *diag)
+{
+    if (unlink(path) != 0 && errno != ENOENT)
+        return sts__fail(diag, sts__err_from_errno(errno), "%s: cannot remove stale file: %s", path,
+                         strerror(errno));
+    return STS_OK;
+}
+
+int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *fh, sts_diag *diag)
+{
+    int rc = STS_OK;
+    *fh = MPI_FILE_NULL;
+    if (write)
+        STS_CHECK(remove_stale(path, diag));
+    STS_CHECK(file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag));
+done:
+    if (rc != STS_OK)
+        sts__diag_prefix(diag, "%s", path);
+    return rc;
+}
+
+int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info info, MPI_File *fh,
+                        sts_diag *diag)
+{
+    int rc = STS_OK;
+    int me = 0;
+    *fh = MPI_FILE_NULL;
+    STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &me));
+    if (write && me == 0)
+        rc = remove_stale(path, diag);
+    STS_CHECK(sts__mpiio_agree(comm, rc, diag));
+    /* MPI_File_open is collective; on failure MPI returns the error on every rank
+     * (the standard requires the same amode everywhere), but we still agree below. */
+    rc = file_open(comm, path, open_mode(write), info, fh, diag);
+    if (rc != STS_OK)
+        sts__diag_prefix(diag, "%s", path);
+    rc = sts__mpiio_agree(comm, rc, diag);
+    if (rc != STS_OK && *fh != MPI_FILE_NULL)
+        MPI_File_close(fh);
+done:
+    return rc;
+}
+
+int sts__mpiio_close(MPI_File *fh, sts_diag *diag)
+{
+    int rc = STS_OK;
+    if (*fh == MPI_FILE_NULL)
+        return STS_OK;
+    STS_MPI_CALL(diag, MPI_File_close, (fh));
+done:
+    *fh = MPI_FILE_NULL;
+    return rc;
+}
+
+/* Checks that a finished transfer moved exactly want bytes. */
+static int check_count(const MPI_Status *st, int want, const char *what, uint64_t off,
+                       sts_diag *diag)
+{
+    int got = 0;
+    if (MPI_Get_count(st, MPI_BYTE, &got) != MPI_SUCCESS)
+        return sts__fail(diag, STS_E_MPI, "MPI_Get_count failed after %s", what);
+    if (got != want)
+        return sts__fail(diag, STS_E_IO, "short %s at byte offset %llu: %d of %d bytes", what,
+                         (unsigned long long)off, got, want);
+    return STS_OK;
+}
+
+int sts__mpiio_write_at(MPI_File fh, uint64_t off, const void *buf, uint64_t len, sts_diag *diag)
+{
+    int rc = STS_OK;
+    const char *p = buf;
+    while (len > 0) {
+        int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
+        MPI_Status st;
+        STS_MPI_CALL(diag, MPI_File_write_at, (fh, (MPI_Offset)off, p, n, MPI_BYTE, &st));
+        STS_CHECK(check_count(&st, n, "write", off, diag));
+        p += n;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+done:
+    return rc;
+}
+
+int sts__mpiio_read_at(MPI_File fh, uint64_t off, void *buf, uint64_t len, sts_diag *diag)
+{
+    int rc = STS_OK;
+    char *p = buf;
+    while (len > 0) {
+        int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
+        MPI_Status st;
+        STS_MPI_CALL(diag, MPI_File_read_at, (fh, (MPI_Offset)off, p, n, MPI_BYTE, &st));
+        STS_CHECK(check_count(&st, n, "read", off, diag));
+        p += n;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+done:
+    return rc;
+}
+
+int sts__mpiio_write_at_all(MPI_File fh, MPI_Comm comm, uint64_t off, const void *buf, uint64_t len,
+                            sts_diag *diag)
+{
+    int rc = STS_OK;
+    const char *p = buf;
+    unsigned long long mine = (len + STS_MPIIO_CHUNK - 1) / STS_MPIIO_CHUNK, rounds = 0;
+    /* Every rank must make the same number of collective calls. */
+    STS_MPI_CALL(diag, MPI_Allreduce, (&mine, &rounds, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm));
+    for (unsigned long long r = 0; r < rounds; r++) {
+        int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
+        MPI_Status st;
+        int mrc = MPI_File_write_at_all(fh, (MPI_Offset)off, p, n, MPI_BYTE, &st);
+        /* A failure must not make this rank skip the remaining rounds that the
+         * other ranks will still enter: record it and keep joining with what is left. */
+        if (rc == STS_OK && mrc != MPI_SUCCESS)
+            rc = sts__mpi_fail(diag, "MPI_File_write_at_all", mrc);
+        else if (rc == STS_OK && n > 0)
+            rc = check_count(&st, n, "write", off, diag);
+        p += n;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+done:
+    return rc;
+}
+
+int sts__mpiio_size(MPI_File fh, uint64_t *size, sts_diag *diag)
+{
+    int rc = STS_OK;
+    MPI_Offset s = 0;
+    STS_MPI_CALL(diag, MPI_File_get_size, (fh, &s));
+    *size = (uint64_t)s;
+done:
+    return rc;
+}
+
+int sts__mkdir_p(const char *path, sts_diag *diag)
+{
+    int rc = STS_OK;
+    struct stat sb;
+    char *buf = sts__strdup(path);
+    STS_GOTO_IF(!buf, diag, STS_E_NOMEM, "out of memory");
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+        if (c != '/' && c != '\0')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            STS_GOTO_IF(1, diag, sts__err_from_errno(errno), "%s: cannot create directory: %s", buf,
+                        strerror(errno));
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    STS_GOTO_IF(stat(path, &sb) != 0, diag, sts__err_from_errno(errno), "%s: %s", path,
+                strerror(errno));
+    STS_GOTO_IF(!S_ISDIR(sb.st_mode), diag, STS_E_EXIST, "%s: exists and is not a directory", path);
+done:
+    free(buf);
+    return rc;
+}
+
+int sts__fsync_dir(const char *dir, sts_diag *diag)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return sts__fail(diag, sts__err_from_errno(errno), "%s: cannot open directory: %s", dir,
+                         strerror(errno));
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        int e = errno;
+        close(fd);
+        return sts__fail(diag, sts__err_from_errno(e), "%s: fsync failed: %s", dir, strerror(e));
+    }
+    close(fd);
+    return STS_OK;
+}
+
+char *sts__path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *s = malloc(a + b + 2);
+    if (!s)
+        return NULL;
+    memcpy(s, dir, a);
+    s[a] = '/';
+    memcpy(s + a + 1, name, b + 1);
+    return s;
+}
+
+char *sts__tmp_path(const char *final_path)
+{
+    static const char suffix[] = ".stshard-partial";
+    const char *slash = strrchr(final_path, '/');
+    size_t dirlen = slash ? (size_t)(slash - final_path) + 1 : 0;
+    const char *base = final_path + dirlen;
+    size_t blen = strlen(base);
+    char *s = malloc(dirlen + 1 + blen + sizeof suffix);
+    if (!s)
+        return NULL;
+    memcpy(s, final_path, dirlen);
+    s[dirlen] = '.';
+    memcpy(s + dirlen + 1, base, blen);
+    memcpy(s + dirlen + 1 + blen, suffix, sizeof suffix);
+    return s;
+}
+
+int sts__rename(const char *tmp, const char *final_path, sts_diag *diag)
+{
+    if (rename(tmp, final_path) != 0)
+        return sts__fail(diag, sts__err_from_errno(errno), "rename %s -> %s: %s", tmp, final_path,
+                         strerror(errno));
+    return STS_OK;
+}

@@ -1,0 +1,91 @@
+/*
+ * mpiio.h - the thin MPI and MPI-IO layer every collective module uses.
+ *
+ * Transfers are split below 2 GiB because Open MPI 4.1 has no large-count
+ * MPI-IO calls (an int count of MPI_BYTE caps one call at INT_MAX bytes).
+ * Collective transfers are split into the same number of calls on every
+ * rank, because MPI requires all ranks of a file handle to make matching
+ * collective calls.
+ */
+#ifndef STS_MPIIO_H
+#define STS_MPIIO_H
+
+#include <mpi.h>
+
+#include "internal.h"
+
+/* Largest single MPI-IO transfer we issue (1 GiB keeps well clear of INT_MAX). */
+#define STS_MPIIO_CHUNK ((uint64_t)1 << 30)
+
+/*
+ * Collective over comm.  Duplicates comm (so library traffic never matches
+ * the caller's messages) and sets MPI_ERRORS_RETURN on the copy, so failures
+ * come back as codes instead of aborting the job.
+ */
+int sts__mpiio_comm_dup(MPI_Comm comm, MPI_Comm *out, sts_diag *diag);
+
+/*
+ * Collective over comm.  The error agreement that ends every collective
+ * phase: MPI_Allreduce with MPI_MINLOC over (code, rank) finds the most
+ * severe code (codes are negative) and the lowest rank that has it; that
+ * rank's diag message is broadcast, so every rank returns the same code and
+ * the same text, prefixed with the failing rank.  Returns STS_OK when every
+ * rank passed STS_OK.  If the agreement itself fails, returns STS_E_MPI.
+ */
+int sts__mpiio_agree(MPI_Comm comm, int rc, sts_diag *diag);
+
+/*
+ * Local.  Opens path with MPI_COMM_SELF.  For writing (write != 0) the file
+ * is created fresh: an existing file is removed first and MPI_MODE_EXCL
+ * guarantees we never truncate someone else's file in place.
+ */
+int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *fh, sts_diag *diag);
+
+/*
+ * Collective over comm.  Opens path on every rank of comm.  For writing the
+ * file must not exist (rank 0 removes a stale one first); MPI_MODE_EXCL makes
+ * the create fail rather than reuse a file.
+ */
+int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info info, MPI_File *fh,
+                        sts_diag *diag);
+
+/* Local or collective as the handle's open was.  Closes *fh if open; sets it to MPI_FILE_NULL. */
+int sts__mpiio_close(MPI_File *fh, sts_diag *diag);
+
+/* Independent.  Writes/reads len bytes at off, split into chunks; a short transfer is an error. */
+int sts__mpiio_write_at(MPI_File fh, uint64_t off, const void *buf, uint64_t len, sts_diag *diag);
+int sts__mpiio_read_at(MPI_File fh, uint64_t off, void *buf, uint64_t len, sts_diag *diag);
+
+/*
+ * Collective over the handle's communicator.  Each rank writes its own
+ * (off, len); ranks with len == 0 still join.  All ranks make the same
+ * number of MPI_File_write_at_all calls (the maximum chunk count, agreed with
+ * MPI_Allreduce).
+ */
+int sts__mpiio_write_at_all(MPI_File fh, MPI_Comm comm, uint64_t off, const void *buf, uint64_t len,
+                            sts_diag *diag);
+
+/* Local.  File size via MPI_File_get_size. */
+int sts__mpiio_size(MPI_File fh, uint64_t *size, sts_diag *diag);
+
+/* Local.  mkdir -p; an existing directory is fine, an existing non-directory is STS_E_EXIST. */
+int sts__mkdir_p(const char *path, sts_diag *diag);
+
+/* Local.  fsync of a directory so renames inside it are durable. */
+int sts__fsync_dir(const char *dir, sts_diag *diag);
+
+/*
+ * Local.  The temporary name a final output path is written under:
+ * "<dir>/.<base>.stshard-partial".  It is hidden and does not end in
+ * ".safetensors", so it is never mistaken for output.  Returns a malloc'd
+ * string or NULL.
+ */
+char *sts__tmp_path(const char *final_path);
+
+/* Local.  rename(tmp, final); with the errno mapped and both names in the message. */
+int sts__rename(const char *tmp, const char *final_path, sts_diag *diag);
+
+/* Local.  "<dir>/<name>" as a malloc'd string, or NULL. */
+char *sts__path_join(const char *dir, const char *name);
+
+#endif /* STS_MPIIO_H */
