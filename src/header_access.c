@@ -2,7 +2,6 @@
  * header_access.c - accessors of a parsed header, reading a header from a
  * file, and decoding the DCP_SHARDING_INFO metadata of rank files.
  */
-#define _POSIX_C_SOURCE 200809L /* pread, O_CLOEXEC under -std=c11 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
