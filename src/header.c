@@ -457,13 +457,17 @@ static int validate(sts_header *h, uint64_t data_size, sts_diag *diag)
         const sts_tensor_info *t = &h->t[i];
         uint64_t numel, nbytes;
         int rc;
-        if (t->begin != start || t->end < t->begin)
+        if (t->begin != start)
             return sts__fail(diag, STS_E_INVALID_OFFSET,
                              "InvalidOffset: tensor '%.200s' has data_offsets [%llu, %llu] but "
-                             "must start at %llu%s",
+                             "must begin at %llu, where the previous tensor ends",
                              t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                             (unsigned long long)start,
-                             t->end < t->begin ? " and end after it starts" : "");
+                             (unsigned long long)start);
+        if (t->end < t->begin)
+            return sts__fail(diag, STS_E_INVALID_OFFSET,
+                             "InvalidOffset: tensor '%.200s' has data_offsets [%llu, %llu]: it "
+                             "ends before it begins",
+                             t->name, (unsigned long long)t->begin, (unsigned long long)t->end);
         start = t->end;
         rc = sts__numel(t->shape, t->ndim, &numel);
         if (rc == STS_OK)

@@ -133,7 +133,7 @@ static int prefix_fail(sts_diag *diag, int rc, uint64_t size, const unsigned cha
     for (int i = 7; pre && i >= 0; i--)
         n = n << 8 | pre[i];
     if (rc == STS_E_HEADER_TOO_SMALL)
-        return sts__fail(diag, rc, "HeaderTooSmall: file has %llu bytes, fewer than 8",
+        return sts__fail(diag, rc, "HeaderTooSmall: the file has %llu byte(s), fewer than 8",
                          (unsigned long long)size);
     if (rc == STS_E_HEADER_TOO_LARGE)
         return sts__fail(diag, rc, "HeaderTooLarge: header length %llu exceeds %llu",
