@@ -17,3 +17,7 @@ if(EXISTS /usr/bin/python3)
   sts_add_unit_test(NAME corpus_fresh COMMAND sh -c
     "rm -rf '${STS_CORPUS_FRESH}' && /usr/bin/python3 '${STS_CORPUS_DIR}/make_corpus.py' --out '${STS_CORPUS_FRESH}' && diff -r '${STS_CORPUS_FRESH}/bad' '${STS_CORPUS_DIR}/bad' && diff -r '${STS_CORPUS_FRESH}/good' '${STS_CORPUS_DIR}/good'")
 endif()
+
+# Parse/encode throughput on a 1,000,000-tensor header (figures only, no time asserted).
+sts_test_program(bench_header bench_header.c)
+sts_add_unit_test(NAME bench_header COMMAND $<TARGET_FILE:bench_header> LABELS bench TIMEOUT 600)

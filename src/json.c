@@ -139,22 +139,34 @@ static int unicode_escape(sts__json *j, char *o, size_t *olen)
     return 0;
 }
 
+/* Makes room for at least need bytes of decoded text in the scratch buffer. */
+static int scratch_reserve(sts__json *j, size_t need)
+{
+    size_t cap = j->scratch_cap ? j->scratch_cap : 256;
+    char *p;
+    if (need <= j->scratch_cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    p = realloc(j->scratch, cap);
+    if (!p)
+        return -2;
+    j->scratch = p;
+    j->scratch_cap = cap;
+    return 0;
+}
+
 /* Decodes the escaped string starting at j->pos (just after the quote) into scratch. */
 static int decode_escaped(sts__json *j, const char **s, size_t *n)
 {
     const unsigned char *b = j->buf;
     size_t o = 0;
-    /* Decoding never lengthens the text, so the raw remainder bounds the output. */
-    if (j->scratch_cap < j->len - j->pos + 4) {
-        char *p = realloc(j->scratch, j->len - j->pos + 4);
-        if (!p)
-            return -2;
-        j->scratch = p;
-        j->scratch_cap = j->len - j->pos + 4;
-    }
     for (;;) {
         unsigned char c;
         size_t k;
+        /* One step writes at most 4 bytes (a surrogate pair's UTF-8). */
+        if (scratch_reserve(j, o + 4) != 0)
+            return -2;
         if (j->pos >= j->len)
             return sts__json_fail(j, "unterminated string");
         c = b[j->pos];
