@@ -109,7 +109,8 @@ typedef struct parser {
     const char *entry; /* the entry being parsed, for messages */
     int pending;       /* first strict-rule failure, reported once the JSON is known good */
     char pending_msg[512];
-    uint64_t *tmp; /* growable scratch for shapes */
+    sts_dtype last_dtype; /* headers use few dtypes: try the previous one first */
+    uint64_t *tmp;        /* growable scratch for shapes */
     size_t tmp_cap;
     int nomem;
 } parser;
@@ -166,6 +167,19 @@ static int parse_u64_array(parser *p, size_t *count)
     return 0;
 }
 
+static int dtype_lookup(parser *p, const char *v, size_t vn, sts_dtype *dt)
+{
+    const char *last = sts_dtype_name(p->last_dtype);
+    if (strlen(last) == vn && memcmp(last, v, vn) == 0) {
+        *dt = p->last_dtype;
+        return 0;
+    }
+    if (sts_dtype_from_name(v, vn, dt) != STS_OK)
+        return -1;
+    p->last_dtype = *dt;
+    return 0;
+}
+
 static int key_is(const char *s, size_t n, const char *lit)
 {
     return n == strlen(lit) && memcmp(s, lit, n) == 0;
@@ -193,7 +207,7 @@ static int parse_tensor(parser *p, sts_tensor_info *t)
             seen |= 1;
             if ((rc = sts__json_string(j, &v, &vn)) != 0)
                 return p->nomem = (rc == -2), -1;
-            if (sts_dtype_from_name(v, vn, &t->dtype) != STS_OK) {
+            if (dtype_lookup(p, v, vn, &t->dtype) != 0) {
                 j->pos -= 1; /* point inside the value */
                 return sts__json_fail(j, "unknown dtype");
             }
@@ -402,25 +416,43 @@ static void sort_by_offsets(sts_header *h)
 
 static int build_index(sts_header *h, sts_diag *diag)
 {
+    enum { AHEAD = 16 };
     size_t cap = 16;
+    uint64_t *hashes;
+    if (h->n > STS_MAX_TENSORS)
+        return sts__fail(diag, STS_E_UNSUPPORTED, "more than %llu tensors in one header",
+                         STS_MAX_TENSORS);
     while (cap < h->n * 2)
         cap *= 2;
     h->slots = sts__calloc_array(cap, sizeof *h->slots);
-    if (!h->slots)
+    hashes = sts__malloc_array(h->n, sizeof *hashes);
+    if (!h->slots || !hashes) {
+        free(hashes);
         return STS_E_NOMEM;
+    }
     h->slot_mask = cap - 1;
+    for (size_t i = 0; i < h->n; i++)
+        hashes[i] = sts__name_hash(h->t[i].name, h->t[i].name_len);
     for (size_t i = 0; i < h->n; i++) {
         const sts_tensor_info *t = &h->t[i];
-        size_t s = (size_t)sts__name_hash(t->name, t->name_len) & h->slot_mask;
-        while (h->slots[s]) {
-            const sts_tensor_info *o = &h->t[h->slots[s] - 1];
-            if (o->name_len == t->name_len && memcmp(o->name, t->name, t->name_len) == 0)
+        size_t s = (size_t)hashes[i] & h->slot_mask;
+        /* Slots are hit at random: fetch a later one now so its miss overlaps this work. */
+        if (i + AHEAD < h->n)
+            __builtin_prefetch(&h->slots[hashes[i + AHEAD] & h->slot_mask]);
+        for (; h->slots[s]; s = (s + 1) & h->slot_mask) {
+            const sts_tensor_info *o;
+            if (STS_SLOT_FP(h->slots[s]) != STS_SLOT_FP(hashes[i]))
+                continue;
+            o = &h->t[STS_SLOT_INDEX(h->slots[s])];
+            if (o->name_len == t->name_len && memcmp(o->name, t->name, t->name_len) == 0) {
+                free(hashes);
                 return sts__fail(diag, STS_E_DUPLICATE_NAME,
                                  "DuplicateName: tensor '%.200s' appears twice", t->name);
-            s = (s + 1) & h->slot_mask;
+            }
         }
-        h->slots[s] = i + 1;
+        h->slots[s] = STS_SLOT(hashes[i], i);
     }
+    free(hashes);
     return STS_OK;
 }
 

@@ -26,15 +26,18 @@ const sts_tensor_info *sts_header_tensor(const sts_header *h, size_t i)
 
 long sts_header_find(const sts_header *h, const char *name, size_t len)
 {
+    uint64_t hash;
     size_t s;
     if (!h || !h->slots || (!name && len))
         return -1;
-    s = (size_t)sts__name_hash(name, len) & h->slot_mask;
-    while (h->slots[s]) {
-        const sts_tensor_info *t = &h->t[h->slots[s] - 1];
+    hash = sts__name_hash(name, len);
+    for (s = (size_t)hash & h->slot_mask; h->slots[s]; s = (s + 1) & h->slot_mask) {
+        const sts_tensor_info *t;
+        if (STS_SLOT_FP(h->slots[s]) != STS_SLOT_FP(hash))
+            continue;
+        t = &h->t[STS_SLOT_INDEX(h->slots[s])];
         if (t->name_len == len && memcmp(t->name, name, len) == 0)
-            return (long)(h->slots[s] - 1);
-        s = (s + 1) & h->slot_mask;
+            return (long)STS_SLOT_INDEX(h->slots[s]);
     }
     return -1;
 }

@@ -28,11 +28,23 @@ struct sts_header {
     size_t nmeta, meta_cap;
     sts__meta_kv **meta_sorted; /* the same entries by key, bytewise */
     unsigned has_meta;          /* times __metadata__ appeared (null included) */
-    size_t *slots;              /* name hash table: tensor index + 1, 0 = empty */
+    uint64_t *slots;            /* name hash table, STS_SLOT() entries; 0 = empty */
     size_t slot_mask;
     sts__arena_blk *arena;
     uint64_t data_size; /* end of the last tensor */
 };
+
+/*
+ * A name-table slot keeps the tensor index + 1 in its low 32 bits and the top
+ * 32 bits of the name's hash above them, so probing compares fingerprints and
+ * touches a tensor's name only on a likely match (a cache miss saved per probe
+ * on million-tensor headers).
+ */
+#define STS_SLOT(hash, index) (((hash)&0xFFFFFFFF00000000ULL) | ((uint64_t)(index) + 1))
+#define STS_SLOT_INDEX(slot)  ((size_t)((slot)&0xFFFFFFFFULL) - 1)
+#define STS_SLOT_FP(slot)     ((slot)&0xFFFFFFFF00000000ULL)
+/* The most tensors a header may hold: indices must fit the slot's low half. */
+#define STS_MAX_TENSORS 0xFFFFFFFEULL
 
 /* 8-byte-aligned storage from the arena *a, valid until the arena is freed; NULL when out of
  * memory.  A zero-byte request returns a valid, distinct pointer. */
