@@ -421,9 +421,9 @@ int cmd_inspect(int argc, char **argv)
                (unsigned long long)t.files, (unsigned long long)t.tensors,
                (unsigned long long)t.bytes);
     else
-        printf("\ntotal: %llu file%s, %llu tensors, %s (%llu bytes) of tensor data\n",
+        printf("\ntotal: %llu file%s, %llu tensors, %llu bytes (%s) of tensor data\n",
                (unsigned long long)t.files, t.files == 1 ? "" : "s", (unsigned long long)t.tensors,
-               cli_format_bytes(t.bytes, size, sizeof size), (unsigned long long)t.bytes);
+               (unsigned long long)t.bytes, cli_format_bytes(t.bytes, size, sizeof size));
 done:
     for (size_t i = 0; i < n; i++)
         free(files[i]);
