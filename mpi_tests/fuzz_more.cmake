@@ -48,3 +48,4 @@ function(rel_add_fuzz_target name)
 endfunction()
 
 rel_add_fuzz_target(fuzz_coverage)
+rel_add_fuzz_target(fuzz_mapping DICT ${STS_FUZZ_MORE_DIR}/mapping.dict)
