@@ -1,0 +1,58 @@
+# Reliability suite (docs/reliability.md): the bad-input sweep over verify,
+# consolidate and reshard, fault injection, crash safety, stress and
+# determinism, and valgrind runs.  Scripts and generators live in
+# mpi_tests/reliability/.
+set(REL_DIR ${CMAKE_CURRENT_SOURCE_DIR}/reliability)
+set(REL_WORK ${STS_TEST_WORK}/rel)
+file(MAKE_DIRECTORY ${REL_WORK})
+
+find_program(REL_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT REL_PYTHON)
+  find_program(REL_PYTHON NAMES python3)
+endif()
+
+if(NOT TARGET stshard_cli)
+  return()
+endif()
+set(REL_CLI $<TARGET_FILE:stshard_cli>)
+
+# rel_test(name COMMAND ... [LABELS ..] [TIMEOUT s] [FIXTURES fixture...])
+function(rel_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "COMMAND;LABELS;FIXTURES" ${ARGN})
+  sts_add_unit_test(NAME ${name} COMMAND ${T_COMMAND} LABELS "rel;${T_LABELS}"
+                    TIMEOUT ${T_TIMEOUT})
+  if(T_FIXTURES)
+    set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED "${T_FIXTURES}")
+  endif()
+endfunction()
+
+# --- bad-input sweep ------------------------------------------------------------
+# >= 50 malformed checkpoints (format and sharding semantics), generated into
+# the build tree; every tool must reject each with the right error name, exit
+# 1 on every rank, never hang, and leave nothing in the output directory.
+set(REL_SWEEP ${REL_WORK}/sweep)
+if(REL_PYTHON)
+  sts_add_unit_test(NAME rel_sweep_gen LABELS rel COMMAND ${REL_PYTHON}
+                    ${REL_DIR}/make_bad_inputs.py --out ${REL_SWEEP} --corpus ${STS_CORPUS_DIR}/bad)
+  set_tests_properties(rel_sweep_gen PROPERTIES FIXTURES_SETUP rel_sweep)
+else()
+  # The sweep must not silently disappear.
+  sts_add_unit_test(NAME rel_sweep_gen LABELS rel COMMAND sh -c
+                    "echo 'python3 (standard library) is needed to generate the sweep'; exit 1")
+endif()
+set(REL_SWEEP_ARGS --cases ${REL_SWEEP} --stshard ${REL_CLI})
+rel_test(rel_sweep_verify FIXTURES rel_sweep COMMAND ${REL_DIR}/sweep.sh --tool verify
+         ${REL_SWEEP_ARGS} --work ${REL_WORK}/sweep-verify)
+
+# The MPI tools, 2 ranks, the cases spread over three tests so ctest -j runs them side by side.
+foreach(tool consolidate reshard)
+  if(NOT EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_${tool}.c)
+    continue()
+  endif()
+  foreach(part 1 2 3)
+    rel_test(rel_sweep_${tool}_${part} FIXTURES rel_sweep TIMEOUT 900
+             COMMAND ${REL_DIR}/sweep.sh --tool ${tool} ${REL_SWEEP_ARGS}
+             --work ${REL_WORK}/sweep-${tool} --part ${part}/3 --np 2
+             --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
+  endforeach()
+endforeach()
