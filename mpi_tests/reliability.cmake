@@ -56,3 +56,13 @@ foreach(tool consolidate reshard)
              --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
   endforeach()
 endforeach()
+
+# --- fault injection (test builds: -DSTS_FAULT_INJECTION=ON) ----------------------
+if(STS_FAULT_INJECTION)
+  sts_test_program(par_fault reliability/par_fault.c)
+  foreach(np 2 4)
+    file(MAKE_DIRECTORY ${REL_WORK}/fault_np${np})
+    sts_add_mpi_test(NAME rel_par_fault NP ${np} LABELS rel TIMEOUT 120
+                     COMMAND $<TARGET_FILE:par_fault> ${REL_WORK}/fault_np${np})
+  endforeach()
+endif()

@@ -125,6 +125,7 @@ int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *f
     *fh = MPI_FILE_NULL;
     if (write)
         STS_CHECK(remove_stale(path, diag));
+    STS_CHECK(STS_FAULT("open", diag));
     STS_CHECK(file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag));
 done:
     if (rc != STS_OK)
@@ -145,6 +146,9 @@ int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info inf
     /* MPI_File_open is collective; on failure MPI returns the error on every rank
      * (the standard requires the same amode everywhere), but we still agree below. */
     rc = file_open(comm, path, open_mode(write), info, fh, diag);
+    /* Injected after the collective open, as a real failure would be: every rank still joins it. */
+    if (rc == STS_OK)
+        rc = STS_FAULT("open", diag);
     if (rc != STS_OK)
         sts__diag_prefix(diag, "%s", path);
     rc = sts__mpiio_agree(comm, rc, diag);
@@ -185,6 +189,7 @@ int sts__mpiio_write_at(MPI_File fh, uint64_t off, const void *buf, uint64_t len
     while (len > 0) {
         int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
         MPI_Status st;
+        STS_CHECK(STS_FAULT("write", diag));
         STS_MPI_CALL(diag, MPI_File_write_at, (fh, (MPI_Offset)off, p, n, MPI_BYTE, &st));
         STS_CHECK(check_count(&st, n, "write", off, diag));
         p += n;
@@ -202,6 +207,7 @@ int sts__mpiio_read_at(MPI_File fh, uint64_t off, void *buf, uint64_t len, sts_d
     while (len > 0) {
         int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
         MPI_Status st;
+        STS_CHECK(STS_FAULT("read", diag));
         STS_MPI_CALL(diag, MPI_File_read_at, (fh, (MPI_Offset)off, p, n, MPI_BYTE, &st));
         STS_CHECK(check_count(&st, n, "read", off, diag));
         p += n;
@@ -223,7 +229,10 @@ int sts__mpiio_write_at_all(MPI_File fh, MPI_Comm comm, uint64_t off, const void
     for (unsigned long long r = 0; r < rounds; r++) {
         int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
         MPI_Status st;
-        int mrc = MPI_File_write_at_all(fh, (MPI_Offset)off, p, n, MPI_BYTE, &st);
+        int mrc;
+        if (rc == STS_OK)
+            rc = STS_FAULT("write", diag);
+        mrc = MPI_File_write_at_all(fh, (MPI_Offset)off, p, n, MPI_BYTE, &st);
         /* A failure must not make this rank skip the remaining rounds that the
          * other ranks will still enter: record it and keep joining with what is left. */
         if (rc == STS_OK && mrc != MPI_SUCCESS)
@@ -320,6 +329,9 @@ char *sts__tmp_path(const char *final_path)
 
 int sts__rename(const char *tmp, const char *final_path, sts_diag *diag)
 {
+    int rc = STS_FAULT("rename", diag);
+    if (rc != STS_OK)
+        return rc;
     if (rename(tmp, final_path) != 0)
         return sts__fail(diag, sts__err_from_errno(errno), "rename %s -> %s: %s", tmp, final_path,
                          strerror(errno));
