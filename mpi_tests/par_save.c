@@ -302,7 +302,8 @@ static void check_parsed(const char *path, const size_t *idx, size_t n)
     /* PyTorch's spacing and ensure_ascii escaping, checked literally for odd names. */
     if (me == 0) {
         const char *info = sts_header_meta_get(h, "DCP_SHARDING_INFO");
-        CHECK(info && strstr(info, "\"weird \\\"name\\\" \\u00fc\\\\x\": {\"saved_offsets\": [0]}"));
+        CHECK(info &&
+              strstr(info, "\"weird \\\"name\\\" \\u00fc\\\\x\": {\"saved_offsets\": [0]}"));
         CHECK(info && strstr(info, "\"emoji.\\ud83d\\ude00\": {\"saved_offsets\": [0]}"));
     }
     sts_header_free(h);
@@ -336,8 +337,8 @@ static void check_my_file(const char *dir)
     meta[0] = (sts_meta_entry){"DCP_SHARDING_INFO", info};
     meta[1] = (sts_meta_entry){"DCP_VERSION", "1.0"};
     meta[2] = (sts_meta_entry){"format", "pt"};
-    CHECK_OK(sts_header_encode(desc, n, meta, 3, STS_LAYOUT_CANONICAL, 0, &hdr, &hlen, begin, end,
-                               &d));
+    CHECK_OK(
+        sts_header_encode(desc, n, meta, 3, STS_LAYOUT_CANONICAL, 0, &hdr, &hlen, begin, end, &d));
     CHECK(su_size(path) == (long long)(hlen + total));
     file = malloc(hlen + total + 1);
     CHECK(su_pread(path, 0, file, hlen + total) == 0);
@@ -451,7 +452,7 @@ static int save(const char *dir, int force, sts_save_stats *st, char *msg, size_
     if (rc != STS_OK)
         return rc;
     for (size_t t = 0; t < NT; t++) {
-        sts_block b = {T[t].name, T[t].dt,       T[t].ndim, T[t].gshape,
+        sts_block b = {T[t].name,    T[t].dt,        T[t].ndim, T[t].gshape,
                        P[t][me].off, P[t][me].shape, mine[t]};
         if (P[t][me].has)
             CHECK_OK(sts_writer_add(w, &b));
