@@ -211,7 +211,8 @@ done:
 
 /* ---- create / free ------------------------------------------------------ */
 
-/* Rank 0 creates the directory; then every rank checks that it sees one there. */
+/* Rank 0 creates the directory; then every rank checks that it sees one there
+ * (a directory that is local to one node would show up here). */
 static int make_dir(sts_writer *w)
 {
     int rc = STS_OK;
@@ -259,7 +260,6 @@ int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
     else if (!(w->dir = sts__strdup(dir)))
         rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    STS_CHECK(make_dir(w));
 done:
     if (rc != STS_OK) {
         if (w->comm != MPI_COMM_NULL) {
@@ -596,6 +596,7 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
         rc = sts__fail(&w->diag, w->add_rc, "%s", w->add_diag.message);
     w->committed = 1;
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    STS_CHECK(make_dir(w));
     STS_CHECK(sts__writer_resolve_replicas(w));
     rc = plan_files(w);
     if (rc == STS_OK)
