@@ -16,6 +16,12 @@ foreach(np 1 2 3 4)
                    COMMAND $<TARGET_FILE:par_save> ${STS_FIXTURES_H5} ${STS_TEST_WORK}/par_save_np${np})
 endforeach()
 
+# Failures: same code and message on every rank, nothing left behind.  The
+# tmpfs cases (read-only, full) mount as root and are skipped otherwise.
+sts_test_program(par_save_errors par_save_errors.c)
+sts_add_mpi_test(NAME par_save_errors NP 1 2 3 4 TIMEOUT 120
+                 COMMAND $<TARGET_FILE:par_save_errors> ${STS_TEST_WORK}/par_save_errors)
+
 # --- stshard save (needs the tool, and the verify/mapping modules it brings) ---
 if(NOT TARGET stshard_cli)
   return()
