@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "mpiio.h"
@@ -462,24 +463,42 @@ done:
     return rc;
 }
 
-static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
+/*
+ * MPI-IO reports a full file system as a short write or a generic I/O error
+ * (errno does not come through).  When the directory's file system has less
+ * room left than the file still needed from byte `at`, say so.
+ */
+static int classify_io_error(sts_writer *w, int rc, uint64_t at, uint64_t file_end)
+{
+    struct statvfs sv;
+    uint64_t avail;
+    if (rc != STS_E_IO || statvfs(w->dir, &sv) != 0)
+        return rc;
+    avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    if (avail >= file_end - at)
+        return rc;
+    w->diag.code = STS_E_NOSPACE;
+    sts__diag_prefix(&w->diag, "no space left on device (%llu bytes free, %llu more needed)",
+                     (unsigned long long)avail, (unsigned long long)(file_end - at));
+    return STS_E_NOSPACE;
+}
+
+/* Header, blocks, optional sync and close of an open file; *at tracks the offset reached. */
+static int write_body(sts_writer *w, const sts__writer_file *f, stager *s, const void *hdr,
+                      size_t hlen, const uint64_t *begin, uint64_t *at)
 {
     int rc = STS_OK;
-    void *hdr = NULL;
-    size_t hlen = 0;
-    uint64_t *begin = sts__malloc_array(f->nblocks, sizeof *begin);
-    s->fh = MPI_FILE_NULL;
-    STS_GOTO_IF(!begin, &w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(encode_header(w, f, &hdr, &hlen, begin));
-    STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &s->fh, &w->diag));
     s->len = 0;
     STS_CHECK(stage_put(s, 0, hdr, hlen));
     for (size_t i = 0; i < f->nblocks; i++) {
         const sts__writer_block *b = &w->blocks[w->order[f->first + i]];
-        rc = stage_put(s, hlen + begin[i], b->data, b->nbytes);
-        STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "tensor '%s' (%llu bytes at file offset %llu): %s",
-                    b->name, (unsigned long long)b->nbytes, (unsigned long long)(hlen + begin[i]),
-                    w->diag.message);
+        *at = hlen + begin[i];
+        rc = stage_put(s, *at, b->data, b->nbytes);
+        if (rc != STS_OK) {
+            sts__diag_prefix(&w->diag, "tensor '%s' (%llu bytes at file offset %llu)", b->name,
+                             (unsigned long long)b->nbytes, (unsigned long long)*at);
+            goto done;
+        }
         report_progress(w, b->nbytes);
     }
     STS_CHECK(stage_flush(s));
@@ -487,9 +506,26 @@ static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
         STS_MPI_CALL(&w->diag, MPI_File_sync, (s->fh));
     STS_CHECK(sts__mpiio_close(&s->fh, &w->diag));
 done:
+    return rc;
+}
+
+static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
+{
+    int rc = STS_OK;
+    void *hdr = NULL;
+    size_t hlen = 0;
+    uint64_t *begin = sts__malloc_array(f->nblocks, sizeof *begin), at = 0, end;
+    s->fh = MPI_FILE_NULL;
+    STS_GOTO_IF(!begin, &w->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(encode_header(w, f, &hdr, &hlen, begin));
+    end = hlen + begin[f->nblocks - 1] + w->blocks[w->order[f->first + f->nblocks - 1]].nbytes;
+    STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &s->fh, &w->diag));
+    rc = classify_io_error(w, write_body(w, f, s, hdr, hlen, begin, &at), at, end);
+done:
     if (s->fh != MPI_FILE_NULL)
         MPI_File_close(&s->fh);
-    if (rc != STS_OK)
+    /* Failures from the open already name the file. */
+    if (rc != STS_OK && !strstr(w->diag.message, f->tmp_path))
         sts__diag_prefix(&w->diag, "%s", f->tmp_path);
     sts_free(hdr);
     free(begin);
