@@ -253,6 +253,9 @@ static int save_model(MPI_Comm comm, const save_args *a, const shard *s, const s
     for (size_t i = 0; i < s->count; i++)
         if (sts_writer_add(w, &s->blocks[i]) != STS_OK)
             break; /* commit reports the failure on every rank */
+    /* Start the clock together: otherwise the commit's time would include waiting for
+     * the slowest rank to finish generating its part of the model. */
+    MPI_Barrier(comm);
     rc = sts_writer_commit(w, &r->st);
     if (o.progress)
         cli_progress_end(&prog);
