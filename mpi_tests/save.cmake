@@ -16,6 +16,11 @@ foreach(np 1 2 3 4)
                    COMMAND $<TARGET_FILE:par_save> ${STS_FIXTURES_H5} ${STS_TEST_WORK}/par_save_np${np})
 endforeach()
 
+# The API beyond the fixtures: many tiny tensors, empty ranks, replica balance, misuse.
+sts_test_program(par_save_api par_save_api.c)
+sts_add_mpi_test(NAME par_save_api NP 1 2 3 4 TIMEOUT 120
+                 COMMAND $<TARGET_FILE:par_save_api> ${STS_TEST_WORK}/par_save_api)
+
 # Failures: same code and message on every rank, nothing left behind.  The
 # tmpfs cases (read-only, full) mount as root and are skipped otherwise.
 sts_test_program(par_save_errors par_save_errors.c)
