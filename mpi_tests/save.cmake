@@ -9,6 +9,12 @@ set(STS_FIXTURES_H5 ${STS_TEST_WORK}/fixtures.h5)
 sts_add_unit_test(NAME save_gen_fixtures COMMAND $<TARGET_FILE:gen_fixtures> ${STS_FIXTURES_H5})
 set_tests_properties(save_gen_fixtures PROPERTIES FIXTURES_SETUP save_h5)
 
+# The synthetic model of `stshard save` (pure functions, no MPI).
+sts_test_program(unit_model unit_model.c ${PROJECT_SOURCE_DIR}/src/cli/model.c
+                 ${PROJECT_SOURCE_DIR}/src/cli/common.c)
+target_include_directories(unit_model PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
+sts_add_unit_test(NAME unit_model COMMAND $<TARGET_FILE:unit_model>)
+
 sts_test_program(par_save par_save.c)
 target_link_libraries(par_save PRIVATE hdf5::hdf5)
 foreach(np 1 2 3 4)

@@ -218,10 +218,12 @@ static uint64_t llama_body_params(const model_dims *d)
     return d->layers * layer + h;
 }
 
-#define LLAMA_MIN_VOCAB 1000
-
-/* The widest model whose vocabulary still has LLAMA_MIN_VOCAB rows. */
-static int llama_fit(uint64_t params, model_dims *out)
+/*
+ * The widest model whose vocabulary still has min_vocab rows.  Real
+ * tokenizers have 32k-128k tokens, so that is tried first; tiny targets fall
+ * back to 1000.
+ */
+static int llama_fit_vocab(uint64_t params, uint64_t min_vocab, model_dims *out)
 {
     int found = 0;
     for (uint64_t h = 64; h <= 16384; h += 64) {
@@ -229,13 +231,20 @@ static int llama_fit(uint64_t params, model_dims *out)
         uint64_t body;
         llama_dims(h, &d);
         body = llama_body_params(&d);
-        if (body >= params || (params - body) / (2 * h) < LLAMA_MIN_VOCAB)
+        if (body >= params || (params - body) / (2 * h) < min_vocab)
             break;
         d.vocab = (params - body) / (2 * h);
         *out = d;
         found = 1;
     }
     return found ? 0 : -1;
+}
+
+static int llama_fit(uint64_t params, model_dims *out)
+{
+    if (llama_fit_vocab(params, 32000, out) == 0)
+        return 0;
+    return llama_fit_vocab(params, 1000, out);
 }
 
 static void add_llama(builder *b, const model_dims *d)

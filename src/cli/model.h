@@ -63,8 +63,10 @@ typedef struct model {
  * Builds the model named by spec, "PRESET:SIZE" (SIZE as parsed by
  * cli_parse_size), with weights of dtype dt.  Presets:
  *   llama  embedding, per layer q/k/v/o, gate/up/down and two norms, final
- *          norm and lm_head; hidden size and depth grow with SIZE, the
- *          vocabulary absorbs the remainder so the total lands near SIZE.
+ *          norm and lm_head; the widest hidden size (multiple of 64, depth
+ *          hidden/128, FFN 8/3 hidden, grouped KV from 1024) that leaves a
+ *          vocabulary of 32000+ rows (1000+ for tiny sizes); the vocabulary
+ *          absorbs the remainder, so the total lands just under SIZE.
  *   mixed  llama plus buffers of other dtypes and ranks (F32 rotary table,
  *          I64 scalar step, BOOL 2-D mask, I32 3-D and F16 4-D tensors).
  * Returns 0, or -1 with a message in err.
