@@ -311,21 +311,15 @@ const char *sts_writer_errmsg(const sts_writer *w)
 /* ---- plan: files of this rank ------------------------------------------ */
 
 /* Canonical order within a file: dtype rank descending, then name (bytewise). */
-static int canon_cmp(const void *pa, const void *pb, const sts__writer_block *blocks)
+static int order_cmp(const void *pa, const void *pb)
 {
-    const sts__writer_block *a = &blocks[*(const size_t *)pa], *b = &blocks[*(const size_t *)pb];
+    const sts__writer_block *a = *(sts__writer_block *const *)pa;
+    const sts__writer_block *b = *(sts__writer_block *const *)pb;
     if (a->file != b->file)
         return a->file < b->file ? -1 : 1;
     if (a->dtype != b->dtype)
         return a->dtype > b->dtype ? -1 : 1;
     return strcmp(a->name, b->name);
-}
-
-/* qsort has no user pointer; the sort runs on one thread, so a file-scope pointer is safe. */
-static const sts__writer_block *sort_blocks;
-static int order_cmp(const void *a, const void *b)
-{
-    return canon_cmp(a, b, sort_blocks);
 }
 
 /* Assigns output files to the kept blocks and names this rank's files. */
@@ -351,13 +345,13 @@ static int plan_files(sts_writer *w)
     STS_GOTO_IF(!w->order || !w->files, &w->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < w->count; i++)
         if (w->blocks[i].keep)
-            w->order[w->norder++] = i;
-    sort_blocks = w->blocks;
-    qsort(w->order, w->norder, sizeof *w->order, order_cmp);
+            w->order[w->norder++] = &w->blocks[i];
+    if (w->norder > 0)
+        qsort(w->order, w->norder, sizeof *w->order, order_cmp);
     for (size_t i = 0; i < w->norder; i++) {
-        sts__writer_block *b = &w->blocks[w->order[i]];
+        const sts__writer_block *b = w->order[i];
         sts__writer_file *f;
-        if (i > 0 && w->blocks[w->order[i - 1]].file == b->file) {
+        if (i > 0 && w->order[i - 1]->file == b->file) {
             w->files[w->nfiles - 1].nblocks++;
             continue;
         }
@@ -435,7 +429,7 @@ static int encode_header(sts_writer *w, const sts__writer_file *f, void **hdr, s
     sts_meta_entry meta[3];
     STS_GOTO_IF(!desc || !end, &w->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *b = &w->blocks[w->order[f->first + i]];
+        const sts__writer_block *b = w->order[f->first + i];
         desc[i].name = b->name;
         desc[i].dtype = b->dtype;
         desc[i].ndim = b->ndim;
@@ -451,7 +445,7 @@ static int encode_header(sts_writer *w, const sts__writer_file *f, void **hdr, s
     STS_CHECK(sts_header_encode(desc, f->nblocks, meta, 3, STS_LAYOUT_CANONICAL, 0, hdr, hlen,
                                 begin, end, &w->diag));
     for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *b = &w->blocks[w->order[f->first + i]];
+        const sts__writer_block *b = w->order[f->first + i];
         /* The blocks were passed in canonical order, so the encoder packs them in that order. */
         STS_GOTO_IF(end[i] - begin[i] != b->nbytes || (i > 0 && begin[i] != end[i - 1]), &w->diag,
                     STS_E_INTERNAL, "header encoder placed tensor '%s' unexpectedly", b->name);
@@ -491,7 +485,7 @@ static int write_body(sts_writer *w, const sts__writer_file *f, stager *s, const
     s->len = 0;
     STS_CHECK(stage_put(s, 0, hdr, hlen));
     for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *b = &w->blocks[w->order[f->first + i]];
+        const sts__writer_block *b = w->order[f->first + i];
         *at = hlen + begin[i];
         rc = stage_put(s, *at, b->data, b->nbytes);
         if (rc != STS_OK) {
@@ -518,7 +512,7 @@ static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
     s->fh = MPI_FILE_NULL;
     STS_GOTO_IF(!begin, &w->diag, STS_E_NOMEM, "out of memory");
     STS_CHECK(encode_header(w, f, &hdr, &hlen, begin));
-    end = hlen + begin[f->nblocks - 1] + w->blocks[w->order[f->first + f->nblocks - 1]].nbytes;
+    end = hlen + begin[f->nblocks - 1] + w->order[f->first + f->nblocks - 1]->nbytes;
     STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &s->fh, &w->diag));
     rc = classify_io_error(w, write_body(w, f, s, hdr, hlen, begin, &at), at, end);
 done:
@@ -543,7 +537,7 @@ static int write_files(sts_writer *w)
     /* Size the staging buffer for what will pass through it, up to its bound (plus
      * room for headers, which are usually small). */
     for (size_t i = 0; i < w->norder; i++) {
-        uint64_t n = w->blocks[w->order[i]].nbytes;
+        uint64_t n = w->order[i]->nbytes;
         small += n < STAGE_DIRECT ? n : 0;
     }
     if (w->nfiles > 0) {

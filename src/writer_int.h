@@ -44,7 +44,7 @@ struct sts_writer {
     size_t *table; /* name -> block index + 1, open addressing */
     size_t table_cap;
 
-    size_t *order; /* kept blocks by (file, canonical order) */
+    sts__writer_block **order; /* kept blocks by (file, canonical order) */
     size_t norder;
     sts__writer_file *files;
     size_t nfiles, renamed;

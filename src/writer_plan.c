@@ -170,7 +170,8 @@ static int make_groups(const rec *recs, size_t nrec, group *groups, size_t *ngro
 /* Greedy balance: each tensor, largest first, goes to its least-loaded holder. */
 static void assign(sts_writer *w, const rec *recs, group *groups, size_t ng, uint64_t *load)
 {
-    qsort(groups, ng, sizeof *groups, group_cmp);
+    if (ng > 0)
+        qsort(groups, ng, sizeof *groups, group_cmp);
     for (size_t g = 0; g < ng; g++) {
         const rec *h = &recs[groups[g].first];
         int best = h[0].rank;
@@ -235,7 +236,8 @@ int sts__writer_resolve_replicas(sts_writer *w)
         load[r] = sizes[2 * r + 1];
     rc = parse_records(all, counts, displs, np, &recs, &nrec, &w->diag);
     if (rc == STS_OK) {
-        qsort(recs, nrec, sizeof *recs, rec_cmp);
+        if (nrec > 0)
+            qsort(recs, nrec, sizeof *recs, rec_cmp);
         groups = sts__malloc_array(nrec, sizeof *groups);
         rc = groups ? make_groups(recs, nrec, groups, &ng, &w->diag)
                     : sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
@@ -367,7 +369,7 @@ int sts__writer_sharding_json(sts_writer *w, const sts__writer_file *f, char **o
     char num[32];
     sb_put(&b, "{", 1);
     for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *k = &w->blocks[w->order[f->first + i]];
+        const sts__writer_block *k = w->order[f->first + i];
         if (i > 0)
             sb_put(&b, ", ", 2);
         sb_py_string(&b, k->name);
@@ -448,7 +450,8 @@ static int produced_names(const sts_writer *w, const int *counts, const unsigned
             }
         }
     }
-    qsort(names, all, sizeof *names, str_cmp);
+    if (all > 0)
+        qsort(names, all, sizeof *names, str_cmp);
     *out = names;
     *n = all;
     return STS_OK;
@@ -464,7 +467,7 @@ static int remove_unlisted(sts_writer *w, char **names, size_t n)
     while ((e = readdir(d)) != NULL) {
         const char *key = e->d_name;
         char *path;
-        if (!is_rank_file(key) || bsearch(&key, names, n, sizeof *names, str_cmp))
+        if (!is_rank_file(key) || (n > 0 && bsearch(&key, names, n, sizeof *names, str_cmp)))
             continue;
         path = sts__path_join(w->dir, key);
         STS_GOTO_IF(!path, &w->diag, STS_E_NOMEM, "out of memory");
