@@ -232,7 +232,7 @@ done:
 
 int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts, sts_writer **out)
 {
-    int rc = STS_OK;
+    int rc = STS_OK, ok;
     sts_writer *w = NULL;
     sts_diag d;
     if (!out)
@@ -240,15 +240,13 @@ int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
     *out = NULL;
     sts__diag_clear(&d);
     w = calloc(1, sizeof *w);
-    rc = w ? STS_OK : STS_E_NOMEM;
-    /* Agree on the allocation with the caller's communicator: nothing is duplicated yet. */
-    if (MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
-        rc = STS_E_MPI;
-    if (rc != STS_OK) {
-        free(w);
-        return rc;
-    }
-    w->comm = MPI_COMM_NULL;
+    ok = w != NULL;
+    if (w)
+        w->comm = MPI_COMM_NULL;
+    /* Every rank must hold a handle before the collective duplication; this one
+     * reduction runs on the caller's communicator. */
+    STS_MPI_CALL(&d, MPI_Allreduce, (MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm));
+    STS_GOTO_IF(!ok, &d, STS_E_NOMEM, "out of memory");
     STS_CHECK(sts__mpiio_comm_dup(comm, &w->comm, &w->diag));
     STS_MPI_CALL(&w->diag, MPI_Comm_rank, (w->comm, &w->rank));
     STS_MPI_CALL(&w->diag, MPI_Comm_size, (w->comm, &w->nranks));
@@ -261,16 +259,10 @@ int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
     else if (!(w->dir = sts__strdup(dir)))
         rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-done:
-    if (rc != STS_OK) {
-        if (w->comm != MPI_COMM_NULL) {
-            sts_writer_free(w);
-            w = NULL;
-        }
-        free(w);
-        return rc;
-    }
     *out = w;
+done:
+    if (rc != STS_OK)
+        sts_writer_free(w); /* collective only when the duplicate exists, on every rank */
     return rc;
 }
 
