@@ -16,6 +16,8 @@ if(NOT TARGET stshard_cli)
 endif()
 set(REL_CLI $<TARGET_FILE:stshard_cli>)
 
+sts_test_program(gen_many reliability/gen_many.c)
+
 # rel_test(name COMMAND ... [LABELS ..] [TIMEOUT s] [FIXTURES fixture...])
 function(rel_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "COMMAND;LABELS;FIXTURES" ${ARGN})
