@@ -68,3 +68,34 @@ if(STS_FAULT_INJECTION)
                      COMMAND $<TARGET_FILE:par_fault> ${REL_WORK}/fault_np${np})
   endforeach()
 endif()
+
+# --- valgrind (label "valgrind"; not in sanitizer builds, which valgrind cannot run) ---
+# Representative commands, serial and at 2 ranks, each must exit with the
+# expected status and valgrind must find no invalid access, no uninitialised
+# value and no definite leak; valgrind-openmpi.supp hides Open MPI's own.
+find_program(REL_VALGRIND valgrind)
+if(REL_VALGRIND AND NOT STS_SANITIZE)
+  add_library(rel_vg_keepdl SHARED ${CMAKE_CURRENT_SOURCE_DIR}/asan_keepdl.c)
+  set(REL_VG ${REL_DIR}/vg.sh ${CMAKE_CURRENT_SOURCE_DIR}/valgrind-openmpi.supp
+             $<TARGET_FILE:rel_vg_keepdl>)
+  set(REL_MPI2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS})
+  # rel_vg_test(name fixture status command...)
+  function(rel_vg_test name fixture status)
+    rel_test(${name} LABELS valgrind TIMEOUT 600 FIXTURES ${fixture}
+             COMMAND ${REL_VG} ${status} ${ARGN})
+  endfunction()
+  function(rel_vg_mpi_test name fixture status)
+    rel_test(${name} LABELS valgrind TIMEOUT 600 FIXTURES ${fixture}
+             COMMAND ${REL_MPI2} ${REL_VG} ${status} ${ARGN})
+  endfunction()
+  rel_vg_test(rel_vg_verify_good rel_sweep 0 ${REL_CLI} verify ${REL_SWEEP}/good_ranks)
+  rel_vg_test(rel_vg_verify_gap rel_sweep 1 ${REL_CLI} verify ${REL_SWEEP}/sem_gap_rows)
+  rel_vg_test(rel_vg_verify_index rel_sweep 1 ${REL_CLI} verify ${REL_SWEEP}/ix_tensor_in_wrong_file)
+  rel_vg_test(rel_vg_inspect rel_sweep 0 ${REL_CLI} inspect --json ${REL_SWEEP}/good_index)
+  rel_vg_mpi_test(rel_vg_save rel_sweep 0 ${REL_CLI} save ${REL_WORK}/vg_save
+                  --model llama:1MiB --strategy mesh2d --force)
+  if(STS_FAULT_INJECTION)
+    rel_vg_mpi_test(rel_vg_par_fault rel_sweep 0 $<TARGET_FILE:par_fault> ${REL_WORK}/fault_vg)
+    file(MAKE_DIRECTORY ${REL_WORK}/fault_vg)
+  endif()
+endif()
