@@ -3,10 +3,17 @@
 #
 # Runs COMMAND as one MPI rank (mpiexec starts one copy per rank) and records
 # its exit status in STATUSDIR/rank.<rank>, so a test can check the status of
-# EVERY rank, not only the one the launcher passes on.
+# EVERY rank, not only the one the launcher passes on.  With RANKWRAP_EXEC=1
+# it records its pid in STATUSDIR/pid.<rank> instead and becomes COMMAND, so
+# a test can signal the rank process itself.
 dir=$1
 shift
+rank=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-unknown}}
+if [ "${RANKWRAP_EXEC:-0}" = 1 ]; then
+    echo $$ >"$dir/pid.$rank"
+    exec "$@"
+fi
 "$@"
 status=$?
-echo "$status" >"$dir/rank.${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-unknown}}"
+echo "$status" >"$dir/rank.$rank"
 exit "$status"
