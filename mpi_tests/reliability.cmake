@@ -99,3 +99,15 @@ if(REL_VALGRIND AND NOT STS_SANITIZE)
     file(MAKE_DIRECTORY ${REL_WORK}/fault_vg)
   endif()
 endif()
+
+# --- fault and safety scenarios (faults.sh; docs/reliability.md) ------------------
+# Exit 77 = skipped (no root for tmpfs mounts, no setpriv).  RUN_SERIAL: the
+# scenarios time their kills and pauses against real processes.
+set(REL_FAULTS ${REL_DIR}/faults.sh)
+function(rel_fault_test scenario)
+  rel_test(rel_fault_${scenario} TIMEOUT 300
+           COMMAND ${REL_FAULTS} ${scenario} --stshard ${REL_CLI} --gen $<TARGET_FILE:gen_many>
+           --work ${REL_WORK}/faults --np 2 --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
+  set_tests_properties(rel_fault_${scenario} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endfunction()
+rel_fault_test(save_full_disk)

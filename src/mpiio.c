@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "mpiio.h"
@@ -336,4 +337,33 @@ int sts__rename(const char *tmp, const char *final_path, sts_diag *diag)
         return sts__fail(diag, sts__err_from_errno(errno), "rename %s -> %s: %s", tmp, final_path,
                          strerror(errno));
     return STS_OK;
+}
+
+int sts__mpiio_check_space(const char *dir, uint64_t need, sts_diag *diag)
+{
+    struct statvfs sv;
+    uint64_t avail;
+    char *at = sts__strdup(dir);
+    int rc = STS_OK;
+    if (!at)
+        return sts__fail(diag, STS_E_NOMEM, "out of memory");
+    /* The directory may not exist yet: its nearest existing ancestor holds the file system. */
+    while (statvfs(at, &sv) != 0) {
+        char *slash = strrchr(at, '/');
+        if (!slash || slash == at)
+            goto done; /* nothing to ask: the write itself will report */
+        *slash = '\0';
+    }
+    /* Some file systems (FUSE, some parallel ones) report no block counts: nothing to check. */
+    if (sv.f_blocks == 0 || sv.f_frsize == 0)
+        goto done;
+    avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    if (avail < need)
+        rc = sts__fail(diag, STS_E_NOSPACE,
+                       "%s: not enough free space: %llu bytes needed, %llu available (%llu short)",
+                       dir, (unsigned long long)need, (unsigned long long)avail,
+                       (unsigned long long)(need - avail));
+done:
+    free(at);
+    return rc;
 }

@@ -21,6 +21,7 @@
 #   dir_input        a directory named like a rank file
 #   shrunk_input     a rank file is truncated after the headers were read
 #   grown_input      a rank file grows after the headers were read
+#   save_full_disk   `stshard save` into a 1 MiB tmpfs: refused before writing
 #   one_rank_fails   the fault switch fails rank 1's writes (IoError)
 #   exists_no_force  a valid output exists: refused without --force, replaced
 #                    with it
@@ -249,6 +250,14 @@ shrunk_input | grown_input)
     touch "$work/go"
     wait $job
     expect_failure $? 3 "shard-00002.*(changed|size|short read)" "$out"
+    ;;
+save_full_disk)
+    mkdir -p "$work" "$st"
+    mount_tmpfs 1m
+    STSHARD_FAULT="" timeout -k 10 "$limit" "$mpiexec" -n "$np" "${flags[@]}" \
+        "$here/rankwrap.sh" "$st" "$exe" save "$mnt/out" --model llama:8MiB >"$log" 2>&1
+    expect_failure $? 3 "NoSpace: .*not enough free space: [0-9]+ bytes needed" "$mnt/out"
+    [ -z "$(find "$mnt/out" -name '*.safetensors*' 2>/dev/null)" ] || fail "save left rank files"
     ;;
 one_rank_fails)
     make_input 3000
