@@ -13,6 +13,11 @@ if [ "${RANKWRAP_EXEC:-0}" = 1 ]; then
     echo $$ >"$dir/pid.$rank"
     exec "$@"
 fi
+# When one rank exits non-zero, Open MPI's launcher aborts the job and sends
+# SIGTERM (SIGKILL about a second later) to the ranks still running, which
+# may be a rank that has its error and is just leaving.  Ignoring SIGTERM
+# (the command inherits that) lets it finish and record its own status.
+trap '' TERM
 "$@"
 status=$?
 echo "$status" >"$dir/rank.$rank"
