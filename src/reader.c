@@ -1,0 +1,781 @@
+/*
+ * reader.c - opening a checkpoint for offset reads: find its files, read each
+ * header once, exchange the parsed headers, and build one tensor table that
+ * is identical on every rank.
+ *
+ * Phases of sts_reader_open (each ends with an error agreement):
+ *  1. rank 0 inspects the path (file, index.json, model.safetensors or a
+ *     directory of rank files) and broadcasts the file list;
+ *  2. file i's header is read by rank i mod P and packed into a compact
+ *     record (names, dtypes, shapes, saved offsets, absolute data offsets);
+ *  3. MPI_Allgatherv gives every rank every record;
+ *  4. every rank builds the same table from the same bytes: blocks sorted by
+ *     tensor, identical duplicates dropped, global shapes and coverage;
+ *  5. rank 0 checks the index's weight_map against the headers.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "mpiio.h"
+#include "reader.h"
+
+#define INDEX_NAME  "model.safetensors.index.json"
+#define SINGLE_NAME "model.safetensors"
+#define SUFFIX      ".safetensors"
+/* An index.json is small (one line per tensor); refuse absurd ones instead of reading them. */
+#define MAX_INDEX_BYTES ((long)1 << 30)
+
+/* A growable buffer of 8-byte words: header records are sequences of u64. */
+typedef struct wbuf {
+    uint64_t *w;
+    size_t len;
+    size_t cap;
+} wbuf;
+
+static int wbuf_reserve(wbuf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 1024;
+    uint64_t *p;
+    if (b->len + more <= b->cap)
+        return STS_OK;
+    while (cap < b->len + more)
+        cap *= 2;
+    p = sts__realloc_array(b->w, cap, sizeof *p);
+    if (!p)
+        return STS_E_NOMEM;
+    b->w = p;
+    b->cap = cap;
+    return STS_OK;
+}
+
+static int wbuf_put(wbuf *b, uint64_t v)
+{
+    if (wbuf_reserve(b, 1) != STS_OK)
+        return STS_E_NOMEM;
+    b->w[b->len++] = v;
+    return STS_OK;
+}
+
+/* Appends len bytes and a NUL, zero-padded to whole words. */
+static int wbuf_put_bytes(wbuf *b, const char *s, size_t len)
+{
+    size_t words = len / 8 + 1;
+    if (wbuf_reserve(b, words) != STS_OK)
+        return STS_E_NOMEM;
+    memset(b->w + b->len, 0, words * 8);
+    memcpy(b->w + b->len, s, len);
+    b->len += words;
+    return STS_OK;
+}
+
+/* ---- phase 1: what is at path ------------------------------------------ */
+
+typedef struct flist {
+    char **v;
+    size_t n;
+    size_t cap;
+} flist;
+
+static int flist_add(flist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **p = sts__realloc_array(l->v, cap, sizeof *p);
+        if (!p)
+            return STS_E_NOMEM;
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n] = sts__strdup(s);
+    return l->v[l->n++] ? STS_OK : STS_E_NOMEM;
+}
+
+static void flist_free(flist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_regular(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Every visible *.safetensors regular file of dir, sorted by name. */
+static int list_rank_files(const char *dir, flist *out, sts_diag *diag)
+{
+    int rc = STS_OK;
+    struct dirent *e;
+    char *full = NULL;
+    DIR *d = opendir(dir);
+    STS_GOTO_IF(!d, diag, sts__err_from_errno(errno), "%s: cannot list directory: %s", dir,
+                strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        /* Hidden names are our own partial outputs (".<name>.stshard-partial"). */
+        if (e->d_name[0] == '.' || len <= strlen(SUFFIX) ||
+            strcmp(e->d_name + len - strlen(SUFFIX), SUFFIX) != 0)
+            continue;
+        full = sts__path_join(dir, e->d_name);
+        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
+        if (is_regular(full))
+            STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        free(full);
+        full = NULL;
+    }
+    STS_GOTO_IF(out->n == 0, diag, STS_E_EMPTY_INPUT, "%s: no .safetensors files", dir);
+    qsort(out->v, out->n, sizeof *out->v, cmp_str);
+done:
+    free(full);
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+/* Reads a small JSON file whole (the index is metadata, not tensor data). */
+static int read_small_json(const char *path, cJSON **out, sts_diag *diag)
+{
+    int rc = STS_OK;
+    char *text = NULL;
+    long size;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    STS_GOTO_IF(!f, diag, sts__err_from_errno(errno), "%s: %s", path, strerror(errno));
+    STS_GOTO_IF(fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0, diag, STS_E_IO,
+                "%s: cannot size file", path);
+    STS_GOTO_IF(size > MAX_INDEX_BYTES, diag, STS_E_INDEX, "%s: %ld bytes is too large", path,
+                size);
+    rewind(f);
+    text = malloc((size_t)size + 1);
+    STS_GOTO_IF(!text, diag, STS_E_NOMEM, "out of memory");
+    STS_GOTO_IF(fread(text, 1, (size_t)size, f) != (size_t)size, diag, STS_E_IO,
+                "%s: short read", path);
+    text[size] = '\0';
+    *out = cJSON_Parse(text);
+    STS_GOTO_IF(!*out, diag, STS_E_INDEX, "%s: not valid JSON", path);
+done:
+    free(text);
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+/* The distinct file names of the index's weight_map (sorted), as paths under dir. */
+static int index_files(const char *dir, const cJSON *root, const char *ipath, flist *out,
+                       sts_diag *diag)
+{
+    int rc = STS_OK;
+    flist names = {0};
+    char *full = NULL;
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    const cJSON *it;
+    STS_GOTO_IF(!cJSON_IsObject(map), diag, STS_E_INDEX, "%s: no \"weight_map\" object", ipath);
+    cJSON_ArrayForEach(it, map)
+    {
+        STS_GOTO_IF(!cJSON_IsString(it) || strchr(it->valuestring, '/'), diag, STS_E_INDEX,
+                    "%s: weight_map[\"%s\"] is not a file name in the directory", ipath,
+                    it->string);
+        STS_GOTO_IF(flist_add(&names, it->valuestring) != STS_OK, diag, STS_E_NOMEM,
+                    "out of memory");
+    }
+    STS_GOTO_IF(names.n == 0, diag, STS_E_INDEX, "%s: weight_map is empty", ipath);
+    qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    for (size_t i = 0; i < names.n; i++) {
+        if (i > 0 && strcmp(names.v[i], names.v[i - 1]) == 0)
+            continue;
+        full = sts__path_join(dir, names.v[i]);
+        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
+        STS_GOTO_IF(!is_regular(full), diag, STS_E_INDEX, "%s: names %s, which does not exist",
+                    ipath, full);
+        STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        free(full);
+        full = NULL;
+    }
+done:
+    free(full);
+    flist_free(&names);
+    return rc;
+}
+
+/* Rank 0: decides the kind of checkpoint and its files; keeps the parsed index for phase 5. */
+static int discover(const char *path, sts_ckpt_kind *kind, flist *files, cJSON **index,
+                    sts_diag *diag)
+{
+    int rc = STS_OK;
+    struct stat sb;
+    char *ipath = NULL, *single = NULL;
+    STS_GOTO_IF(stat(path, &sb) != 0, diag, sts__err_from_errno(errno), "%s: %s", path,
+                strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) {
+        *kind = STS_CKPT_FILE;
+        STS_GOTO_IF(flist_add(files, path) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        goto done;
+    }
+    ipath = sts__path_join(path, INDEX_NAME);
+    single = sts__path_join(path, SINGLE_NAME);
+    STS_GOTO_IF(!ipath || !single, diag, STS_E_NOMEM, "out of memory");
+    if (is_regular(ipath)) {
+        *kind = STS_CKPT_INDEXED;
+        STS_CHECK(read_small_json(ipath, index, diag));
+        STS_CHECK(index_files(path, *index, ipath, files, diag));
+    } else if (is_regular(single)) {
+        *kind = STS_CKPT_FILE;
+        STS_GOTO_IF(flist_add(files, single) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+    } else {
+        *kind = STS_CKPT_SHARDED;
+        STS_CHECK(list_rank_files(path, files, diag));
+    }
+done:
+    free(ipath);
+    free(single);
+    return rc;
+}
+
+/* Broadcasts kind and file list from rank 0: [kind, nfiles, total length] then the names. */
+static int bcast_files(sts_reader *r, flist *files, sts_diag *diag)
+{
+    int rc = STS_OK;
+    uint64_t head[3] = {0, 0, 0};
+    char *packed = NULL;
+    if (r->rank == 0) {
+        head[0] = (uint64_t)r->kind;
+        head[1] = files->n;
+        for (size_t i = 0; i < files->n; i++)
+            head[2] += strlen(files->v[i]) + 1;
+    }
+    STS_MPI_CALL(diag, MPI_Bcast, (head, 3, MPI_UINT64_T, 0, r->comm));
+    STS_GOTO_IF(head[2] > INT_MAX, diag, STS_E_UNSUPPORTED, "file list too long");
+    packed = malloc(head[2] ? head[2] : 1);
+    STS_GOTO_IF(!packed, diag, STS_E_NOMEM, "out of memory");
+    if (r->rank == 0) {
+        char *p = packed;
+        for (size_t i = 0; i < files->n; i++) {
+            size_t l = strlen(files->v[i]) + 1;
+            memcpy(p, files->v[i], l);
+            p += l;
+        }
+    }
+    STS_MPI_CALL(diag, MPI_Bcast, (packed, (int)head[2], MPI_CHAR, 0, r->comm));
+    r->kind = (sts_ckpt_kind)head[0];
+    r->paths = sts__calloc_array(head[1], sizeof *r->paths);
+    r->fh = sts__malloc_array(head[1], sizeof *r->fh);
+    STS_GOTO_IF(!r->paths || !r->fh, diag, STS_E_NOMEM, "out of memory");
+    r->nfiles = head[1];
+    for (size_t i = 0, off = 0; i < r->nfiles; i++) {
+        r->fh[i] = MPI_FILE_NULL;
+        r->paths[i] = sts__strdup(packed + off);
+        STS_GOTO_IF(!r->paths[i], diag, STS_E_NOMEM, "out of memory");
+        off += strlen(packed + off) + 1;
+    }
+done:
+    free(packed);
+    return rc;
+}
+
+/* ---- phase 2: one header -> one record ---------------------------------- */
+
+/*
+ * Record layout, all u64: file index, tensor count, then per tensor: dtype,
+ * ndim, absolute data offset, name length, shape[ndim], offsets[ndim], and the
+ * name with a NUL, padded to whole words.
+ */
+static int pack_header(wbuf *b, uint32_t file, const sts_header *h, uint64_t data_start)
+{
+    size_t n = sts_header_count(h);
+    int rc = STS_OK;
+    STS_CHECK(wbuf_put(b, file));
+    STS_CHECK(wbuf_put(b, n));
+    for (size_t i = 0; i < n; i++) {
+        const sts_tensor_info *t = sts_header_tensor(h, i);
+        STS_CHECK(wbuf_put(b, (uint64_t)t->dtype));
+        STS_CHECK(wbuf_put(b, t->ndim));
+        STS_CHECK(wbuf_put(b, data_start + t->begin));
+        STS_CHECK(wbuf_put(b, t->name_len));
+        for (uint32_t d = 0; d < t->ndim; d++)
+            STS_CHECK(wbuf_put(b, t->shape[d]));
+        for (uint32_t d = 0; d < t->ndim; d++)
+            STS_CHECK(wbuf_put(b, t->saved_offsets ? t->saved_offsets[d] : 0));
+        STS_CHECK(wbuf_put_bytes(b, t->name, t->name_len));
+    }
+done:
+    return rc;
+}
+
+/* Reads and packs the headers of the files this rank is responsible for. */
+static int read_my_headers(sts_reader *r, wbuf *b, sts_diag *diag)
+{
+    int rc = STS_OK;
+    sts_header *h = NULL;
+    for (size_t i = (size_t)r->rank; i < r->nfiles; i += (size_t)r->nranks) {
+        uint64_t data_start = 0;
+        STS_CHECK(sts_header_read_file(r->paths[i], &h, &data_start, diag));
+        r->stats.header_bytes += data_start;
+        /* Rank files carry their block positions; plain files hold whole tensors. */
+        if (sts_header_meta_get(h, "DCP_SHARDING_INFO") != NULL) {
+            rc = sts_header_decode_sharding(h, diag);
+            if (rc != STS_OK) {
+                sts__diag_prefix(diag, "%s", r->paths[i]);
+                goto done;
+            }
+        }
+        STS_GOTO_IF(pack_header(b, (uint32_t)i, h, data_start) != STS_OK, diag, STS_E_NOMEM,
+                    "out of memory");
+        sts_header_free(h);
+        h = NULL;
+    }
+done:
+    sts_header_free(h);
+    return rc;
+}
+
+/* ---- phase 3: exchange -------------------------------------------------- */
+
+static int exchange(sts_reader *r, const wbuf *mine, sts_diag *diag)
+{
+    int rc = STS_OK;
+    uint64_t len = mine->len * 8, total = 0;
+    uint64_t *lens = sts__malloc_array((size_t)r->nranks, sizeof *lens);
+    int *counts = sts__malloc_array((size_t)r->nranks, sizeof *counts);
+    int *displs = sts__malloc_array((size_t)r->nranks, sizeof *displs);
+    STS_GOTO_IF(!lens || !counts || !displs, diag, STS_E_NOMEM, "out of memory");
+    STS_MPI_CALL(diag, MPI_Allgather, (&len, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, r->comm));
+    for (int i = 0; i < r->nranks; i++) {
+        /* MPI_Allgatherv counts and displacements are int. */
+        STS_GOTO_IF(total + lens[i] > INT_MAX, diag, STS_E_UNSUPPORTED,
+                    "headers total more than 2 GiB; too large to exchange");
+        counts[i] = (int)lens[i];
+        displs[i] = (int)total;
+        total += lens[i];
+    }
+    r->records = malloc(total ? total : 8);
+    STS_GOTO_IF(!r->records, diag, STS_E_NOMEM, "out of memory");
+    r->records_len = total;
+    STS_MPI_CALL(diag, MPI_Allgatherv,
+                 (mine->w, (int)len, MPI_BYTE, r->records, counts, displs, MPI_BYTE, r->comm));
+done:
+    free(lens);
+    free(counts);
+    free(displs);
+    return rc;
+}
+
+/* ---- phase 4: the tensor table ------------------------------------------ */
+
+typedef struct rblock_tmp {
+    sts__rblock b;
+    const char *name;
+    uint64_t name_len;
+    sts_dtype dtype;
+    uint32_t ndim;
+} rblock_tmp;
+
+static int cmp_block(const void *pa, const void *pb)
+{
+    const rblock_tmp *a = pa, *b = pb;
+    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int c = memcmp(a->name, b->name, n);
+    if (c != 0)
+        return c;
+    if (a->name_len != b->name_len)
+        return a->name_len < b->name_len ? -1 : 1;
+    for (uint32_t d = 0; d < a->ndim && d < b->ndim; d++) {
+        if (a->b.offsets[d] != b->b.offsets[d])
+            return a->b.offsets[d] < b->b.offsets[d] ? -1 : 1;
+    }
+    for (uint32_t d = 0; d < a->ndim && d < b->ndim; d++) {
+        if (a->b.shape[d] != b->b.shape[d])
+            return a->b.shape[d] < b->b.shape[d] ? -1 : 1;
+    }
+    if (a->ndim != b->ndim)
+        return a->ndim < b->ndim ? -1 : 1;
+    return a->b.file < b->b.file ? -1 : (a->b.file > b->b.file);
+}
+
+/* Walks the records; with out == NULL it only counts and bounds-checks. */
+static int decode_records(sts_reader *r, rblock_tmp *out, size_t *count, sts_diag *diag)
+{
+    const uint64_t *w = (const uint64_t *)(void *)r->records;
+    size_t nw = r->records_len / 8, k = 0, pos = 0;
+    while (pos < nw) {
+        uint64_t file, nt;
+        if (nw - pos < 2)
+            return sts__fail(diag, STS_E_INTERNAL, "truncated header record");
+        file = w[pos++];
+        nt = w[pos++];
+        for (uint64_t i = 0; i < nt; i++) {
+            uint64_t ndim, nlen;
+            if (nw - pos < 4)
+                return sts__fail(diag, STS_E_INTERNAL, "truncated header record");
+            ndim = w[pos + 1];
+            nlen = w[pos + 3];
+            if (ndim > (nw - pos) / 2 || nlen / 8 + 1 > nw - pos - 4 - 2 * ndim)
+                return sts__fail(diag, STS_E_INTERNAL, "truncated header record");
+            if (out) {
+                rblock_tmp *t = &out[k];
+                t->dtype = (sts_dtype)w[pos];
+                t->ndim = (uint32_t)ndim;
+                t->b.file = (uint32_t)file;
+                t->b.data_off = w[pos + 2];
+                t->name_len = nlen;
+                t->b.shape = w + pos + 4;
+                t->b.offsets = w + pos + 4 + ndim;
+                t->name = (const char *)(w + pos + 4 + 2 * ndim);
+            }
+            pos += 4 + 2 * ndim + nlen / 8 + 1;
+            k++;
+        }
+    }
+    *count = k;
+    return STS_OK;
+}
+
+static int same_box(const rblock_tmp *a, const rblock_tmp *b)
+{
+    return a->ndim == b->ndim &&
+           memcmp(a->b.offsets, b->b.offsets, a->ndim * sizeof(uint64_t)) == 0 &&
+           memcmp(a->b.shape, b->b.shape, a->ndim * sizeof(uint64_t)) == 0;
+}
+
+static int same_name(const rblock_tmp *a, const rblock_tmp *b)
+{
+    return a->name_len == b->name_len && memcmp(a->name, b->name, a->name_len) == 0;
+}
+
+/*
+ * Completes tensor t from its blocks v[0..n): one dtype and rank, global
+ * shape = max(offset + shape), and the block volumes must add up to the
+ * global volume.  With every block inside the box and no two blocks
+ * overlapping, equal volume means exact tiling.
+ */
+static int finish_tensor(sts_global_tensor *t, uint64_t *gshape, const rblock_tmp *v, size_t n,
+                         sts_diag *diag)
+{
+    uint64_t vol = 0, numel = 0;
+    t->name = v[0].name;
+    t->dtype = v[0].dtype;
+    t->ndim = v[0].ndim;
+    t->shape = gshape;
+    t->nblocks = n;
+    memset(gshape, 0, t->ndim * sizeof *gshape);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bn = 0;
+        if (v[i].dtype != t->dtype)
+            return sts__fail(diag, STS_E_DTYPE_MISMATCH, "tensor '%s': blocks are %s and %s",
+                             t->name, sts_dtype_name(t->dtype), sts_dtype_name(v[i].dtype));
+        if (v[i].ndim != t->ndim)
+            return sts__fail(diag, STS_E_SHARDING_INFO,
+                             "tensor '%s': blocks have %u and %u dimensions", t->name, t->ndim,
+                             v[i].ndim);
+        for (uint32_t d = 0; d < t->ndim; d++) {
+            uint64_t end;
+            if (sts__add_u64(v[i].b.offsets[d], v[i].b.shape[d], &end))
+                return sts__fail(diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': offset overflow",
+                                 t->name);
+            gshape[d] = end > gshape[d] ? end : gshape[d];
+        }
+        if (sts__numel(v[i].b.shape, t->ndim, &bn) != STS_OK || sts__add_u64(vol, bn, &vol))
+            return sts__fail(diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': size overflow",
+                             t->name);
+    }
+    if (sts__numel(gshape, t->ndim, &numel) != STS_OK ||
+        sts_dtype_nbytes(t->dtype, numel, &t->nbytes) != STS_OK)
+        return sts__fail(diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': global size overflow",
+                         t->name);
+    if (vol < numel)
+        return sts__fail(diag, STS_E_COVERAGE_GAP,
+                         "tensor '%s': %zu blocks cover %llu of %llu elements", t->name, n,
+                         (unsigned long long)vol, (unsigned long long)numel);
+    if (vol > numel)
+        return sts__fail(diag, STS_E_COVERAGE_OVERLAP,
+                         "tensor '%s': %zu blocks hold %llu elements for %llu", t->name, n,
+                         (unsigned long long)vol, (unsigned long long)numel);
+    return STS_OK;
+}
+
+/* Sorts blocks by tensor, drops identical duplicates and fills the table. */
+static int build_table(sts_reader *r, rblock_tmp *v, size_t n, sts_diag *diag)
+{
+    int rc = STS_OK;
+    size_t nb = 0, nt = 0, nshape = 0;
+    qsort(v, n, sizeof *v, cmp_block);
+    for (size_t i = 0; i < n; i++) {
+        /* A replicated tensor may be stored by several ranks: one copy is enough. */
+        if (nb > 0 && same_name(&v[nb - 1], &v[i]) && same_box(&v[nb - 1], &v[i])) {
+            STS_GOTO_IF(v[nb - 1].dtype != v[i].dtype, diag, STS_E_DTYPE_MISMATCH,
+                        "tensor '%s': blocks are %s and %s", v[i].name,
+                        sts_dtype_name(v[nb - 1].dtype), sts_dtype_name(v[i].dtype));
+            continue;
+        }
+        if (nb == 0 || !same_name(&v[nb - 1], &v[i])) {
+            nt++;
+            nshape += v[i].ndim;
+        }
+        v[nb++] = v[i];
+    }
+    r->tensors = sts__calloc_array(nt, sizeof *r->tensors);
+    r->first = sts__malloc_array(nt + 1, sizeof *r->first);
+    r->blocks = sts__malloc_array(nb, sizeof *r->blocks);
+    r->gshapes = sts__malloc_array(nshape, sizeof *r->gshapes);
+    STS_GOTO_IF(!r->tensors || !r->first || !r->blocks || !r->gshapes, diag, STS_E_NOMEM,
+                "out of memory");
+    nshape = 0;
+    for (size_t i = 0, t = 0; i < nb; t++) {
+        size_t j = i + 1;
+        while (j < nb && same_name(&v[i], &v[j]))
+            j++;
+        r->first[t] = i;
+        STS_CHECK(finish_tensor(&r->tensors[t], r->gshapes + nshape, v + i, j - i, diag));
+        nshape += v[i].ndim;
+        for (size_t k = i; k < j; k++)
+            r->blocks[k] = v[k].b;
+        i = j;
+    }
+    r->first[nt] = nb;
+    r->ntensors = nt;
+done:
+    return rc;
+}
+
+static int make_table(sts_reader *r, sts_diag *diag)
+{
+    int rc = STS_OK;
+    size_t n = 0;
+    rblock_tmp *v = NULL;
+    STS_CHECK(decode_records(r, NULL, &n, diag));
+    v = sts__malloc_array(n, sizeof *v);
+    STS_GOTO_IF(!v, diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(decode_records(r, v, &n, diag));
+    STS_CHECK(build_table(r, v, n, diag));
+done:
+    free(v);
+    return rc;
+}
+
+/* ---- phase 5: the index agrees with the headers ------------------------- */
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static int check_index(const sts_reader *r, const cJSON *index, sts_diag *diag)
+{
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(index, "weight_map");
+    const cJSON *it;
+    size_t n = 0;
+    cJSON_ArrayForEach(it, map)
+    {
+        long t = sts_reader_find(r, it->string);
+        const sts__rblock *b;
+        if (t < 0)
+            return sts__fail(diag, STS_E_INDEX,
+                             "index weight_map names tensor '%s', which is in no file",
+                             it->string);
+        b = &r->blocks[r->first[t]];
+        if (strcmp(base_name(r->paths[b->file]), it->valuestring) != 0)
+            return sts__fail(diag, STS_E_INDEX, "index puts tensor '%s' in %s, but it is in %s",
+                             it->string, it->valuestring, base_name(r->paths[b->file]));
+        n++;
+    }
+    /* Equal counts with every entry found means no tensor is missing from the map
+     * (cJSON keeps duplicate keys, so a repeated name would make n too large). */
+    if (n != r->ntensors)
+        return sts__fail(diag, STS_E_INDEX, "index weight_map has %zu entries for %zu tensors", n,
+                         r->ntensors);
+    return STS_OK;
+}
+
+/* ---- open / accessors / free -------------------------------------------- */
+
+static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
+{
+    int rc = STS_OK, flag = 0;
+    char val[16] = "";
+    if (user != MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_dup, (user, &r->info));
+    else
+        STS_MPI_CALL(diag, MPI_Info_create, (&r->info));
+    /* Data sieving reads the holes between runs too; we want exactly the runs. */
+    STS_MPI_CALL(diag, MPI_Info_set, (r->info, "romio_ds_read", "disable"));
+    STS_MPI_CALL(diag, MPI_Info_get,
+                 (r->info, "stshard_strided_reads", (int)sizeof val - 1, val, &flag));
+    STS_GOTO_IF(flag && strcmp(val, "view") != 0 && strcmp(val, "runs") != 0, diag, STS_E_ARG,
+                "stshard_strided_reads must be \"runs\" or \"view\", not \"%s\"", val);
+    r->view_mode = flag && strcmp(val, "view") == 0;
+done:
+    return rc;
+}
+
+static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
+{
+    int rc = STS_OK;
+    flist files = {0};
+    cJSON *index = NULL;
+    wbuf mine = {0};
+    if (r->rank == 0)
+        rc = discover(path, &r->kind, &files, &index, diag);
+    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+    STS_CHECK(bcast_files(r, &files, diag));
+    rc = read_my_headers(r, &mine, diag);
+    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+    rc = exchange(r, &mine, diag);
+    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+    rc = make_table(r, diag);
+    if (rc == STS_OK && r->rank == 0 && index)
+        rc = check_index(r, index, diag);
+    if (rc != STS_OK)
+        sts__diag_prefix(diag, "%s", path);
+    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+done:
+    flist_free(&files);
+    cJSON_Delete(index);
+    free(mine.w);
+    return rc;
+}
+
+int sts_reader_open(MPI_Comm comm, const char *path, MPI_Info info, sts_reader **out,
+                    sts_diag *diag)
+{
+    int rc = STS_OK;
+    sts_reader *r = NULL;
+    sts__diag_clear(diag);
+    *out = NULL;
+    /* The arguments must be valid on every rank before anyone enters a collective. */
+    if (!path || comm == MPI_COMM_NULL)
+        return sts__fail(diag, STS_E_ARG, "sts_reader_open: NULL path or communicator");
+    r = calloc(1, sizeof *r);
+    if (r) {
+        /* MPI's null handles need not be all-zero bits. */
+        r->comm = MPI_COMM_NULL;
+        r->info = MPI_INFO_NULL;
+    } else {
+        rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
+    }
+    rc = sts__mpiio_agree(comm, rc, diag);
+    if (rc != STS_OK)
+        goto done;
+    STS_CHECK(sts__mpiio_comm_dup(comm, &r->comm, diag));
+    STS_MPI_CALL(diag, MPI_Comm_rank, (r->comm, &r->rank));
+    STS_MPI_CALL(diag, MPI_Comm_size, (r->comm, &r->nranks));
+    rc = make_info(r, info, diag);
+    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+    STS_CHECK(open_phases(r, path, diag));
+    *out = r;
+    r = NULL;
+done:
+    sts_reader_free(r);
+    return rc;
+}
+
+sts_ckpt_kind sts_reader_kind(const sts_reader *r)
+{
+    return r->kind;
+}
+
+size_t sts_reader_file_count(const sts_reader *r)
+{
+    return r->nfiles;
+}
+
+size_t sts_reader_count(const sts_reader *r)
+{
+    return r->ntensors;
+}
+
+const sts_global_tensor *sts_reader_tensor(const sts_reader *r, size_t i)
+{
+    return i < r->ntensors ? &r->tensors[i] : NULL;
+}
+
+long sts_reader_find(const sts_reader *r, const char *name)
+{
+    /* Binary search with the table's order: bytewise, shorter name first on a tie. */
+    size_t lo = 0, hi = r->ntensors, len = strlen(name);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = r->tensors[mid].name;
+        size_t mlen = strlen(m);
+        int c = memcmp(m, name, mlen < len ? mlen : len);
+        if (c == 0 && mlen != len)
+            c = mlen < len ? -1 : 1;
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+void sts_reader_stats(const sts_reader *r, sts_read_stats *out)
+{
+    *out = r->stats;
+}
+
+const char *sts_reader_errmsg(const sts_reader *r)
+{
+    return r ? r->diag.message : "";
+}
+
+int sts__reader_file(sts_reader *r, uint32_t i, MPI_File *fh, sts_diag *diag)
+{
+    int rc = STS_OK;
+    if (r->fh[i] == MPI_FILE_NULL) {
+        STS_CHECK(sts__mpiio_open_self(r->paths[i], 0, r->info, &r->fh[i], diag));
+        r->nopen++;
+    }
+    *fh = r->fh[i];
+done:
+    return rc;
+}
+
+int sts__reader_close_files(sts_reader *r, sts_diag *diag)
+{
+    int rc = STS_OK;
+    for (size_t i = 0; i < r->nfiles && r->fh; i++) {
+        int c = sts__mpiio_close(&r->fh[i], diag);
+        if (rc == STS_OK)
+            rc = c;
+    }
+    r->nopen = 0;
+    return rc;
+}
+
+void sts_reader_free(sts_reader *r)
+{
+    if (!r)
+        return;
+    sts__reader_close_files(r, NULL);
+    for (size_t i = 0; i < r->nfiles; i++)
+        free(r->paths[i]);
+    free(r->paths);
+    free(r->fh);
+    free(r->tensors);
+    free(r->first);
+    free(r->blocks);
+    free(r->gshapes);
+    free(r->records);
+    if (r->info != MPI_INFO_NULL)
+        MPI_Info_free(&r->info);
+    if (r->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&r->comm);
+    free(r);
+}

@@ -1,0 +1,73 @@
+/*
+ * reader.h - the reader's private state, shared by reader.c (open, tensor
+ * table) and readio.c (request validation and offset reads).
+ */
+#ifndef STS_READER_H
+#define STS_READER_H
+
+#include <mpi.h>
+
+#include "internal.h"
+
+/* One stored block of a tensor. */
+typedef struct sts__rblock {
+    uint32_t file;           /* index into the reader's file list */
+    uint64_t data_off;       /* absolute byte offset of the block's first byte in the file */
+    const uint64_t *offsets; /* ndim entries: block start in the global tensor */
+    const uint64_t *shape;   /* ndim entries */
+} sts__rblock;
+
+struct sts_reader {
+    MPI_Comm comm; /* our duplicate; every collective of the reader runs on it */
+    MPI_Info info; /* hints for MPI_File_open (ours plus the caller's) */
+    int rank;
+    int nranks;
+    sts_ckpt_kind kind;
+    int view_mode; /* strided file sides through a subarray view instead of exact runs */
+
+    size_t nfiles;
+    char **paths;
+    MPI_File *fh; /* opened lazily with MPI_COMM_SELF; MPI_FILE_NULL until needed */
+    size_t nopen;
+
+    size_t ntensors;
+    sts_global_tensor *tensors; /* sorted by name */
+    size_t *first;              /* tensor i owns blocks[first[i] .. first[i + 1]) */
+    sts__rblock *blocks;
+    uint64_t *gshapes;        /* storage of the global shapes */
+    unsigned char *records;   /* every rank's header records; names and block shapes point here */
+    size_t records_len;
+
+    sts_read_stats stats;
+    sts_diag diag;
+};
+
+/* Local.  Opens file i on this rank if needed (MPI_COMM_SELF, read-only). */
+int sts__reader_file(sts_reader *r, uint32_t i, MPI_File *fh, sts_diag *diag);
+/* Local.  Closes every file this rank opened. */
+int sts__reader_close_files(sts_reader *r, sts_diag *diag);
+
+/*
+ * Local.  Reads the intersection box ext[] of one stored block into a
+ * request buffer.  The file side is the block: an array of shape fshape whose
+ * first byte is at file offset fbase, box starting at fstart.  The memory side
+ * is the request: an array of shape mshape at mbase, box starting at mstart.
+ * esize is the byte size of one element (after sub-byte grouping).  Only the
+ * bytes of the box are read.
+ */
+typedef struct sts__box {
+    uint32_t ndim;
+    uint64_t esize;
+    const uint64_t *ext;
+    const uint64_t *fshape;
+    const uint64_t *fstart;
+    uint64_t fbase;
+    const uint64_t *mshape;
+    const uint64_t *mstart;
+    unsigned char *mbase;
+} sts__box;
+
+int sts__readio_box(MPI_File fh, const sts__box *box, int view_mode, MPI_Info info,
+                    sts_read_stats *st, sts_diag *diag);
+
+#endif /* STS_READER_H */
