@@ -71,6 +71,23 @@ static void test_write_all(MPI_Comm comm, int me, int np, const char *dir)
     free(path);
 }
 
+/* Hints from STSHARD_MPI_HINTS apply to every open; a malformed list is refused. */
+static void test_env_hints(MPI_Comm comm, const char *dir)
+{
+    sts_diag d;
+    MPI_File fh;
+    char *path = sts__path_join(dir, "hints.bin");
+    setenv("STSHARD_MPI_HINTS", "romio_cb_write=enable,cb_buffer_size=1048576", 1);
+    CHECK_OK(sts__mpiio_open_all(comm, path, 1, MPI_INFO_NULL, &fh, &d));
+    CHECK_OK(sts__mpiio_close(&fh, &d));
+    setenv("STSHARD_MPI_HINTS", "romio_cb_write", 1);
+    CHECK_RC(sts__mpiio_open_all(comm, path, 1, MPI_INFO_NULL, &fh, &d), STS_E_ARG);
+    CHECK(strstr(d.message, "STSHARD_MPI_HINTS") != NULL);
+    CHECK(fh == MPI_FILE_NULL);
+    unsetenv("STSHARD_MPI_HINTS");
+    free(path);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Comm comm;
@@ -87,6 +104,7 @@ int main(int argc, char **argv)
     MPI_Barrier(comm);
     test_agree(comm, me, np);
     test_write_all(comm, me, np, dir);
+    test_env_hints(comm, dir);
     tmp = sts__tmp_path("a/b/model.safetensors");
     CHECK(tmp && strcmp(tmp, "a/b/.model.safetensors.stshard-partial") == 0);
     free(tmp);

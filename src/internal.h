@@ -25,7 +25,7 @@
  */
 int sts__fail(sts_diag *diag, int code, const char *fmt, ...) STS_PRINTF(3, 4);
 /* Same with a va_list. */
-int sts__vfail(sts_diag *diag, int code, const char *fmt, va_list ap);
+int sts__vfail(sts_diag *diag, int code, const char *fmt, va_list ap) STS_PRINTF(3, 0);
 /* Prepends "prefix: " to diag's message (used to add a file name on the way out). */
 void sts__diag_prefix(sts_diag *diag, const char *fmt, ...) STS_PRINTF(2, 3);
 /* Clears diag. */

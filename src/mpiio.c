@@ -57,6 +57,55 @@ int sts__mpiio_agree(MPI_Comm comm, int rc, sts_diag *diag)
     return sts__fail(diag, worst.code, "rank %d: %s", worst.rank, msg);
 }
 
+/*
+ * MPI-IO hints from the environment: STSHARD_MPI_HINTS="key=value,key=value"
+ * (e.g. striping_factor=8,striping_unit=4194304,cb_nodes=4,romio_cb_write=enable).
+ * They apply to every file the library opens when the caller passed
+ * MPI_INFO_NULL, so Slurm scripts can tune Lustre/GPFS without code changes.
+ * Unknown keys are ignored by MPI, as the standard requires.
+ */
+static int env_hints(MPI_Info *info, sts_diag *diag)
+{
+    int rc = STS_OK;
+    const char *env = getenv("STSHARD_MPI_HINTS");
+    char *copy = NULL, *save = NULL;
+    *info = MPI_INFO_NULL;
+    if (!env || !*env)
+        return STS_OK;
+    copy = sts__strdup(env);
+    STS_GOTO_IF(!copy, diag, STS_E_NOMEM, "out of memory");
+    STS_MPI_CALL(diag, MPI_Info_create, (info));
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        STS_GOTO_IF(!eq || eq == kv, diag, STS_E_ARG, "STSHARD_MPI_HINTS: '%s' is not key=value",
+                    kv);
+        *eq = '\0';
+        STS_MPI_CALL(diag, MPI_Info_set, (*info, kv, eq + 1));
+    }
+done:
+    if (rc != STS_OK && *info != MPI_INFO_NULL)
+        MPI_Info_free(info);
+    free(copy);
+    return rc;
+}
+
+/* Opens with the caller's info, or the environment's hints when it passed none. */
+static int file_open(MPI_Comm comm, const char *path, int amode, MPI_Info info, MPI_File *fh,
+                     sts_diag *diag)
+{
+    int rc = STS_OK;
+    MPI_Info env = MPI_INFO_NULL;
+    if (info == MPI_INFO_NULL) {
+        STS_CHECK(env_hints(&env, diag));
+        info = env;
+    }
+    STS_MPI_CALL(diag, MPI_File_open, (comm, path, amode, info, fh));
+done:
+    if (env != MPI_INFO_NULL)
+        MPI_Info_free(&env);
+    return rc;
+}
+
 static int open_mode(int write)
 {
     return write ? (MPI_MODE_WRONLY | MPI_MODE_CREATE | MPI_MODE_EXCL) : MPI_MODE_RDONLY;
@@ -76,7 +125,7 @@ int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *f
     *fh = MPI_FILE_NULL;
     if (write)
         STS_CHECK(remove_stale(path, diag));
-    STS_MPI_CALL(diag, MPI_File_open, (MPI_COMM_SELF, path, open_mode(write), info, fh));
+    STS_CHECK(file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag));
 done:
     if (rc != STS_OK)
         sts__diag_prefix(diag, "%s", path);
@@ -95,11 +144,9 @@ int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info inf
     STS_CHECK(sts__mpiio_agree(comm, rc, diag));
     /* MPI_File_open is collective; on failure MPI returns the error on every rank
      * (the standard requires the same amode everywhere), but we still agree below. */
-    rc = MPI_File_open(comm, path, open_mode(write), info, fh);
-    if (rc != MPI_SUCCESS) {
-        rc = sts__mpi_fail(diag, "MPI_File_open", rc);
+    rc = file_open(comm, path, open_mode(write), info, fh, diag);
+    if (rc != STS_OK)
         sts__diag_prefix(diag, "%s", path);
-    }
     rc = sts__mpiio_agree(comm, rc, diag);
     if (rc != STS_OK && *fh != MPI_FILE_NULL)
         MPI_File_close(fh);
