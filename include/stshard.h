@@ -345,8 +345,8 @@ typedef void (*sts_progress_fn)(void *ud, uint64_t bytes_done, uint64_t bytes_to
  * A reader sees a checkpoint as a set of global tensors, each stored as one
  * or more blocks in one or more files.  It reads any box of a tensor by
  * intersecting it with the stored blocks and reading only the bytes of each
- * intersection with MPI-IO, so a rank never reads more than the block it asks
- * for (plus nothing: runs are exact).  Only headers are read at open.
+ * intersection with MPI-IO, so a rank reads exactly the bytes of the blocks
+ * it asks for.  Only headers are read at open.
  */
 typedef struct sts_reader sts_reader;
 
@@ -379,10 +379,11 @@ typedef struct sts_global_tensor {
  * Blocks of a tensor must tile its global box (identical duplicates, e.g. a
  * replicated tensor saved by several ranks, count once) and agree on dtype.
  * comm is duplicated; info (may be MPI_INFO_NULL) is passed to MPI_File_open
- * and may hold the key "stshard_strided_reads": "runs" (default: one exact
- * read per contiguous run) or "view" (one read through a subarray file view;
- * exact only where the MPI-IO layer honours "romio_ds_read": "disable", which
- * the reader also sets).  Errors: STS_E_NOENT, STS_E_EMPTY_INPUT,
+ * and may hold the key "stshard_strided_reads": "runs" (default: strided
+ * blocks are read one exact contiguous run per call) or "view" (one call
+ * through a subarray file view; the reader then sets "romio_ds_read" to
+ * "disable", which ROMIO honours, but Open MPI's OMPIO may still read the
+ * gaps between runs).  Errors: STS_E_NOENT, STS_E_EMPTY_INPUT,
  * STS_E_INDEX, every header error, STS_E_SHARDING_INFO, STS_E_DTYPE_MISMATCH,
  * STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_NOMEM, STS_E_MPI,
  * STS_E_IO; the same on every rank, diag names the file or tensor.

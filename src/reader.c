@@ -164,8 +164,8 @@ static int read_small_json(const char *path, cJSON **out, sts_diag *diag)
     rewind(f);
     text = malloc((size_t)size + 1);
     STS_GOTO_IF(!text, diag, STS_E_NOMEM, "out of memory");
-    STS_GOTO_IF(fread(text, 1, (size_t)size, f) != (size_t)size, diag, STS_E_IO,
-                "%s: short read", path);
+    STS_GOTO_IF(fread(text, 1, (size_t)size, f) != (size_t)size, diag, STS_E_IO, "%s: short read",
+                path);
     text[size] = '\0';
     *out = cJSON_Parse(text);
     STS_GOTO_IF(!*out, diag, STS_E_INDEX, "%s: not valid JSON", path);
@@ -586,8 +586,7 @@ static int check_index(const sts_reader *r, const cJSON *index, sts_diag *diag)
         const sts__rblock *b;
         if (t < 0)
             return sts__fail(diag, STS_E_INDEX,
-                             "index weight_map names tensor '%s', which is in no file",
-                             it->string);
+                             "index weight_map names tensor '%s', which is in no file", it->string);
         b = &r->blocks[r->first[t]];
         if (strcmp(base_name(r->paths[b->file]), it->valuestring) != 0)
             return sts__fail(diag, STS_E_INDEX, "index puts tensor '%s' in %s, but it is in %s",
@@ -604,21 +603,26 @@ static int check_index(const sts_reader *r, const cJSON *index, sts_diag *diag)
 
 /* ---- open / accessors / free -------------------------------------------- */
 
+/*
+ * The caller's hints go to every MPI_File_open (with none, mpiio.c applies
+ * STSHARD_MPI_HINTS).  In view mode the strided file side goes through a
+ * subarray view, so data sieving must be off: ROMIO honours romio_ds_read;
+ * Open MPI's OMPIO has no such hint (see readio.c).
+ */
 static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
 {
     int rc = STS_OK, flag = 0;
     char val[16] = "";
     if (user != MPI_INFO_NULL)
-        STS_MPI_CALL(diag, MPI_Info_dup, (user, &r->info));
-    else
-        STS_MPI_CALL(diag, MPI_Info_create, (&r->info));
-    /* Data sieving reads the holes between runs too; we want exactly the runs. */
-    STS_MPI_CALL(diag, MPI_Info_set, (r->info, "romio_ds_read", "disable"));
-    STS_MPI_CALL(diag, MPI_Info_get,
-                 (r->info, "stshard_strided_reads", (int)sizeof val - 1, val, &flag));
+        STS_MPI_CALL(diag, MPI_Info_get,
+                     (user, "stshard_strided_reads", (int)sizeof val - 1, val, &flag));
     STS_GOTO_IF(flag && strcmp(val, "view") != 0 && strcmp(val, "runs") != 0, diag, STS_E_ARG,
                 "stshard_strided_reads must be \"runs\" or \"view\", not \"%s\"", val);
     r->view_mode = flag && strcmp(val, "view") == 0;
+    if (user != MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_dup, (user, &r->info));
+    if (r->view_mode)
+        STS_MPI_CALL(diag, MPI_Info_set, (r->info, "romio_ds_read", "disable"));
 done:
     return rc;
 }

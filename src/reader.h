@@ -34,8 +34,8 @@ struct sts_reader {
     sts_global_tensor *tensors; /* sorted by name */
     size_t *first;              /* tensor i owns blocks[first[i] .. first[i + 1]) */
     sts__rblock *blocks;
-    uint64_t *gshapes;        /* storage of the global shapes */
-    unsigned char *records;   /* every rank's header records; names and block shapes point here */
+    uint64_t *gshapes;      /* storage of the global shapes */
+    unsigned char *records; /* every rank's header records; names and block shapes point here */
     size_t records_len;
 
     sts_read_stats stats;

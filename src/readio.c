@@ -197,10 +197,9 @@ static int xfer(MPI_File fh, uint64_t fpos, MPI_Datatype ft, unsigned char *mptr
         STS_MPI_CALL(diag, MPI_File_read_at,
                      (fh, (MPI_Offset)fpos, mptr, (int)bytes, MPI_BYTE, &status));
     /* Basic elements are bytes for both kinds of memory type. */
-    STS_MPI_CALL(diag, MPI_Get_elements,
-                 (&status, mt != MPI_DATATYPE_NULL ? mt : MPI_BYTE, &got));
-    STS_GOTO_IF(got < 0 || (uint64_t)got != bytes, diag, STS_E_IO,
-                "short read: %d of %llu bytes", got, (unsigned long long)bytes);
+    STS_MPI_CALL(diag, MPI_Get_elements, (&status, mt != MPI_DATATYPE_NULL ? mt : MPI_BYTE, &got));
+    STS_GOTO_IF(got < 0 || (uint64_t)got != bytes, diag, STS_E_IO, "short read: %d of %llu bytes",
+                got, (unsigned long long)bytes);
     st->transfers++;
     st->bytes_read += bytes;
 done:
@@ -257,8 +256,8 @@ int sts__readio_box(MPI_File fh, const sts__box *in, int view_mode, MPI_Info inf
     STS_GOTO_IF(normalise(in, &b) != STS_OK, diag, STS_E_NOMEM, "out of memory");
     if (b.d == 0) {
         /* The whole box is one contiguous range on both sides. */
-        STS_CHECK(xfer(fh, in->fbase, MPI_DATATYPE_NULL, in->mbase,
-                       MPI_DATATYPE_NULL, b.E, info, st, diag));
+        STS_CHECK(xfer(fh, in->fbase, MPI_DATATYPE_NULL, in->mbase, MPI_DATATYPE_NULL, b.E, info,
+                       st, diag));
         goto done;
     }
     choose_level(&b, view_mode, &p);
@@ -330,8 +329,7 @@ static int check_req(const sts_reader *r, const sts_read_req *q, size_t *tix, st
                          "tensor '%s' has %u dimensions, the request has %u", t->name, t->ndim,
                          q->ndim);
     if (q->ndim > 0 && (!q->offsets || !q->shape))
-        return sts__fail(diag, STS_E_ARG, "tensor '%s': request without offsets or shape",
-                         t->name);
+        return sts__fail(diag, STS_E_ARG, "tensor '%s': request without offsets or shape", t->name);
     for (uint32_t d = 0; d < q->ndim; d++) {
         uint64_t end;
         if (sts__add_u64(q->offsets[d], q->shape[d], &end) || end > t->shape[d])
