@@ -61,7 +61,7 @@ static int write_sharded(const char *dir)
 {
     tr_block f[3][16];
     size_t n[3] = {0, 0, 0};
-    char name[64];
+    char name[512];
     for (uint64_t r = 0; r < 3; r++) {
         f[r][n[r]++] = part(&T[0], 1, r, 3, 1); /* w.col: columns */
         f[r][n[r]++] = part(&T[1], 0, r, 3, 1); /* w.emb: rows, 37 = 13+12+12 */
