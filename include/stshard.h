@@ -401,6 +401,23 @@ const sts_global_tensor *sts_reader_tensor(const sts_reader *r, size_t i);
 /* Local.  Index of the tensor named name, or -1. */
 long sts_reader_find(const sts_reader *r, const char *name);
 
+/* Local.  Path of stored file i (0 <= i < file count); NULL if out of range. */
+const char *sts_reader_file_path(const sts_reader *r, size_t i);
+
+/* Where one stored block of a tensor lives.  Pointers are owned by the reader. */
+typedef struct sts_stored_block {
+    size_t file;             /* index for sts_reader_file_path */
+    uint64_t data_offset;    /* absolute byte offset of the block's first byte in the file */
+    const uint64_t *offsets; /* ndim entries: block start in the global tensor */
+    const uint64_t *shape;   /* ndim entries */
+} sts_stored_block;
+
+/*
+ * Local.  Stored block k (0 <= k < nblocks) of tensor i, in offset order.
+ * Errors: STS_E_ARG when i or k is out of range.
+ */
+int sts_reader_block(const sts_reader *r, size_t i, size_t k, sts_stored_block *out);
+
 /* One block to read.  Pointers are borrowed for the duration of the call. */
 typedef struct sts_read_req {
     const char *name;        /* tensor name */

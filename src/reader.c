@@ -13,24 +13,13 @@
  *     tensor, identical duplicates dropped, global shapes and coverage;
  *  5. rank 0 checks the index's weight_map against the headers.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <cjson/cJSON.h>
 
 #include "mpiio.h"
 #include "reader.h"
-
-#define INDEX_NAME  "model.safetensors.index.json"
-#define SINGLE_NAME "model.safetensors"
-#define SUFFIX      ".safetensors"
-/* An index.json is small (one line per tensor); refuse absurd ones instead of reading them. */
-#define MAX_INDEX_BYTES ((long)1 << 30)
 
 /* A growable buffer of 8-byte words: header records are sequences of u64. */
 typedef struct wbuf {
@@ -75,180 +64,8 @@ static int wbuf_put_bytes(wbuf *b, const char *s, size_t len)
     return STS_OK;
 }
 
-/* ---- phase 1: what is at path ------------------------------------------ */
-
-typedef struct flist {
-    char **v;
-    size_t n;
-    size_t cap;
-} flist;
-
-static int flist_add(flist *l, const char *s)
-{
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        char **p = sts__realloc_array(l->v, cap, sizeof *p);
-        if (!p)
-            return STS_E_NOMEM;
-        l->v = p;
-        l->cap = cap;
-    }
-    l->v[l->n] = sts__strdup(s);
-    return l->v[l->n++] ? STS_OK : STS_E_NOMEM;
-}
-
-static void flist_free(flist *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-    l->v = NULL;
-    l->n = l->cap = 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int is_regular(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* Every visible *.safetensors regular file of dir, sorted by name. */
-static int list_rank_files(const char *dir, flist *out, sts_diag *diag)
-{
-    int rc = STS_OK;
-    struct dirent *e;
-    char *full = NULL;
-    DIR *d = opendir(dir);
-    STS_GOTO_IF(!d, diag, sts__err_from_errno(errno), "%s: cannot list directory: %s", dir,
-                strerror(errno));
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        /* Hidden names are our own partial outputs (".<name>.stshard-partial"). */
-        if (e->d_name[0] == '.' || len <= strlen(SUFFIX) ||
-            strcmp(e->d_name + len - strlen(SUFFIX), SUFFIX) != 0)
-            continue;
-        full = sts__path_join(dir, e->d_name);
-        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
-        if (is_regular(full))
-            STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
-        free(full);
-        full = NULL;
-    }
-    STS_GOTO_IF(out->n == 0, diag, STS_E_EMPTY_INPUT, "%s: no .safetensors files", dir);
-    qsort(out->v, out->n, sizeof *out->v, cmp_str);
-done:
-    free(full);
-    if (d)
-        closedir(d);
-    return rc;
-}
-
-/* Reads a small JSON file whole (the index is metadata, not tensor data). */
-static int read_small_json(const char *path, cJSON **out, sts_diag *diag)
-{
-    int rc = STS_OK;
-    char *text = NULL;
-    long size;
-    FILE *f = fopen(path, "rb");
-    *out = NULL;
-    STS_GOTO_IF(!f, diag, sts__err_from_errno(errno), "%s: %s", path, strerror(errno));
-    STS_GOTO_IF(fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0, diag, STS_E_IO,
-                "%s: cannot size file", path);
-    STS_GOTO_IF(size > MAX_INDEX_BYTES, diag, STS_E_INDEX, "%s: %ld bytes is too large", path,
-                size);
-    rewind(f);
-    text = malloc((size_t)size + 1);
-    STS_GOTO_IF(!text, diag, STS_E_NOMEM, "out of memory");
-    STS_GOTO_IF(fread(text, 1, (size_t)size, f) != (size_t)size, diag, STS_E_IO, "%s: short read",
-                path);
-    text[size] = '\0';
-    *out = cJSON_Parse(text);
-    STS_GOTO_IF(!*out, diag, STS_E_INDEX, "%s: not valid JSON", path);
-done:
-    free(text);
-    if (f)
-        fclose(f);
-    return rc;
-}
-
-/* The distinct file names of the index's weight_map (sorted), as paths under dir. */
-static int index_files(const char *dir, const cJSON *root, const char *ipath, flist *out,
-                       sts_diag *diag)
-{
-    int rc = STS_OK;
-    flist names = {0};
-    char *full = NULL;
-    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    const cJSON *it;
-    STS_GOTO_IF(!cJSON_IsObject(map), diag, STS_E_INDEX, "%s: no \"weight_map\" object", ipath);
-    cJSON_ArrayForEach(it, map)
-    {
-        STS_GOTO_IF(!cJSON_IsString(it) || strchr(it->valuestring, '/'), diag, STS_E_INDEX,
-                    "%s: weight_map[\"%s\"] is not a file name in the directory", ipath,
-                    it->string);
-        STS_GOTO_IF(flist_add(&names, it->valuestring) != STS_OK, diag, STS_E_NOMEM,
-                    "out of memory");
-    }
-    STS_GOTO_IF(names.n == 0, diag, STS_E_INDEX, "%s: weight_map is empty", ipath);
-    qsort(names.v, names.n, sizeof *names.v, cmp_str);
-    for (size_t i = 0; i < names.n; i++) {
-        if (i > 0 && strcmp(names.v[i], names.v[i - 1]) == 0)
-            continue;
-        full = sts__path_join(dir, names.v[i]);
-        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
-        STS_GOTO_IF(!is_regular(full), diag, STS_E_INDEX, "%s: names %s, which does not exist",
-                    ipath, full);
-        STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
-        free(full);
-        full = NULL;
-    }
-done:
-    free(full);
-    flist_free(&names);
-    return rc;
-}
-
-/* Rank 0: decides the kind of checkpoint and its files; keeps the parsed index for phase 5. */
-static int discover(const char *path, sts_ckpt_kind *kind, flist *files, cJSON **index,
-                    sts_diag *diag)
-{
-    int rc = STS_OK;
-    struct stat sb;
-    char *ipath = NULL, *single = NULL;
-    STS_GOTO_IF(stat(path, &sb) != 0, diag, sts__err_from_errno(errno), "%s: %s", path,
-                strerror(errno));
-    if (!S_ISDIR(sb.st_mode)) {
-        *kind = STS_CKPT_FILE;
-        STS_GOTO_IF(flist_add(files, path) != STS_OK, diag, STS_E_NOMEM, "out of memory");
-        goto done;
-    }
-    ipath = sts__path_join(path, INDEX_NAME);
-    single = sts__path_join(path, SINGLE_NAME);
-    STS_GOTO_IF(!ipath || !single, diag, STS_E_NOMEM, "out of memory");
-    if (is_regular(ipath)) {
-        *kind = STS_CKPT_INDEXED;
-        STS_CHECK(read_small_json(ipath, index, diag));
-        STS_CHECK(index_files(path, *index, ipath, files, diag));
-    } else if (is_regular(single)) {
-        *kind = STS_CKPT_FILE;
-        STS_GOTO_IF(flist_add(files, single) != STS_OK, diag, STS_E_NOMEM, "out of memory");
-    } else {
-        *kind = STS_CKPT_SHARDED;
-        STS_CHECK(list_rank_files(path, files, diag));
-    }
-done:
-    free(ipath);
-    free(single);
-    return rc;
-}
-
 /* Broadcasts kind and file list from rank 0: [kind, nfiles, total length] then the names. */
-static int bcast_files(sts_reader *r, flist *files, sts_diag *diag)
+static int bcast_files(sts_reader *r, sts__strlist *files, sts_diag *diag)
 {
     int rc = STS_OK;
     uint64_t head[3] = {0, 0, 0};
@@ -567,40 +384,6 @@ done:
     return rc;
 }
 
-/* ---- phase 5: the index agrees with the headers ------------------------- */
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-static int check_index(const sts_reader *r, const cJSON *index, sts_diag *diag)
-{
-    const cJSON *map = cJSON_GetObjectItemCaseSensitive(index, "weight_map");
-    const cJSON *it;
-    size_t n = 0;
-    cJSON_ArrayForEach(it, map)
-    {
-        long t = sts_reader_find(r, it->string);
-        const sts__rblock *b;
-        if (t < 0)
-            return sts__fail(diag, STS_E_INDEX,
-                             "index weight_map names tensor '%s', which is in no file", it->string);
-        b = &r->blocks[r->first[t]];
-        if (strcmp(base_name(r->paths[b->file]), it->valuestring) != 0)
-            return sts__fail(diag, STS_E_INDEX, "index puts tensor '%s' in %s, but it is in %s",
-                             it->string, it->valuestring, base_name(r->paths[b->file]));
-        n++;
-    }
-    /* Equal counts with every entry found means no tensor is missing from the map
-     * (cJSON keeps duplicate keys, so a repeated name would make n too large). */
-    if (n != r->ntensors)
-        return sts__fail(diag, STS_E_INDEX, "index weight_map has %zu entries for %zu tensors", n,
-                         r->ntensors);
-    return STS_OK;
-}
-
 /* ---- open / accessors / free -------------------------------------------- */
 
 /*
@@ -630,11 +413,11 @@ done:
 static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
 {
     int rc = STS_OK;
-    flist files = {0};
-    cJSON *index = NULL;
+    sts__strlist files = {0};
+    void *index = NULL;
     wbuf mine = {0};
     if (r->rank == 0)
-        rc = discover(path, &r->kind, &files, &index, diag);
+        rc = sts__ckptdir_discover(path, &r->kind, &files, &index, diag);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
     STS_CHECK(bcast_files(r, &files, diag));
     rc = read_my_headers(r, &mine, diag);
@@ -643,13 +426,13 @@ static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
     rc = make_table(r, diag);
     if (rc == STS_OK && r->rank == 0 && index)
-        rc = check_index(r, index, diag);
+        rc = sts__ckptdir_check_index(r, index, diag);
     if (rc != STS_OK)
         sts__diag_prefix(diag, "%s", path);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
 done:
-    flist_free(&files);
-    cJSON_Delete(index);
+    sts__strlist_free(&files);
+    sts__ckptdir_index_free(index);
     free(mine.w);
     return rc;
 }
@@ -727,6 +510,24 @@ long sts_reader_find(const sts_reader *r, const char *name)
             hi = mid;
     }
     return -1;
+}
+
+const char *sts_reader_file_path(const sts_reader *r, size_t i)
+{
+    return i < r->nfiles ? r->paths[i] : NULL;
+}
+
+int sts_reader_block(const sts_reader *r, size_t i, size_t k, sts_stored_block *out)
+{
+    const sts__rblock *b;
+    if (i >= r->ntensors || k >= r->first[i + 1] - r->first[i])
+        return STS_E_ARG;
+    b = &r->blocks[r->first[i] + k];
+    out->file = b->file;
+    out->data_offset = b->data_off;
+    out->offsets = b->offsets;
+    out->shape = b->shape;
+    return STS_OK;
 }
 
 void sts_reader_stats(const sts_reader *r, sts_read_stats *out)

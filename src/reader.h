@@ -42,6 +42,28 @@ struct sts_reader {
     sts_diag diag;
 };
 
+/* A list of malloc'd strings. */
+typedef struct sts__strlist {
+    char **v;
+    size_t n;
+    size_t cap;
+} sts__strlist;
+
+/* Local.  Frees the strings and the list; leaves it empty. */
+void sts__strlist_free(sts__strlist *l);
+
+/*
+ * Local (rank 0).  Decides what path holds and lists its files (paths).  For
+ * an index checkpoint *index receives the parsed index (free with
+ * sts__ckptdir_index_free) for sts__ckptdir_check_index.  Errors:
+ * STS_E_NOENT, STS_E_ACCESS, STS_E_EMPTY_INPUT, STS_E_INDEX, STS_E_NOMEM.
+ */
+int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *files, void **index,
+                          sts_diag *diag);
+/* Local.  The index's weight_map names every tensor exactly once, each in its real file. */
+int sts__ckptdir_check_index(const sts_reader *r, const void *index, sts_diag *diag);
+void sts__ckptdir_index_free(void *index);
+
 /* Local.  Opens file i on this rank if needed (MPI_COMM_SELF, read-only). */
 int sts__reader_file(sts_reader *r, uint32_t i, MPI_File *fh, sts_diag *diag);
 /* Local.  Closes every file this rank opened. */
