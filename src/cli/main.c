@@ -17,6 +17,8 @@ static const struct {
 } commands[] = {
     {"inspect", cmd_inspect, 0, "show the tensors, offsets and metadata of a file or checkpoint"},
     {"verify", cmd_verify, 0, "strictly validate a file or checkpoint directory"},
+    {"load", cmd_load, 1, "load a checkpoint into a new sharding with offset reads"},
+    {"reshard", cmd_reshard, 1, "rewrite a checkpoint as rank files with a new sharding"},
 };
 
 static void usage(FILE *f)
