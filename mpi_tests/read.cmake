@@ -6,3 +6,82 @@ sts_add_mpi_test(NAME par_read_errors NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_
                  TIMEOUT 120)
 sts_test_program(par_read_bytes par_read_bytes.c)
 sts_add_mpi_test(NAME par_read_bytes NP 1 2 4 COMMAND $<TARGET_FILE:par_read_bytes> TIMEOUT 120)
+
+# --- `stshard reshard` and `stshard load` (need the tool, the writer and the
+# HDF5 reference tensors of save.cmake: fixture save_h5, file fixtures.h5) ---
+if(NOT TARGET stshard_cli OR NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/gen_fixtures.c)
+  return()
+endif()
+set(STS_READ_H5 ${STS_TEST_WORK}/fixtures.h5)
+set(STS_CLI_DIR ${PROJECT_SOURCE_DIR}/src/cli)
+
+# Source checkpoints: N rank files (N = 1..4) with the fixtures' own splits, and
+# the consolidated forms (index.json + 2 files; one model.safetensors).
+sts_test_program(par_reshard_src par_reshard_src.c ${STS_CLI_DIR}/model.c ${STS_CLI_DIR}/common.c)
+target_link_libraries(par_reshard_src PRIVATE hdf5::hdf5)
+target_include_directories(par_reshard_src PRIVATE ${STS_CLI_DIR})
+foreach(n 1 2 3 4)
+  sts_add_mpi_test(NAME reshard_src NP ${n} TIMEOUT 120 FIXTURES_REQUIRED save_h5
+                   COMMAND $<TARGET_FILE:par_reshard_src> ${STS_READ_H5}
+                           ${STS_TEST_WORK}/reshard_src_np${n})
+  set_tests_properties(reshard_src_np${n} PROPERTIES FIXTURES_SETUP reshard_src)
+endforeach()
+sts_add_mpi_test(NAME reshard_src_cons NP 1 TIMEOUT 120 FIXTURES_REQUIRED save_h5
+                 COMMAND $<TARGET_FILE:par_reshard_src> ${STS_READ_H5}
+                         ${STS_TEST_WORK}/reshard_src_cons --consolidated)
+set_tests_properties(reshard_src_cons_np1 PROPERTIES FIXTURES_SETUP reshard_src)
+
+sts_test_program(par_reshard_check par_reshard_check.c ${STS_CLI_DIR}/model.c
+                 ${STS_CLI_DIR}/share.c ${STS_CLI_DIR}/common.c)
+target_link_libraries(par_reshard_check PRIVATE hdf5::hdf5)
+target_include_directories(par_reshard_check PRIVATE ${STS_CLI_DIR})
+
+# reshard_test(name src m strategy dim)
+function(reshard_test name src m strategy dim)
+  add_test(NAME reshard_${name}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard.sh ${src}
+                   ${STS_TEST_WORK}/reshard_${name} ${m} ${strategy} ${dim} ${STS_READ_H5}
+                   $<TARGET_FILE:par_reshard_check> $<TARGET_FILE:stshard_cli>
+                   ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${MPIEXEC_PREFLAGS}
+           WORKING_DIRECTORY ${STS_TEST_WORK})
+  set_tests_properties(reshard_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                       ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED "save_h5;reshard_src")
+endfunction()
+
+# N -> M for every N, M in 1..4 (default: rows along dim 0), the other strategies on a
+# few pairs, and the consolidated forms.
+foreach(n 1 2 3 4)
+  foreach(m 1 2 3 4)
+    reshard_test(n${n}_m${m} ${STS_TEST_WORK}/reshard_src_np${n} ${m} row 0)
+  endforeach()
+endforeach()
+reshard_test(n3_m2_col ${STS_TEST_WORK}/reshard_src_np3 2 col 0)
+reshard_test(n2_m4_col ${STS_TEST_WORK}/reshard_src_np2 4 col 0)
+reshard_test(n4_m3_tp ${STS_TEST_WORK}/reshard_src_np4 3 tp 0)
+reshard_test(n1_m4_mesh2d ${STS_TEST_WORK}/reshard_src_np1 4 mesh2d 0)
+reshard_test(n3_m4_mesh2d ${STS_TEST_WORK}/reshard_src_np3 4 mesh2d 0)
+reshard_test(n4_m2_dim1 ${STS_TEST_WORK}/reshard_src_np4 2 row 1)
+reshard_test(n2_m3_dim2 ${STS_TEST_WORK}/reshard_src_np2 3 row 2)
+foreach(m 1 2 3 4)
+  reshard_test(cons_m${m} ${STS_TEST_WORK}/reshard_src_cons/cons ${m} row 0)
+  reshard_test(single_m${m} ${STS_TEST_WORK}/reshard_src_cons/single/model.safetensors ${m}
+               row 0)
+endforeach()
+reshard_test(cons_m3_col ${STS_TEST_WORK}/reshard_src_cons/cons 3 col 0)
+reshard_test(single_m2_mesh2d ${STS_TEST_WORK}/reshard_src_cons/single 4 mesh2d 0)
+
+# stshard load --check-seed on `stshard save` output, and through a reshard.
+function(load_test name nsave mload strategy)
+  add_test(NAME load_${name}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_load.sh ${STS_TEST_WORK}/load_${name}
+                   ${nsave} ${mload} ${strategy} $<TARGET_FILE:stshard_cli>
+                   ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${MPIEXEC_PREFLAGS}
+           WORKING_DIRECTORY ${STS_TEST_WORK})
+  set_tests_properties(load_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                       ENVIRONMENT "${STS_TEST_ENV}")
+endfunction()
+load_test(s3_l2_row 3 2 row)
+load_test(s2_l4_col 2 4 col)
+load_test(s4_l3_tp 4 3 tp)
+load_test(s1_l4_mesh2d 1 4 mesh2d)
+load_test(s4_l1_row 4 1 row)
