@@ -169,8 +169,8 @@ int main(int argc, char **argv)
         test_requests(comm, me, np);
         expect_open(comm, sub("no/such/dir"), STS_E_NOENT, "no/such/dir");
         expect_open(comm, sub("empty"), STS_E_EMPTY_INPUT, "empty");
-        expect_open(comm, sub("gap"), STS_E_COVERAGE_GAP, "layer.w");
-        expect_open(comm, sub("overlap"), STS_E_COVERAGE_OVERLAP, "layer.w");
+        expect_open(comm, sub("gap"), STS_E_COVERAGE_GAP, "no block covers [8:10, 0:12]");
+        expect_open(comm, sub("overlap"), STS_E_COVERAGE_OVERLAP, "overlap");
         expect_open(comm, sub("dtypes"), STS_E_DTYPE_MISMATCH, "layer.w");
         expect_open(comm, sub("index"), STS_E_INDEX, "ghost");
     }

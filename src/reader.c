@@ -274,24 +274,39 @@ static int same_name(const rblock_tmp *a, const rblock_tmp *b)
     return a->name_len == b->name_len && memcmp(a->name, b->name, a->name_len) == 0;
 }
 
-/*
- * Completes tensor t from its blocks v[0..n): one dtype and rank, global
- * shape = max(offset + shape), and the block volumes must add up to the
- * global volume.  With every block inside the box and no two blocks
- * overlapping, equal volume means exact tiling.
- */
-static int finish_tensor(sts_global_tensor *t, uint64_t *gshape, const rblock_tmp *v, size_t n,
-                         sts_diag *diag)
+/* The first coverage problem of a tensor, turned into a message naming files or a region. */
+typedef struct cov_report {
+    const sts_reader *r;
+    const rblock_tmp *v;
+    uint32_t ndim;
+    int have;
+    char text[600];
+} cov_report;
+
+static void on_coverage_issue(void *ud, const sts__coverage_issue *is)
 {
-    uint64_t vol = 0, numel = 0;
-    t->name = v[0].name;
-    t->dtype = v[0].dtype;
-    t->ndim = v[0].ndim;
-    t->shape = gshape;
-    t->nblocks = n;
-    memset(gshape, 0, t->ndim * sizeof *gshape);
+    cov_report *c = ud;
+    size_t len = 0;
+    if (c->have || is->more)
+        return;
+    c->have = 1;
+    if (is->code == STS_E_COVERAGE_OVERLAP) {
+        snprintf(c->text, sizeof c->text, "blocks in %s and %s overlap",
+                 c->r->paths[c->v[is->a].b.file], c->r->paths[c->v[is->b].b.file]);
+        return;
+    }
+    len = (size_t)snprintf(c->text, sizeof c->text, "no block covers");
+    for (uint32_t d = 0; is->lo && d < c->ndim && len < sizeof c->text; d++)
+        len += (size_t)snprintf(c->text + len, sizeof c->text - len, "%s%llu:%llu", d ? ", " : " [",
+                                (unsigned long long)is->lo[d], (unsigned long long)is->hi[d]);
+    if (is->lo && len < sizeof c->text)
+        snprintf(c->text + len, sizeof c->text - len, "]");
+}
+
+/* Blocks of one tensor agree on dtype and rank. */
+static int check_kinds(const sts_global_tensor *t, const rblock_tmp *v, size_t n, sts_diag *diag)
+{
     for (size_t i = 0; i < n; i++) {
-        uint64_t bn = 0;
         if (v[i].dtype != t->dtype)
             return sts__fail(diag, STS_E_DTYPE_MISMATCH, "tensor '%s': blocks are %s and %s",
                              t->name, sts_dtype_name(t->dtype), sts_dtype_name(v[i].dtype));
@@ -299,30 +314,47 @@ static int finish_tensor(sts_global_tensor *t, uint64_t *gshape, const rblock_tm
             return sts__fail(diag, STS_E_SHARDING_INFO,
                              "tensor '%s': blocks have %u and %u dimensions", t->name, t->ndim,
                              v[i].ndim);
-        for (uint32_t d = 0; d < t->ndim; d++) {
-            uint64_t end;
-            if (sts__add_u64(v[i].b.offsets[d], v[i].b.shape[d], &end))
-                return sts__fail(diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': offset overflow",
-                                 t->name);
-            gshape[d] = end > gshape[d] ? end : gshape[d];
-        }
-        if (sts__numel(v[i].b.shape, t->ndim, &bn) != STS_OK || sts__add_u64(vol, bn, &vol))
-            return sts__fail(diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': size overflow",
-                             t->name);
     }
-    if (sts__numel(gshape, t->ndim, &numel) != STS_OK ||
-        sts_dtype_nbytes(t->dtype, numel, &t->nbytes) != STS_OK)
-        return sts__fail(diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': global size overflow",
-                         t->name);
-    if (vol < numel)
-        return sts__fail(diag, STS_E_COVERAGE_GAP,
-                         "tensor '%s': %zu blocks cover %llu of %llu elements", t->name, n,
-                         (unsigned long long)vol, (unsigned long long)numel);
-    if (vol > numel)
-        return sts__fail(diag, STS_E_COVERAGE_OVERLAP,
-                         "tensor '%s': %zu blocks hold %llu elements for %llu", t->name, n,
-                         (unsigned long long)vol, (unsigned long long)numel);
     return STS_OK;
+}
+
+/*
+ * Completes tensor t from its blocks v[0..n): one dtype and rank, the global
+ * shape (per dimension the largest offset + size) and an exact tiling of it
+ * (coverage.c: no gap, no overlap).
+ */
+static int finish_tensor(const sts_reader *r, sts_global_tensor *t, uint64_t *gshape,
+                         const rblock_tmp *v, size_t n, sts_diag *diag)
+{
+    int rc = STS_OK;
+    uint64_t numel = 0, *offs = NULL, *shps = NULL;
+    cov_report cov = {r, v, v[0].ndim, 0, ""};
+    t->name = v[0].name;
+    t->dtype = v[0].dtype;
+    t->ndim = v[0].ndim;
+    t->shape = gshape;
+    t->nblocks = n;
+    STS_CHECK(check_kinds(t, v, n, diag));
+    /* coverage.c takes the blocks as two n x ndim arrays. */
+    offs = sts__malloc_array(n * t->ndim + 1, sizeof *offs);
+    shps = sts__malloc_array(n * t->ndim + 1, sizeof *shps);
+    STS_GOTO_IF(!offs || !shps, diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        memcpy(offs + i * t->ndim, v[i].b.offsets, t->ndim * sizeof *offs);
+        memcpy(shps + i * t->ndim, v[i].b.shape, t->ndim * sizeof *shps);
+    }
+    rc = sts__coverage_check(t->ndim, n, offs, shps, 1, on_coverage_issue, &cov, gshape);
+    STS_GOTO_IF(rc == STS_E_VALIDATION_OVERFLOW, diag, rc, "tensor '%s': offset overflow", t->name);
+    STS_GOTO_IF(rc == STS_E_NOMEM, diag, rc, "out of memory");
+    STS_GOTO_IF(rc != STS_OK, diag, rc, "tensor '%s': %s", t->name,
+                cov.have ? cov.text : sts_strerror(rc));
+    STS_GOTO_IF(sts__numel(gshape, t->ndim, &numel) != STS_OK ||
+                    sts_dtype_nbytes(t->dtype, numel, &t->nbytes) != STS_OK,
+                diag, STS_E_VALIDATION_OVERFLOW, "tensor '%s': global size overflow", t->name);
+done:
+    free(offs);
+    free(shps);
+    return rc;
 }
 
 /* Sorts blocks by tensor, drops identical duplicates and fills the table. */
@@ -357,7 +389,7 @@ static int build_table(sts_reader *r, rblock_tmp *v, size_t n, sts_diag *diag)
         while (j < nb && same_name(&v[i], &v[j]))
             j++;
         r->first[t] = i;
-        STS_CHECK(finish_tensor(&r->tensors[t], r->gshapes + nshape, v + i, j - i, diag));
+        STS_CHECK(finish_tensor(r, &r->tensors[t], r->gshapes + nshape, v + i, j - i, diag));
         nshape += v[i].ndim;
         for (size_t k = i; k < j; k++)
             r->blocks[k] = v[k].b;
