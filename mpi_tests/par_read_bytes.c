@@ -21,6 +21,9 @@ static const tr_tensor BIG = {"big", STS_F32, 2, {ROWS, COLS}};
 /* Quarter-width column blocks of this one have 1 KiB runs and 3 KiB gaps, which Open MPI's
  * OMPIO reads whole through a file view (measured: 4x the bytes). */
 static const tr_tensor MID = {"mid", STS_F32, 2, {ROWS, 1024}};
+/* Stored as two column halves of 6 MiB: whole or row reads gather 2 KiB runs from contiguous
+ * file ranges larger than the reader's 4 MiB bounce buffer. */
+static const tr_tensor TALL = {"tall", STS_F32, 2, {3000, 1024}};
 
 static long long rchar(void)
 {
@@ -60,6 +63,23 @@ static int write_inputs(const char *dir)
         if (tr_write_file(p, b, 2, 1) != 0)
             return -1;
     }
+    snprintf(p, sizeof p, "%s/colsharded", dir);
+    mkdir(p, 0777);
+    for (int r = 0; r < 2; r++) {
+        memset(b, 0, sizeof b);
+        b[0].t = &BIG;
+        b[1].t = &TALL;
+        b[0].shape[0] = ROWS;
+        b[1].shape[0] = 3000;
+        b[0].off[1] = (uint64_t)r * COLS / 2;
+        b[0].shape[1] = COLS / 2;
+        b[1].off[1] = (uint64_t)r * 512;
+        b[1].shape[1] = 512;
+        snprintf(p, sizeof p, "%s/colsharded/shard-%05d-model-00001-of-00001.safetensors", dir,
+                 r + 1);
+        if (tr_write_file(p, b, 2, 1) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -91,6 +111,23 @@ static void measured_read(sts_reader *r, const tr_tensor *t, const char *what, u
     CHECK((uint64_t)(k1 - k0) >= bytes);
     free(buf);
     free(want);
+}
+
+/* Row and whole reads over column-split blocks: contiguous file ranges, strided in memory. */
+static void test_gather(MPI_Comm comm, int me, const char *path)
+{
+    sts_reader *r = NULL;
+    sts_diag d;
+    uint64_t q = (uint64_t)(me % 4);
+    CHECK_OK(sts_reader_open(comm, path, MPI_INFO_NULL, &r, &d));
+    if (r) {
+        measured_read(r, &TALL, "tall whole", 0, 3000, 0, 1024);
+        measured_read(r, &TALL, "tall rows", 100 + q * 50, 2500, 0, 1024);
+        measured_read(r, &TALL, "tall rows, columns across both blocks", 7, 2990, 300, 500);
+        measured_read(r, &BIG, "big rows", q * 256, 256, 0, COLS);
+    }
+    sts_reader_free(r);
+    TEST_AGREE(comm);
 }
 
 static void test_path(MPI_Comm comm, int me, const char *path)
@@ -128,6 +165,8 @@ int main(int argc, char **argv)
         test_path(comm, me, dir);
         snprintf(p, sizeof p, "%s/sharded", dir);
         test_path(comm, me, p);
+        snprintf(p, sizeof p, "%s/colsharded", dir);
+        test_gather(comm, me, p);
     }
     TEST_AGREE(comm);
     if (me == 0)

@@ -610,6 +610,7 @@ void sts_reader_free(sts_reader *r)
     free(r->blocks);
     free(r->gshapes);
     free(r->records);
+    free(r->bounce);
     if (r->info != MPI_INFO_NULL)
         MPI_Info_free(&r->info);
     if (r->comm != MPI_COMM_NULL)

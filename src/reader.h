@@ -38,6 +38,8 @@ struct sts_reader {
     unsigned char *records; /* every rank's header records; names and block shapes point here */
     size_t records_len;
 
+    unsigned char *bounce; /* readio.c's buffer for gathering small runs; NULL until needed */
+
     sts_read_stats stats;
     sts_diag diag;
 };
@@ -75,7 +77,8 @@ int sts__reader_close_files(sts_reader *r, sts_diag *diag);
  * first byte is at file offset fbase, box starting at fstart.  The memory side
  * is the request: an array of shape mshape at mbase, box starting at mstart.
  * esize is the byte size of one element (after sub-byte grouping).  Only the
- * bytes of the box are read.
+ * bytes of the box are read; the reader's hints, mode, bounce buffer and
+ * counters are used.
  */
 typedef struct sts__box {
     uint32_t ndim;
@@ -89,7 +92,6 @@ typedef struct sts__box {
     unsigned char *mbase;
 } sts__box;
 
-int sts__readio_box(MPI_File fh, const sts__box *box, int view_mode, MPI_Info info,
-                    sts_read_stats *st, sts_diag *diag);
+int sts__readio_box(sts_reader *r, MPI_File fh, const sts__box *box, sts_diag *diag);
 
 #endif /* STS_READER_H */
