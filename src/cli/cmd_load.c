@@ -67,7 +67,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
     memset(a, 0, sizeof *a);
     a->so.strategy = MODEL_ROWS;
     a->so.dim = 0;
-    a->batch = (uint64_t)64 << 20;
+    a->batch = (uint64_t)256 << 20;
     a->repeat = 1;
     opterr = 0;
     optind = 1;
@@ -215,8 +215,9 @@ typedef struct bufs {
 
 /*
  * Collective.  One offset-read pass over this rank's share, in rounds of at
- * most --batch bytes per rank; ranks that run out of chunks keep joining
- * with empty lists until every rank is done.  Returns an agreed code.
+ * most --batch bytes.  The rounds are local reads (no collective between
+ * them, so a rank never waits for a slower one mid-pass); one agreement at
+ * the end gives every rank the same code and the failing rank's message.
  */
 static int offset_pass(MPI_Comm comm, sts_reader *r, const load_args *a, bufs *m,
                        const share_block *bl, size_t nb, pass *p, char *err, size_t errlen)
@@ -224,42 +225,42 @@ static int offset_pass(MPI_Comm comm, sts_reader *r, const load_args *a, bufs *m
     share_walk w;
     sts_read_stats s0, s1;
     long long k0 = read_rchar();
-    int rc = STS_OK, flags[2] = {1, 0}; /* any rank has more to read; any rank ran out of memory */
+    int rc = STS_OK;
+    double t0 = MPI_Wtime();
     share_walk_init(&w, bl, nb, a->batch, 0);
     sts_reader_stats(r, &s0);
-    while (flags[0]) {
+    while (rc == STS_OK && share_walk_more(&w)) {
         uint64_t used = 0;
         size_t n = share_walk_round(&w, m->chunks, ROUND_CAP, &used);
-        int mine[2];
-        double t0;
-        mine[1] = ensure(&m->arena, &m->arena_cap, used) != 0 ||
-                  (a->check && ensure(&m->want, &m->want_cap, used) != 0);
-        if (mine[1])
-            n = 0;
+        if (ensure(&m->arena, &m->arena_cap, used) != 0 ||
+            (a->check && ensure(&m->want, &m->want_cap, used) != 0)) {
+            snprintf(err, errlen, "out of memory for a read round of %llu bytes",
+                     (unsigned long long)used);
+            rc = STS_E_NOMEM;
+            break;
+        }
         make_reqs(m->chunks, n, m->arena, m->reqs, m->at);
-        t0 = MPI_Wtime();
-        rc = sts_reader_read(r, m->reqs, n);
-        p->seconds += MPI_Wtime() - t0;
+        rc = sts_reader_read_local(r, m->reqs, n);
         if (rc != STS_OK) {
             snprintf(err, errlen, "%s", sts_reader_errmsg(r));
-            return rc;
+            break;
         }
-        for (size_t i = 0; a->check && i < n; i++)
-            verify_chunk(a, m->chunks[i].b, m->chunks[i].off, m->chunks[i].shape,
-                         m->arena + m->at[i], m->chunks[i].bytes, m->want, p);
-        mine[0] = share_walk_more(&w);
-        MPI_Allreduce(mine, flags, 2, MPI_INT, MPI_MAX, comm);
-        if (flags[1]) {
-            snprintf(err, errlen, "out of memory for a read round");
-            return STS_E_NOMEM;
+        if (a->check) {
+            /* Verification is not reading: keep it out of the timed part. */
+            double v0 = MPI_Wtime();
+            for (size_t i = 0; i < n; i++)
+                verify_chunk(a, m->chunks[i].b, m->chunks[i].off, m->chunks[i].shape,
+                             m->arena + m->at[i], m->chunks[i].bytes, m->want, p);
+            t0 += MPI_Wtime() - v0;
         }
     }
+    p->seconds = MPI_Wtime() - t0;
     sts_reader_stats(r, &s1);
     p->needed = s1.bytes_needed - s0.bytes_needed;
     p->read = s1.bytes_read - s0.bytes_read;
     p->transfers = s1.transfers - s0.transfers;
     p->rchar = (uint64_t)(read_rchar() - k0);
-    return rc;
+    return share_agree(comm, rc, err, errlen);
 }
 
 /* ---- the whole-file baseline ------------------------------------------------ */
@@ -322,7 +323,7 @@ static int whole_pass(MPI_Comm comm, const sts_reader *r, bufs *m, const share_b
     size_t nf = sts_reader_file_count(r);
     char *touch = calloc(nf ? nf : 1, 1);
     long long k0 = read_rchar();
-    int rc = touch ? STS_OK : STS_E_NOMEM, all = STS_OK;
+    int rc = touch ? STS_OK : STS_E_NOMEM;
     double t0 = MPI_Wtime();
     if (touch)
         touched_files(r, bl, nb, touch);
@@ -333,21 +334,35 @@ static int whole_pass(MPI_Comm comm, const sts_reader *r, bufs *m, const share_b
     p->seconds = MPI_Wtime() - t0;
     p->rchar = (uint64_t)(read_rchar() - k0);
     free(touch);
-    MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
-    if (all != STS_OK && rc == STS_OK)
-        snprintf(err, errlen, "another rank failed to read a whole file");
-    return all;
+    return share_agree(comm, rc, err, errlen);
 }
 
 /* ---- reporting ----------------------------------------------------------------- */
 
 typedef struct totals {
     uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked;
+    uint64_t vmhwm_kib;          /* max over ranks: peak resident set */
     double seconds, worst_ratio; /* max over ranks: time, and kernel bytes / needed bytes */
 } totals;
 
+/* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
+static uint64_t peak_rss_kib(void)
+{
+    char line[256];
+    uint64_t kib = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtoull(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
 static void reduce_pass(MPI_Comm comm, const pass *p, totals *t)
 {
+    uint64_t rss = peak_rss_kib();
     uint64_t mine[7] = {p->needed,   p->read,       p->rchar,    p->transfers,
                         p->elements, p->mismatches, p->unchecked};
     uint64_t sum[7];
@@ -357,6 +372,7 @@ static void reduce_pass(MPI_Comm comm, const pass *p, totals *t)
     t->needed = sum[0], t->read = sum[1], t->rchar = sum[2], t->transfers = sum[3];
     t->elements = sum[4], t->mismatches = sum[5], t->unchecked = sum[6];
     t->seconds = dx[0], t->worst_ratio = dx[1];
+    MPI_Allreduce(&rss, &t->vmhwm_kib, 1, MPI_UINT64_T, MPI_MAX, comm);
 }
 
 static double gibs(uint64_t bytes, double s)
@@ -374,11 +390,12 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
         printf(", \"strategy\": \"%s\", \"ranks\": %d, \"tensors\": %zu, \"repeat\": %llu, "
                "\"bytes_needed\": %llu, \"bytes_read\": %llu, \"kernel_rchar\": %llu, "
                "\"worst_rank_read_ratio\": %.4f, \"read_calls\": %llu, \"seconds\": %.6f, "
-               "\"gib_per_s\": %.4f",
+               "\"gib_per_s\": %.4f, \"batch\": %llu, \"max_vmhwm_kib\": %llu",
                model_strategy_name(a->so.strategy), np, tensors, (unsigned long long)rep,
                (unsigned long long)o->needed, (unsigned long long)o->read,
                (unsigned long long)o->rchar, o->worst_ratio, (unsigned long long)o->transfers,
-               o->seconds, gibs(o->needed, o->seconds));
+               o->seconds, gibs(o->needed, o->seconds), (unsigned long long)a->batch,
+               (unsigned long long)o->vmhwm_kib);
         if (a->check)
             printf(", \"checked_elements\": %llu, \"mismatches\": %llu, \"unchecked_bytes\": %llu",
                    (unsigned long long)o->elements, (unsigned long long)o->mismatches,
@@ -391,10 +408,11 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
         return;
     }
     printf("load: %s needed, %s read (kernel: %s, worst rank %.3fx its share) in %.3f s, "
-           "%.2f GiB/s, %d ranks, %zu tensors, %s\n",
+           "%.2f GiB/s, %d ranks, %zu tensors, %s; peak RSS %.0f MiB/rank\n",
            cli_format_bytes(o->needed, b1, sizeof b1), cli_format_bytes(o->read, b2, sizeof b2),
            cli_format_bytes(o->rchar, b3, sizeof b3), o->worst_ratio, o->seconds,
-           gibs(o->needed, o->seconds), np, tensors, model_strategy_name(a->so.strategy));
+           gibs(o->needed, o->seconds), np, tensors, model_strategy_name(a->so.strategy),
+           (double)o->vmhwm_kib / 1024.0);
     if (a->check)
         printf("check: %llu elements compared, %llu differ%s\n", (unsigned long long)o->elements,
                (unsigned long long)o->mismatches,

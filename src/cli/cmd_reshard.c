@@ -36,7 +36,7 @@ static void reshard_usage(FILE *f)
             "Options:\n"
             "  --strategy S   row (default: dimension 0), col, tp, mesh2d: as `stshard save`\n"
             "  --dim D        with row: split dimension D (tensors with fewer dims: dim 0)\n"
-            "  --batch SIZE   bytes read per rank per collective round (default 256MiB)\n"
+            "  --batch SIZE   bytes read per rank per read call (default 256MiB)\n"
             "  --force        replace the rank files of an existing checkpoint in OUTDIR\n"
             "  --fsync        sync the files before publishing them\n"
             "  --json         print the summary as JSON\n"
@@ -148,8 +148,8 @@ static int alloc_share(share_data *s)
 
 /*
  * Collective.  Reads every block of the share into its buffer, in rounds of
- * dimension-0 ranges (each a contiguous piece of the block's buffer); ranks
- * that finish early keep joining with empty lists.  Returns an agreed code.
+ * dimension-0 ranges (each a contiguous piece of the block's buffer).  The
+ * rounds are local reads; one agreement at the end.
  */
 static int read_share(MPI_Comm comm, sts_reader *r, const reshard_args *a, share_data *s,
                       double *seconds, char *err, size_t errlen)
@@ -157,19 +157,14 @@ static int read_share(MPI_Comm comm, sts_reader *r, const reshard_args *a, share
     share_walk w;
     share_chunk *c = calloc(ROUND_CAP, sizeof *c);
     sts_read_req *q = calloc(ROUND_CAP, sizeof *q);
-    int ok = c && q, all = 0, more = 1, rc = STS_OK;
+    int rc = c && q ? STS_OK : STS_E_NOMEM;
     double t0 = MPI_Wtime();
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
-    if (!all) {
+    if (rc != STS_OK)
         snprintf(err, errlen, "out of memory");
-        rc = STS_E_NOMEM;
-        goto done;
-    }
     share_walk_init(&w, s->blocks, s->n, a->batch, 1);
-    while (more) {
+    while (rc == STS_OK && share_walk_more(&w)) {
         uint64_t bytes;
         size_t n = share_walk_round(&w, c, ROUND_CAP, &bytes);
-        int mine;
         for (size_t i = 0; i < n; i++) {
             const sts_global_tensor *t = c[i].b->t;
             q[i].name = t->name;
@@ -179,19 +174,14 @@ static int read_share(MPI_Comm comm, sts_reader *r, const reshard_args *a, share
             q[i].shape = c[i].shape;
             q[i].buf = s->data[c[i].b - s->blocks] + c[i].buf_off;
         }
-        rc = sts_reader_read(r, q, n);
-        if (rc != STS_OK) {
+        rc = sts_reader_read_local(r, q, n);
+        if (rc != STS_OK)
             snprintf(err, errlen, "%s", sts_reader_errmsg(r));
-            goto done;
-        }
-        mine = share_walk_more(&w);
-        MPI_Allreduce(&mine, &more, 1, MPI_INT, MPI_MAX, comm);
     }
-done:
     *seconds = MPI_Wtime() - t0;
     free(c);
     free(q);
-    return rc;
+    return share_agree(comm, rc, err, errlen);
 }
 
 /* Collective.  Writes the share as this rank's rank file. */

@@ -84,6 +84,26 @@ int share_of(const sts_reader *r, const share_opts *o, int rank, int nranks, sha
     return 0;
 }
 
+int share_agree(MPI_Comm comm, int rc, char *msg, size_t len)
+{
+    struct {
+        int code, rank;
+    } mine, worst;
+    char buf[1024];
+    int me = 0;
+    MPI_Comm_rank(comm, &me);
+    mine.code = rc;
+    mine.rank = me;
+    MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm);
+    if (worst.code == STS_OK)
+        return STS_OK;
+    if (me == worst.rank)
+        snprintf(buf, sizeof buf, "rank %d: %s", me, msg);
+    MPI_Bcast(buf, (int)sizeof buf, MPI_CHAR, worst.rank, comm);
+    snprintf(msg, len, "%s", buf);
+    return worst.code;
+}
+
 int share_parse_dim(const char *s, int *dim)
 {
     uint64_t v;

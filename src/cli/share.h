@@ -90,6 +90,13 @@ size_t share_walk_round(share_walk *w, share_chunk *out, size_t cap, uint64_t *b
 /* Whether chunks remain. */
 int share_walk_more(const share_walk *w);
 
+/*
+ * Collective over comm.  The agreement after a phase of local reads: every
+ * rank gets the most severe code (the lowest) and, in msg, the message of
+ * the lowest rank that has it, prefixed with that rank.
+ */
+int share_agree(MPI_Comm comm, int rc, char *msg, size_t len);
+
 /* Parses --dim; 0 or -1. */
 int share_parse_dim(const char *s, int *dim);
 
