@@ -15,6 +15,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_save(int argc, char **argv);
 int cmd_mapping(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_reshard(int argc, char **argv);
