@@ -85,3 +85,31 @@ load_test(s2_l4_col 2 4 col)
 load_test(s4_l3_tp 4 3 tp)
 load_test(s1_l4_mesh2d 1 4 mesh2d)
 load_test(s4_l1_row 4 1 row)
+
+# Exit statuses and messages of the tool, the same on every rank.
+set(READ_EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
+set(READ_MPI2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
+    $<TARGET_FILE:stshard_cli>)
+function(read_status_test name status)
+  add_test(NAME read_cli_${name} COMMAND ${READ_EXPECT} ${status} ${ARGN}
+           WORKING_DIRECTORY ${STS_TEST_WORK})
+  set_tests_properties(read_cli_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 120
+                       ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED "save_h5;reshard_src")
+endfunction()
+read_status_test(load_help 0 -m "^Usage: mpirun -n M stshard load" -m "--check-seed" --
+                 ${READ_MPI2} load --help)
+read_status_test(reshard_help 0 -m "^Usage: mpirun -n M stshard reshard" --
+                 ${READ_MPI2} reshard --help)
+read_status_test(load_missing 3 -m "stshard load: NotFound: .*no/such/ckpt" --
+                 ${READ_MPI2} load no/such/ckpt)
+read_status_test(load_bad_strategy 2 -m "unknown strategy 'diag'" --
+                 ${READ_MPI2} load reshard_src_np2 --strategy diag)
+read_status_test(load_dim_col 2 -m "--dim applies to --strategy row only" --
+                 ${READ_MPI2} load reshard_src_np2 --strategy col --dim 1)
+read_status_test(reshard_same_dir 2 -m "OUTDIR must not be the input's directory" --
+                 ${READ_MPI2} reshard reshard_src_np2 reshard_src_np2 --force)
+read_status_test(reshard_args 2 -m "expected INDIR and OUTDIR" -- ${READ_MPI2} reshard x)
+# A rank file missing from the input: the gap is named, nothing is written.
+read_status_test(reshard_gap 1 -m "stshard reshard: CoverageGap: .*no block covers" -n "^reshard:"
+                 -- sh -c "rm -rf read_gap read_gap_out && cp -r reshard_src_np3 read_gap && rm read_gap/shard-00002-* && exec \"$@\"" sh
+                 ${READ_MPI2} reshard read_gap read_gap_out)
