@@ -6,6 +6,10 @@ sts_add_mpi_test(NAME par_read_errors NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_
                  TIMEOUT 120)
 sts_test_program(par_read_bytes par_read_bytes.c)
 sts_add_mpi_test(NAME par_read_bytes NP 1 2 4 COMMAND $<TARGET_FILE:par_read_bytes> TIMEOUT 120)
+# Past the int limits: a 2 GiB + 16 byte tensor (label long: it writes and reads 2 GiB).
+sts_test_program(par_read_large par_read_large.c)
+sts_add_mpi_test(NAME par_read_large NP 1 COMMAND $<TARGET_FILE:par_read_large> TIMEOUT 600
+                 LABELS long)
 
 # --- `stshard reshard` and `stshard load` (need the tool, the writer and the
 # HDF5 reference tensors of save.cmake: fixture save_h5, file fixtures.h5) ---
