@@ -349,7 +349,7 @@ int model_build(const char *spec, sts_dtype dt, model *out, char *err, size_t er
     if (b.failed) {
         snprintf(err, errlen, "out of memory");
         model_free(out);
-        return -1;
+        return -2;
     }
     return 0;
 }

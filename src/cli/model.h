@@ -69,7 +69,7 @@ typedef struct model {
  *          absorbs the remainder, so the total lands just under SIZE.
  *   mixed  llama plus buffers of other dtypes and ranks (F32 rotary table,
  *          I64 scalar step, BOOL 2-D mask, I32 3-D and F16 4-D tensors).
- * Returns 0, or -1 with a message in err.
+ * Returns 0, or -1 (bad spec) / -2 (out of memory) with a message in err.
  */
 int model_build(const char *spec, sts_dtype dt, model *out, char *err, size_t errlen);
 void model_free(model *m);
