@@ -1,0 +1,60 @@
+/*
+ * header_int.h - the parsed header's layout, shared by header.c (parse and
+ * validate), header_access.c (accessors, file reading, sharding info) and
+ * header_encode.c.  Private to the library.
+ */
+#ifndef STS_HEADER_INT_H
+#define STS_HEADER_INT_H
+
+#include <stdio.h>
+
+#include "internal.h"
+
+/* A chain of blocks holding the strings and shapes a header owns. */
+typedef struct sts__arena_blk sts__arena_blk;
+
+/* One __metadata__ entry; both strings NUL-terminated, lengths exclude the NUL. */
+typedef struct sts__meta_kv {
+    const char *key;
+    size_t klen;
+    const char *value;
+    size_t vlen;
+} sts__meta_kv;
+
+struct sts_header {
+    sts_tensor_info *t; /* n entries in data-offset order */
+    size_t n, cap;
+    sts__meta_kv *meta; /* nmeta entries in file order */
+    size_t nmeta, meta_cap;
+    sts__meta_kv **meta_sorted; /* the same entries by key, bytewise */
+    unsigned has_meta;          /* times __metadata__ appeared (null included) */
+    uint64_t *slots;            /* name hash table, STS_SLOT() entries; 0 = empty */
+    size_t slot_mask;
+    sts__arena_blk *arena;
+    uint64_t data_size; /* end of the last tensor */
+};
+
+/*
+ * A name-table slot keeps the tensor index + 1 in its low 32 bits and the top
+ * 32 bits of the name's hash above them, so probing compares fingerprints and
+ * touches a tensor's name only on a likely match (a cache miss saved per probe
+ * on million-tensor headers).
+ */
+#define STS_SLOT(hash, index) (((hash)&0xFFFFFFFF00000000ULL) | ((uint64_t)(index) + 1))
+#define STS_SLOT_INDEX(slot)  ((size_t)((slot)&0xFFFFFFFFULL) - 1)
+#define STS_SLOT_FP(slot)     ((slot)&0xFFFFFFFF00000000ULL)
+/* The most tensors a header may hold: indices must fit the slot's low half. */
+#define STS_MAX_TENSORS 0xFFFFFFFEULL
+
+/* 8-byte-aligned storage from the arena *a, valid until the arena is freed; NULL when out of
+ * memory.  A zero-byte request returns a valid, distinct pointer. */
+void *sts__arena_alloc(sts__arena_blk **a, size_t bytes);
+/* Copy of s[0..n) plus a NUL, in the arena. */
+char *sts__arena_strdup(sts__arena_blk **a, const char *s, size_t n);
+
+/* Hash of the bytes s[0..n) for the name tables. */
+uint64_t sts__name_hash(const char *s, size_t n);
+/* Bytewise comparison of two byte strings (a shorter prefix sorts first), like Rust's Ord. */
+int sts__bytes_cmp(const char *a, size_t an, const char *b, size_t bn);
+
+#endif /* STS_HEADER_INT_H */
