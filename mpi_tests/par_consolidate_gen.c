@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,8 +86,7 @@ static void chunk(uint64_t n, uint64_t k, uint64_t i, uint64_t *lo, uint64_t *le
     *len = (*lo + step < n ? *lo + step : n) - *lo;
 }
 
-static void split_dims(gen_model *m, size_t t, const uint32_t *dims, const uint64_t *parts,
-                       int nd)
+static void split_dims(gen_model *m, size_t t, const uint32_t *dims, const uint64_t *parts, int nd)
 {
     const gen_tensor *T = &m->t[t];
     uint64_t total = 1;
@@ -212,8 +212,8 @@ static char *sharding_info(const gen_model *m, uint32_t f)
             cap = cap * 2 + strlen(m->t[b->t].name) + 64 + 24 * GEN_MAXDIM;
             s = realloc(s, cap);
         }
-        len += (size_t)snprintf(s + len, cap - len, "%s\"%s\"%s{\"saved_offsets\"%s[", n++ ? sep : "",
-                                m->t[b->t].name, col, col);
+        len += (size_t)snprintf(s + len, cap - len, "%s\"%s\"%s{\"saved_offsets\"%s[",
+                                n++ ? sep : "", m->t[b->t].name, col, col);
         for (uint32_t k = 0; k < m->t[b->t].ndim; k++)
             len += (size_t)snprintf(s + len, cap - len, "%s%llu", k ? sep : "",
                                     (unsigned long long)b->off[k]);
@@ -231,7 +231,8 @@ static int write_file(const gen_model *m, const char *dir, uint32_t f)
     const gen_block **bl = calloc(m->nb + 1, sizeof *bl);
     uint64_t *begin = calloc(m->nb + 1, sizeof *begin), *end = calloc(m->nb + 1, sizeof *end);
     char *info = sharding_info(m, f), path[4096];
-    sts_meta_entry meta[3] = {{"DCP_SHARDING_INFO", info}, {"DCP_VERSION", "1.0"}, {"format", "pt"}};
+    sts_meta_entry meta[3] = {
+        {"DCP_SHARDING_INFO", info}, {"DCP_VERSION", "1.0"}, {"format", "pt"}};
     void *hdr = NULL;
     int fd = -1, rc = -1;
     for (size_t i = 0; i < m->nb; i++) {
@@ -409,14 +410,17 @@ static long find_tensor(const checker *K, const char *name)
     return -1;
 }
 
-static int problem(checker *K, const char *fmt, const char *a, const char *b)
+static void problem(checker *K, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(checker *K, const char *fmt, ...)
 {
-    if (K->bad++ < 10) {
-        fprintf(stderr, "  check: ");
-        fprintf(stderr, fmt, a, b);
-        fputc('\n', stderr);
-    }
-    return 1;
+    va_list ap;
+    if (K->bad++ >= 10)
+        return;
+    fprintf(stderr, "  check: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
 }
 
 /* Compares the bytes [lo, hi) of a tensor stored at off in fd. */
@@ -449,7 +453,7 @@ static void check_data(checker *K, int fd, uint64_t off, const char *name, uint6
         }
     }
     if (bad)
-        problem(K, "tensor '%s': wrong bytes%s", name, "");
+        problem(K, "tensor '%s': wrong bytes", name);
 }
 
 static void check_file(checker *K, const char *dir, const char *fname, cJSON *wmap)
@@ -460,7 +464,7 @@ static void check_file(checker *K, const char *dir, const char *fname, cJSON *wm
     int fd;
     snprintf(path, sizeof path, "%s/%s", dir, fname);
     if (sts_header_read_file(path, &h, &start, NULL) != STS_OK) {
-        problem(K, "%s: not a valid safetensors file%s", path, "");
+        problem(K, "%s: not a valid safetensors file", path);
         return;
     }
     fd = open(path, O_RDONLY);
@@ -504,7 +508,7 @@ int gen_check_dir(const gen_model *m, const char *dir, const char *const *drop, 
     tot = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "metadata"),
                                            "total_size");
     if (!cJSON_IsObject(wmap) || !cJSON_IsNumber(tot)) {
-        problem(&K, "%s: missing or invalid index%s", path, "");
+        problem(&K, "%s: missing or invalid index", path);
         goto done;
     }
     K.sorted = malloc((m->nt + 1) * sizeof *K.sorted);
@@ -530,10 +534,11 @@ int gen_check_dir(const gen_model *m, const char *dir, const char *const *drop, 
             continue;
         total += tensor_bytes(&m->t[i]);
         if (K.found[i] != 1)
-            problem(&K, "tensor '%s' is missing from the output%s", m->t[i].name, "");
+            problem(&K, "tensor '%s' is missing from the output", m->t[i].name);
     }
     if ((uint64_t)tot->valuedouble != total)
-        problem(&K, "index total_size is wrong%s%s", "", "");
+        problem(&K, "index total_size is %.0f, not %llu", tot->valuedouble,
+                (unsigned long long)total);
 done:
     cJSON_Delete(root);
     free(text);

@@ -185,8 +185,8 @@ static int pack_setup(cons *C, const sts_consolidate_opts *o, packer *k)
                     put_u64(k, o->mapping ? 1 : 0) || put_u64(k, nmap),
                 C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
-        STS_GOTO_IF(put_u64(k, strlen(names[i])) || put_str(k, names[i], strlen(names[i])),
-                    C->diag, STS_E_NOMEM, "out of memory");
+        STS_GOTO_IF(put_u64(k, strlen(names[i])) || put_str(k, names[i], strlen(names[i])), C->diag,
+                    STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < nmap; i++) {
         const char *name;
         unsigned idx;

@@ -167,7 +167,8 @@ static int fill_group(copier *C, size_t i, size_t j, uint64_t bytes)
     MPI_File fh;
     /* Runs that are contiguous and consecutive in the window too are read in place. */
     for (size_t k = i; k < j && direct; k++)
-        direct = w[k].pc.contiguous && win_pos(C, &w[k]) == win_pos(C, &w[i]) + (w[k].pc.in_off - start);
+        direct =
+            w[k].pc.contiguous && win_pos(C, &w[k]) == win_pos(C, &w[i]) + (w[k].pc.in_off - start);
     STS_CHECK(input(C, w[i].pc.file, &fh));
     if (direct) {
         rc = sts__mpiio_read_at(fh, start, C->win + win_pos(C, &w[i]), bytes, C->diag);

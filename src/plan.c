@@ -14,13 +14,13 @@
 
 /* Work state of one tensor while the plan is built. */
 typedef struct tacc {
-    size_t first, n;     /* range of order[] */
-    size_t first_seen;   /* first block (for messages and first-appearance order) */
-    uint64_t *shape;     /* into shape_pool */
+    size_t first, n;   /* range of order[] */
+    size_t first_seen; /* first block (for messages and first-appearance order) */
+    uint64_t *shape;   /* into shape_pool */
     uint64_t nbytes;
-    uint64_t fill_key;   /* position in the file's given order */
+    uint64_t fill_key; /* position in the file's given order */
     uint64_t out_off;
-    unsigned file;       /* 1-based output file; 0 = dropped */
+    unsigned file; /* 1-based output file; 0 = dropped */
 } tacc;
 
 typedef struct builder {
@@ -28,8 +28,8 @@ typedef struct builder {
     size_t nb;
     const sts_plan_opts *o;
     sts_diag *diag;
-    uint32_t *tid;     /* tensor id of every block */
-    size_t *slots;     /* hash table: tensor id + 1, 0 = empty */
+    uint32_t *tid; /* tensor id of every block */
+    size_t *slots; /* hash table: tensor id + 1, 0 = empty */
     size_t nslots;
     tacc *t;
     size_t nt, capt;
@@ -169,8 +169,9 @@ static int check_block(const builder *B, size_t i)
         return sts__fail(B->diag, STS_E_ARG, "block %zu of %s: invalid dtype or name", i,
                          fname(B, b->file, fb, sizeof fb));
     if (b->ndim > STS_PLAN_MAX_NDIM)
-        return sts__fail(B->diag, STS_E_UNSUPPORTED, "tensor '%s' in %s: %u dimensions (at most %d)",
-                         b->name, fname(B, b->file, fb, sizeof fb), b->ndim, STS_PLAN_MAX_NDIM);
+        return sts__fail(B->diag, STS_E_UNSUPPORTED,
+                         "tensor '%s' in %s: %u dimensions (at most %d)", b->name,
+                         fname(B, b->file, fb, sizeof fb), b->ndim, STS_PLAN_MAX_NDIM);
     for (uint32_t k = 0; k < b->ndim; k++)
         if (sts__add_u64(b->offsets[k], b->shape[k], &end))
             return sts__fail(B->diag, STS_E_VALIDATION_OVERFLOW,
@@ -425,8 +426,8 @@ static int fail_gap(const builder *B, const tacc *T, uint64_t covered, uint64_t 
     }
     return sts__fail(B->diag, STS_E_COVERAGE_GAP,
                      "tensor '%s' (global shape %s): the blocks cover %llu of %llu elements",
-                     f->name, fmt_dims(T->shape, f->ndim, s, sizeof s),
-                     (unsigned long long)covered, (unsigned long long)numel);
+                     f->name, fmt_dims(T->shape, f->ndim, s, sizeof s), (unsigned long long)covered,
+                     (unsigned long long)numel);
 }
 
 static int check_coverage(builder *B, tacc *T)

@@ -105,10 +105,10 @@ typedef struct sts_plan {
     size_t ntensors; /* tensors written, in output order (file, offset) */
     size_t ndropped; /* tensors dropped because the mapping lacks them */
     sts_plan_file *files;
-    size_t nfiles;         /* output files that hold at least one tensor */
-    unsigned file_count;   /* NNNNN of the file names */
-    uint64_t total_bytes;  /* sum of all data sections */
-    uint64_t *shape_pool;  /* storage of the global shapes */
+    size_t nfiles;        /* output files that hold at least one tensor */
+    unsigned file_count;  /* NNNNN of the file names */
+    uint64_t total_bytes; /* sum of all data sections */
+    uint64_t *shape_pool; /* storage of the global shapes */
 } sts_plan;
 
 /*
