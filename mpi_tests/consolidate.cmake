@@ -8,3 +8,26 @@ sts_test_program(par_consolidate par_consolidate.c par_consolidate_gen.c)
 target_link_libraries(par_consolidate PRIVATE cjson)
 sts_add_mpi_test(NAME par_consolidate NP 1 2 3 4 COMMAND $<TARGET_FILE:par_consolidate>
                  TIMEOUT 300)
+
+# Invalid inputs: every rank fails with the same code, nothing appears.
+sts_test_program(par_consolidate_errors par_consolidate_errors.c par_consolidate_gen.c)
+target_link_libraries(par_consolidate_errors PRIVATE cjson)
+sts_add_mpi_test(NAME par_consolidate_errors NP 1 2 3 4
+                 COMMAND $<TARGET_FILE:par_consolidate_errors> TIMEOUT 300)
+
+# Rank files in PyTorch's byte layout from a stdlib-only Python script, and
+# the golden outputs it computes independently.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  set(STS_PYT_FIXTURE ${STS_TEST_WORK}/pytorch_shards)
+  add_test(NAME consolidate_pytorch_fixture
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/consolidate/make_pytorch_shards.py
+                   ${STS_PYT_FIXTURE})
+  set_tests_properties(consolidate_pytorch_fixture PROPERTIES FIXTURES_SETUP cons_pytorch
+                       LABELS "unit")
+  sts_test_program(par_consolidate_pytorch par_consolidate_pytorch.c par_consolidate_gen.c)
+  target_link_libraries(par_consolidate_pytorch PRIVATE cjson)
+  sts_add_mpi_test(NAME par_consolidate_pytorch NP 1 2 3 4
+                   COMMAND $<TARGET_FILE:par_consolidate_pytorch> ${STS_PYT_FIXTURE}
+                   FIXTURES_REQUIRED cons_pytorch TIMEOUT 120)
+endif()
