@@ -31,3 +31,17 @@ if(Python3_Interpreter_FOUND)
                    COMMAND $<TARGET_FILE:par_consolidate_pytorch> ${STS_PYT_FIXTURE}
                    FIXTURES_REQUIRED cons_pytorch TIMEOUT 120)
 endif()
+
+# A tensor of more than 4 GiB (offsets past 2^32; label "long", in /dev/shm
+# when there is one) and 100,000 small tensors.
+if(IS_DIRECTORY /dev/shm)
+  set(STS_BIG_DIR /dev/shm)
+else()
+  set(STS_BIG_DIR ${STS_TEST_WORK})
+endif()
+sts_test_program(par_consolidate_big par_consolidate_big.c par_consolidate_gen.c)
+target_link_libraries(par_consolidate_big PRIVATE cjson)
+sts_add_mpi_test(NAME par_consolidate_huge NP 2 3 LABELS long TIMEOUT 900
+                 COMMAND $<TARGET_FILE:par_consolidate_big> huge ${STS_BIG_DIR})
+sts_add_mpi_test(NAME par_consolidate_many NP 1 3 TIMEOUT 600
+                 COMMAND $<TARGET_FILE:par_consolidate_big> many ${STS_TEST_WORK})

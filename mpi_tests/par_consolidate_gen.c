@@ -23,9 +23,14 @@ static uint32_t seed(const char *name)
     return h & 0xFFFF;
 }
 
+static unsigned char value_seeded(uint32_t s, uint64_t i)
+{
+    return (unsigned char)(i * 131u + s * 7u + 11u + (i >> 8));
+}
+
 unsigned char gen_value(const char *name, uint64_t i)
 {
-    return (unsigned char)(i * 131u + seed(name) * 7u + 11u + (i >> 8));
+    return value_seeded(seed(name), i);
 }
 
 void gen_init(gen_model *m, uint32_t nfiles)
@@ -156,14 +161,27 @@ static uint32_t byteview(const gen_tensor *T, const uint64_t *in, uint64_t *out)
     return T->ndim;
 }
 
-/* Streams block b's bytes to fd at off, one innermost run at a time. */
+static int write_all(int fd, const unsigned char *buf, uint64_t len, uint64_t off)
+{
+    for (uint64_t done = 0; done < len;) {
+        ssize_t w = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+        if (w <= 0)
+            return -1;
+        done += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Streams block b's bytes to fd at off (its data is contiguous there), batching rows. */
 static int write_block(const gen_model *m, const gen_block *b, int fd, uint64_t off)
 {
     const gen_tensor *T = &m->t[b->t];
     uint64_t g[GEN_MAXDIM], bo[GEN_MAXDIM] = {0}, bs[GEN_MAXDIM], idx[GEN_MAXDIM] = {0};
     uint32_t n = byteview(T, T->shape, g);
-    uint64_t rows = 1, run;
+    uint64_t rows = 1, run, cap, fill = 0, at = off;
+    uint32_t s = seed(T->name);
     unsigned char *buf;
+    int rc = 0;
     byteview(T, b->sh, bs);
     if (T->ndim)
         byteview(T, b->off, bo);
@@ -172,20 +190,21 @@ static int write_block(const gen_model *m, const gen_block *b, int fd, uint64_t 
         rows *= bs[k];
     if (run == 0 || rows == 0)
         return 0;
-    buf = malloc(run);
-    for (uint64_t r = 0; r < rows; r++) {
+    cap = run > (4u << 20) ? run : (4u << 20) / run * run;
+    if (cap > rows * run)
+        cap = rows * run;
+    buf = malloc(cap);
+    for (uint64_t r = 0; r < rows && rc == 0; r++) {
         uint64_t flat = 0;
         for (uint32_t k = 0; k < n; k++)
             flat = flat * g[k] + bo[k] + idx[k];
         for (uint64_t j = 0; j < run; j++)
-            buf[j] = gen_value(T->name, flat + j);
-        for (uint64_t done = 0; done < run;) {
-            ssize_t w = pwrite(fd, buf + done, run - done, (off_t)(off + r * run + done));
-            if (w <= 0) {
-                free(buf);
-                return -1;
-            }
-            done += (uint64_t)w;
+            buf[fill + j] = value_seeded(s, flat + j);
+        fill += run;
+        if (fill + run > cap || r + 1 == rows) {
+            rc = write_all(fd, buf, fill, at);
+            at += fill;
+            fill = 0;
         }
         for (uint32_t k = n - 1; k-- > 0;) {
             if (++idx[k] < bs[k])
@@ -194,7 +213,7 @@ static int write_block(const gen_model *m, const gen_block *b, int fd, uint64_t 
         }
     }
     free(buf);
-    return 0;
+    return rc;
 }
 
 /* DCP_SHARDING_INFO of file f: {"name": {"saved_offsets": [..]}, ...}. */
@@ -378,7 +397,13 @@ void gen_rmtree(const char *dir)
 
 /* ---- checking a consolidated checkpoint -------------------------------------- */
 
+typedef struct wentry {
+    const char *name, *file;
+} wentry;
+
 typedef struct checker {
+    wentry *wm; /* the index's weight_map, sorted by name */
+    size_t nwm;
     const gen_model *m;
     const char *const *drop;
     size_t *sorted; /* model tensors by name */
@@ -392,6 +417,17 @@ static const gen_model *sort_model;
 static int cmp_model_name(const void *a, const void *b)
 {
     return strcmp(sort_model->t[*(const size_t *)a].name, sort_model->t[*(const size_t *)b].name);
+}
+
+static int cmp_wentry(const void *a, const void *b)
+{
+    return strcmp(((const wentry *)a)->name, ((const wentry *)b)->name);
+}
+
+static const char *mapped_file(const checker *K, const char *name)
+{
+    wentry key = {name, NULL}, *e = bsearch(&key, K->wm, K->nwm, sizeof key, cmp_wentry);
+    return e ? e->file : NULL;
 }
 
 static long find_tensor(const checker *K, const char *name)
@@ -427,12 +463,13 @@ static void problem(checker *K, const char *fmt, ...)
 static int check_range(int fd, uint64_t off, const char *name, uint64_t lo, uint64_t hi)
 {
     unsigned char buf[1 << 16];
+    uint32_t s = seed(name);
     while (lo < hi) {
         size_t n = hi - lo < sizeof buf ? (size_t)(hi - lo) : sizeof buf;
         if (pread(fd, buf, n, (off_t)(off + lo)) != (ssize_t)n)
             return -1;
         for (size_t j = 0; j < n; j++)
-            if (buf[j] != gen_value(name, lo + j))
+            if (buf[j] != value_seeded(s, lo + j))
                 return -1;
         lo += n;
     }
@@ -456,7 +493,7 @@ static void check_data(checker *K, int fd, uint64_t off, const char *name, uint6
         problem(K, "tensor '%s': wrong bytes", name);
 }
 
-static void check_file(checker *K, const char *dir, const char *fname, cJSON *wmap)
+static void check_file(checker *K, const char *dir, const char *fname)
 {
     char path[4096];
     sts_header *h = NULL;
@@ -472,14 +509,14 @@ static void check_file(checker *K, const char *dir, const char *fname, cJSON *wm
         const sts_tensor_info *ti = sts_header_tensor(h, i);
         long t = find_tensor(K, ti->name);
         const gen_tensor *T = t >= 0 ? &K->m->t[t] : NULL;
-        cJSON *w = cJSON_GetObjectItemCaseSensitive(wmap, ti->name);
+        const char *w = mapped_file(K, ti->name);
         if (!T || dropped(T->name, K->drop)) {
             problem(K, "%s: unexpected tensor '%s'", path, ti->name);
             continue;
         }
         if (K->found[t]++)
             problem(K, "tensor '%s' appears twice (in %s)", ti->name, path);
-        if (!cJSON_IsString(w) || strcmp(w->valuestring, fname) != 0)
+        if (!w || strcmp(w, fname) != 0)
             problem(K, "index does not map '%s' to %s", ti->name, fname);
         if (ti->dtype != T->dt || ti->ndim != T->ndim ||
             memcmp(ti->shape, T->shape, T->ndim * sizeof(uint64_t)) != 0) {
@@ -494,7 +531,7 @@ static void check_file(checker *K, const char *dir, const char *fname, cJSON *wm
 
 int gen_check_dir(const gen_model *m, const char *dir, const char *const *drop, uint64_t sample)
 {
-    checker K = {m, drop, NULL, NULL, sample, 0};
+    checker K = {NULL, 0, m, drop, NULL, NULL, sample, 0};
     char path[4096];
     size_t len = 0, nfiles = 0;
     unsigned char *text;
@@ -517,6 +554,15 @@ int gen_check_dir(const gen_model *m, const char *dir, const char *const *drop, 
         K.sorted[i] = i;
     sort_model = m;
     qsort(K.sorted, m->nt, sizeof *K.sorted, cmp_model_name);
+    K.wm = calloc((size_t)cJSON_GetArraySize(wmap) + 1, sizeof *K.wm);
+    cJSON_ArrayForEach(e, wmap)
+    {
+        if (cJSON_IsString(e)) {
+            K.wm[K.nwm].name = e->string;
+            K.wm[K.nwm++].file = e->valuestring;
+        }
+    }
+    qsort(K.wm, K.nwm, sizeof *K.wm, cmp_wentry);
     cJSON_ArrayForEach(e, wmap)
     {
         size_t k = 0;
@@ -526,7 +572,7 @@ int gen_check_dir(const gen_model *m, const char *dir, const char *const *drop, 
             k++;
         if (k == nfiles && nfiles < 1024) {
             seen[nfiles++] = e->valuestring;
-            check_file(&K, dir, e->valuestring, wmap);
+            check_file(&K, dir, e->valuestring);
         }
     }
     for (size_t i = 0; i < m->nt; i++) {
@@ -544,5 +590,6 @@ done:
     free(text);
     free(K.sorted);
     free(K.found);
+    free(K.wm);
     return K.bad;
 }

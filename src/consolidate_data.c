@@ -23,8 +23,6 @@
 #include "consolidate.h"
 #include "mpiio.h"
 
-/* Larger windows stop paying once transfers are a few MiB; smaller ones stay in cache. */
-#define WINDOW_CAP  ((uint64_t)32 << 20)
 #define MAX_PIECES  65536 /* bounds the bookkeeping of a window of tiny tensors */
 #define INPUT_CACHE 32    /* input files kept open at once */
 
@@ -256,11 +254,10 @@ done:
     return rc;
 }
 
+/* Half the buffer holds the window, half the staging area. */
 static uint64_t window_cap(size_t buffer_size)
 {
     uint64_t cap = (uint64_t)buffer_size / 2;
-    if (cap > WINDOW_CAP)
-        cap = WINDOW_CAP;
     return cap < 8 ? 8 : cap;
 }
 
