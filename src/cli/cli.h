@@ -15,6 +15,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_consolidate(int argc, char **argv);
 
 /* Exit statuses of the tool (SPEC 5). */
 enum { CLI_OK = 0, CLI_INVALID = 1, CLI_USAGE = 2, CLI_IO = 3, CLI_INTERNAL = 4 };

@@ -17,6 +17,7 @@ static const struct {
 } commands[] = {
     {"inspect", cmd_inspect, 0, "show the tensors, offsets and metadata of a file or checkpoint"},
     {"verify", cmd_verify, 0, "strictly validate a file or checkpoint directory"},
+    {"consolidate", cmd_consolidate, 1, "merge rank files into a Hugging Face checkpoint"},
 };
 
 static void usage(FILE *f)
