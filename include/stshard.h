@@ -377,6 +377,9 @@ typedef struct sts_save_stats {
  * missing).  comm is duplicated; opts is copied (the mapping is borrowed
  * until free).  Errors: STS_E_ARG, STS_E_NOMEM, STS_E_MPI, STS_E_IO,
  * STS_E_ACCESS.
+ * The directory is created (rank 0, mkdir -p) and checked at commit, so that
+ * its errors come with a message (sts_writer_errmsg); opts (force, fsync,
+ * the mapping's contents) must be the same on every rank.
  */
 int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts, sts_writer **out);
 /*
@@ -384,6 +387,9 @@ int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
  * ranks with zero offsets and its full shape; exactly one rank stores it.
  * Errors: STS_E_ARG (shape/offset outside global shape, bad dtype),
  * STS_E_DUPLICATE_NAME, STS_E_RESERVED_NAME, STS_E_NOMEM.
+ * A failed add is remembered: the commit then fails on every rank with its
+ * code and message and writes nothing, so one rank's bad block cannot hang
+ * or half-write a save.
  */
 int sts_writer_add(sts_writer *w, const sts_block *b);
 /*

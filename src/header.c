@@ -93,6 +93,16 @@ uint64_t sts__name_hash(const char *s, size_t n)
     return h ^ (h >> 32);
 }
 
+int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...)
+{
+    char msg[sizeof diag->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sts__fail(diag, code, "%s: %s", sts_errname(code), msg);
+}
+
 int sts__bytes_cmp(const char *a, size_t an, const char *b, size_t bn)
 {
     int c = memcmp(a, b, an < bn ? an : bn);
@@ -446,8 +456,8 @@ static int build_index(sts_header *h, sts_diag *diag)
             o = &h->t[STS_SLOT_INDEX(h->slots[s])];
             if (o->name_len == t->name_len && memcmp(o->name, t->name, t->name_len) == 0) {
                 free(hashes);
-                return sts__fail(diag, STS_E_DUPLICATE_NAME,
-                                 "DuplicateName: tensor '%.200s' appears twice", t->name);
+                return sts__rule_fail(diag, STS_E_DUPLICATE_NAME, "tensor '%.200s' appears twice",
+                                      t->name);
             }
         }
         h->slots[s] = STS_SLOT(hashes[i], i);
@@ -476,8 +486,8 @@ static int index_meta(sts_header *h, sts_diag *diag)
     for (size_t i = 1; i < h->nmeta; i++) {
         const sts__meta_kv *x = h->meta_sorted[i - 1], *y = h->meta_sorted[i];
         if (sts__bytes_cmp(x->key, x->klen, y->key, y->klen) == 0)
-            return sts__fail(diag, STS_E_DUPLICATE_NAME,
-                             "DuplicateName: __metadata__ key '%.200s' appears twice", x->key);
+            return sts__rule_fail(diag, STS_E_DUPLICATE_NAME,
+                                  "__metadata__ key '%.200s' appears twice", x->key);
     }
     return STS_OK;
 }
@@ -490,40 +500,41 @@ static int validate(sts_header *h, uint64_t data_size, sts_diag *diag)
         uint64_t numel, nbytes;
         int rc;
         if (t->begin != start)
-            return sts__fail(diag, STS_E_INVALID_OFFSET,
-                             "InvalidOffset: tensor '%.200s' has data_offsets [%llu, %llu] but "
-                             "must begin at %llu, where the previous tensor ends",
-                             t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                             (unsigned long long)start);
+            return sts__rule_fail(diag, STS_E_INVALID_OFFSET,
+                                  "tensor '%.200s' has data_offsets [%llu, %llu] but "
+                                  "must begin at %llu, where the previous tensor ends",
+                                  t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                                  (unsigned long long)start);
         if (t->end < t->begin)
-            return sts__fail(diag, STS_E_INVALID_OFFSET,
-                             "InvalidOffset: tensor '%.200s' has data_offsets [%llu, %llu]: it "
-                             "ends before it begins",
-                             t->name, (unsigned long long)t->begin, (unsigned long long)t->end);
+            return sts__rule_fail(diag, STS_E_INVALID_OFFSET,
+                                  "tensor '%.200s' has data_offsets [%llu, %llu]: it "
+                                  "ends before it begins",
+                                  t->name, (unsigned long long)t->begin,
+                                  (unsigned long long)t->end);
         start = t->end;
         rc = sts__numel(t->shape, t->ndim, &numel);
         if (rc == STS_OK)
             rc = sts_dtype_nbytes(t->dtype, numel, &nbytes);
         if (rc != STS_OK)
-            return sts__fail(diag, rc, "%s: tensor '%.200s' (%s, %u dims)%s", sts_errname(rc),
-                             t->name, sts_dtype_name(t->dtype), (unsigned)t->ndim,
-                             rc == STS_E_MISALIGNED_SLICE
-                                 ? ": size in bits is not a multiple of 8"
-                                 : ": element or bit count overflows 64 bits");
+            return sts__rule_fail(diag, rc, "tensor '%.200s' (%s, %u dims)%s", t->name,
+                                  sts_dtype_name(t->dtype), (unsigned)t->ndim,
+                                  rc == STS_E_MISALIGNED_SLICE
+                                      ? ": size in bits is not a multiple of 8"
+                                      : ": element or bit count overflows 64 bits");
         if (t->end - t->begin != nbytes)
-            return sts__fail(diag, STS_E_TENSOR_INVALID_INFO,
-                             "TensorInvalidInfo: tensor '%.200s' spans %llu bytes but %s x %llu "
-                             "elements need %llu",
-                             t->name, (unsigned long long)(t->end - t->begin),
-                             sts_dtype_name(t->dtype), (unsigned long long)numel,
-                             (unsigned long long)nbytes);
+            return sts__rule_fail(diag, STS_E_TENSOR_INVALID_INFO,
+                                  "tensor '%.200s' spans %llu bytes but %s x %llu "
+                                  "elements need %llu",
+                                  t->name, (unsigned long long)(t->end - t->begin),
+                                  sts_dtype_name(t->dtype), (unsigned long long)numel,
+                                  (unsigned long long)nbytes);
     }
     h->data_size = start;
     if (data_size != UINT64_MAX && start != data_size)
-        return sts__fail(diag, STS_E_METADATA_INCOMPLETE_BUFFER,
-                         "MetadataIncompleteBuffer: tensors end at byte %llu of the data section "
-                         "but it holds %llu bytes",
-                         (unsigned long long)start, (unsigned long long)data_size);
+        return sts__rule_fail(diag, STS_E_METADATA_INCOMPLETE_BUFFER,
+                              "tensors end at byte %llu of the data section "
+                              "but it holds %llu bytes",
+                              (unsigned long long)start, (unsigned long long)data_size);
     return STS_OK;
 }
 
@@ -531,10 +542,10 @@ static int parse_fail(parser *p, sts_diag *diag)
 {
     if (p->nomem)
         return sts__fail(diag, STS_E_NOMEM, "out of memory parsing the header");
-    return sts__fail(diag, STS_E_INVALID_HEADER_DESERIALIZATION,
-                     "InvalidHeaderDeserialization: %s at byte %zu of the header%s%.200s%s",
-                     p->j.err ? p->j.err : "invalid JSON", p->j.err_pos,
-                     p->entry ? " (entry '" : "", p->entry ? p->entry : "", p->entry ? "')" : "");
+    return sts__rule_fail(
+        diag, STS_E_INVALID_HEADER_DESERIALIZATION, "%s at byte %zu of the header%s%.200s%s",
+        p->j.err ? p->j.err : "invalid JSON", p->j.err_pos, p->entry ? " (entry '" : "",
+        p->entry ? p->entry : "", p->entry ? "')" : "");
 }
 
 int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_header **out,
@@ -549,8 +560,8 @@ int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_heade
         return sts__fail(diag, STS_E_ARG, "sts_header_parse: NULL argument");
     *out = NULL;
     if (sts__utf8_check(json, len, &bad) != 0)
-        return sts__fail(diag, STS_E_INVALID_HEADER,
-                         "InvalidHeader: header is not valid UTF-8 (byte %zu)", bad);
+        return sts__rule_fail(diag, STS_E_INVALID_HEADER, "header is not valid UTF-8 (byte %zu)",
+                              bad);
     sts__json_init(&p.j, json, len);
     p.h = calloc(1, sizeof *p.h);
     STS_GOTO_IF(!p.h, diag, STS_E_NOMEM, "out of memory");
@@ -558,7 +569,10 @@ int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_heade
         rc = parse_fail(&p, diag);
         goto done;
     }
-    STS_GOTO_IF(p.pending, diag, p.pending, "%s: %s", sts_errname(p.pending), p.pending_msg);
+    if (p.pending) {
+        rc = sts__rule_fail(diag, p.pending, "%s", p.pending_msg);
+        goto done;
+    }
     STS_CHECK(index_meta(p.h, diag));
     sort_by_offsets(p.h);
     STS_CHECK(build_index(p.h, diag));

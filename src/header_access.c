@@ -136,15 +136,15 @@ static int prefix_fail(sts_diag *diag, int rc, uint64_t size, const unsigned cha
     for (int i = 7; pre && i >= 0; i--)
         n = n << 8 | pre[i];
     if (rc == STS_E_HEADER_TOO_SMALL)
-        return sts__fail(diag, rc, "HeaderTooSmall: the file has %llu byte(s), fewer than 8",
-                         (unsigned long long)size);
+        return sts__rule_fail(diag, rc, "the file has %llu byte(s), fewer than 8",
+                              (unsigned long long)size);
     if (rc == STS_E_HEADER_TOO_LARGE)
-        return sts__fail(diag, rc, "HeaderTooLarge: header length %llu exceeds %llu",
-                         (unsigned long long)n, STS_MAX_HEADER_SIZE);
-    return sts__fail(diag, rc,
-                     "InvalidHeaderLength: header length %llu runs past the end of the %llu-byte "
-                     "file",
-                     (unsigned long long)n, (unsigned long long)size);
+        return sts__rule_fail(diag, rc, "header length %llu exceeds %llu", (unsigned long long)n,
+                              STS_MAX_HEADER_SIZE);
+    return sts__rule_fail(diag, rc,
+                          "header length %llu runs past the end of the %llu-byte "
+                          "file",
+                          (unsigned long long)n, (unsigned long long)size);
 }
 
 int sts_header_read_file(const char *path, sts_header **out, uint64_t *data_start, sts_diag *diag)
@@ -209,10 +209,10 @@ typedef struct shard_ctx {
 static int shard_fail(shard_ctx *c, sts_diag *diag, const char *what)
 {
     const sts_tensor_info *t = c->cur >= 0 ? &c->h->t[c->cur] : NULL;
-    return sts__fail(diag, STS_E_SHARDING_INFO,
-                     "InvalidShardingInfo: %s at byte %zu of DCP_SHARDING_INFO%s%.200s%s",
-                     what ? what : "invalid JSON", c->j.err ? c->j.err_pos : c->j.pos,
-                     t ? " (tensor '" : "", t ? t->name : "", t ? "')" : "");
+    return sts__rule_fail(diag, STS_E_SHARDING_INFO,
+                          "%s at byte %zu of DCP_SHARDING_INFO%s%.200s%s",
+                          what ? what : "invalid JSON", c->j.err ? c->j.err_pos : c->j.pos,
+                          t ? " (tensor '" : "", t ? t->name : "", t ? "')" : "");
 }
 
 /* Reads {"saved_offsets": [...], ...} for tensor c->cur; other keys are skipped. */
@@ -294,13 +294,11 @@ static int shard_top(shard_ctx *c, sts_diag *diag)
             return shard_fail(c, diag, c->j.err);
         c->cur = sts_header_find(c->h, k, kn);
         if (c->cur < 0)
-            return sts__fail(diag, STS_E_SHARDING_INFO,
-                             "InvalidShardingInfo: entry for unknown tensor '%.*s'",
-                             (int)(kn > 200 ? 200 : kn), k);
+            return sts__rule_fail(diag, STS_E_SHARDING_INFO, "entry for unknown tensor '%.*s'",
+                                  (int)(kn > 200 ? 200 : kn), k);
         if (c->offs[c->cur])
-            return sts__fail(diag, STS_E_SHARDING_INFO,
-                             "InvalidShardingInfo: tensor '%.200s' has two entries",
-                             c->h->t[c->cur].name);
+            return sts__rule_fail(diag, STS_E_SHARDING_INFO, "tensor '%.200s' has two entries",
+                                  c->h->t[c->cur].name);
         if (sts__json_eat(&c->j, ':', "expected ':'") != 0)
             return shard_fail(c, diag, c->j.err);
         if ((rc = shard_entry(c, diag)) != STS_OK)
@@ -325,8 +323,7 @@ int sts_header_decode_sharding(sts_header *h, sts_diag *diag)
         return sts__fail(diag, STS_E_ARG, "sts_header_decode_sharding: NULL header");
     m = meta_find(h, "DCP_SHARDING_INFO", 17);
     if (!m)
-        return sts__fail(diag, STS_E_SHARDING_INFO,
-                         "InvalidShardingInfo: __metadata__ has no DCP_SHARDING_INFO");
+        return sts__rule_fail(diag, STS_E_SHARDING_INFO, "__metadata__ has no DCP_SHARDING_INFO");
     sts__json_init(&c.j, m->value, m->vlen);
     c.h = h;
     c.cur = -1;
@@ -335,9 +332,11 @@ int sts_header_decode_sharding(sts_header *h, sts_diag *diag)
     STS_GOTO_IF(!c.offs, diag, STS_E_NOMEM, "out of memory");
     STS_CHECK(shard_top(&c, diag));
     for (size_t i = 0; i < h->n; i++)
-        STS_GOTO_IF(!c.offs[i], diag, STS_E_SHARDING_INFO,
-                    "InvalidShardingInfo: tensor '%.200s' has no entry in DCP_SHARDING_INFO",
-                    h->t[i].name);
+        if (!c.offs[i]) {
+            rc = sts__rule_fail(diag, STS_E_SHARDING_INFO,
+                                "tensor '%.200s' has no entry in DCP_SHARDING_INFO", h->t[i].name);
+            goto done;
+        }
     for (size_t i = 0; i < h->n; i++)
         h->t[i].saved_offsets = c.offs[i];
 done:

@@ -187,7 +187,7 @@ static int check_tensor(const sts_tensor_desc *t, uint64_t *nbytes, sts_diag *di
     if (sts__utf8_check(t->name, strlen(t->name), NULL) != 0)
         return sts__fail(diag, STS_E_ARG, "tensor name '%.200s' is not valid UTF-8", t->name);
     if (strcmp(t->name, "__metadata__") == 0)
-        return sts__fail(diag, STS_E_RESERVED_NAME, "ReservedName: a tensor is named __metadata__");
+        return sts__rule_fail(diag, STS_E_RESERVED_NAME, "a tensor is named __metadata__");
     if (!sts_dtype_name(t->dtype))
         return sts__fail(diag, STS_E_ARG, "tensor '%.200s': invalid dtype %d", t->name,
                          (int)t->dtype);
@@ -195,7 +195,7 @@ static int check_tensor(const sts_tensor_desc *t, uint64_t *nbytes, sts_diag *di
     if (rc == STS_OK)
         rc = sts_dtype_nbytes(t->dtype, numel, nbytes);
     if (rc != STS_OK)
-        return sts__fail(diag, rc, "%s: tensor '%.200s'", sts_errname(rc), t->name);
+        return sts__rule_fail(diag, rc, "tensor '%.200s'", t->name);
     return STS_OK;
 }
 
@@ -224,8 +224,8 @@ static int check_meta(const enc *e, const void **ptrs, sts_diag *diag)
     }
     dup = sorted_dup(ptrs, e->nmeta, cmp_meta_key);
     if (dup)
-        return sts__fail(diag, STS_E_DUPLICATE_NAME,
-                         "DuplicateName: __metadata__ key '%.200s' appears twice", dup->key);
+        return sts__rule_fail(diag, STS_E_DUPLICATE_NAME, "__metadata__ key '%.200s' appears twice",
+                              dup->key);
     return STS_OK;
 }
 
@@ -316,8 +316,11 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
         tptrs[i] = &tensors[i];
     }
     dup = sorted_dup(tptrs, n, cmp_desc_name);
-    STS_GOTO_IF(dup, diag, STS_E_DUPLICATE_NAME, "DuplicateName: tensor '%.200s' appears twice",
-                ((const sts_tensor_desc *)dup)->name);
+    if (dup) {
+        rc = sts__rule_fail(diag, STS_E_DUPLICATE_NAME, "tensor '%.200s' appears twice",
+                            ((const sts_tensor_desc *)dup)->name);
+        goto done;
+    }
     STS_CHECK(check_meta(&e, mptrs, diag));
     if (py) {
         for (size_t i = 0; i < n; i++)
@@ -330,7 +333,8 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
         size_t i = (size_t)((const sts_tensor_desc *)tptrs[k] - tensors);
         bs[2 * i + 1] = off;
         STS_GOTO_IF(sts__add_u64(off, bs[2 * i], &off), diag, STS_E_VALIDATION_OVERFLOW,
-                    "ValidationOverflow: total data size overflows 64 bits");
+                    "%s: total data size overflows 64 bits",
+                    sts_errname(STS_E_VALIDATION_OVERFLOW));
     }
     put(&o, "\0\0\0\0\0\0\0\0{", 9);
     if (nmeta) {
@@ -352,8 +356,9 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
     hlen = o.len - 8;
     pad = padding(hlen, layout, align);
     STS_GOTO_IF(hlen + pad > STS_MAX_HEADER_SIZE, diag, STS_E_HEADER_TOO_LARGE,
-                "HeaderTooLarge: the header would take %llu bytes (limit %llu)",
-                (unsigned long long)(hlen + pad), STS_MAX_HEADER_SIZE);
+                "%s: the header would take %llu bytes (limit %llu)",
+                sts_errname(STS_E_HEADER_TOO_LARGE), (unsigned long long)(hlen + pad),
+                STS_MAX_HEADER_SIZE);
     for (uint64_t k = 0; k < pad; k++)
         put(&o, " ", 1);
     STS_GOTO_IF(o.nomem, diag, STS_E_NOMEM, "out of memory encoding the header");

@@ -54,6 +54,8 @@ char *sts__arena_strdup(sts__arena_blk **a, const char *s, size_t n);
 
 /* Hash of the bytes s[0..n) for the name tables. */
 uint64_t sts__name_hash(const char *s, size_t n);
+/* sts__fail with the rule's name (sts_errname(code)) and ": " put before the message. */
+int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...) STS_PRINTF(3, 4);
 /* Bytewise comparison of two byte strings (a shorter prefix sorts first), like Rust's Ord. */
 int sts__bytes_cmp(const char *a, size_t an, const char *b, size_t bn);
 

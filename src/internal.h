@@ -92,4 +92,38 @@ void *sts__calloc_array(size_t n, size_t size);
 void *sts__realloc_array(void *p, size_t n, size_t size);
 char *sts__strdup(const char *s);
 
+/* mapping.c helpers shared with verify.c (cJSON stays out of the public API). */
+struct cJSON;
+/* Reads and parses a small JSON file whole.  Errors: STS_E_NOENT, STS_E_ACCESS, STS_E_IO,
+ * STS_E_NOMEM, STS_E_MAPPING (not JSON).  *out is freed with cJSON_Delete. */
+int sts__mapping_read_json(const char *path, struct cJSON **out, sts_diag *diag);
+/* 1 when item is a JSON number holding an integer in [lo, hi] (exact up to 2^53), else 0. */
+int sts__mapping_json_uint(const struct cJSON *item, double lo, double hi, uint64_t *out);
+/* 1 when name ends in -K-of-N.safetensors (SPEC 3 regex) with K, N < 2^32, else 0. */
+int sts__mapping_parse_file_index(const char *name, unsigned *k, unsigned *n);
+/* "dir/name" in a new malloc'd buffer, or NULL. */
+char *sts__mapping_join(const char *dir, const char *name);
+
+/* coverage.c: the exact-tiling check of a tensor's blocks (pure arithmetic, no I/O). */
+typedef struct sts__coverage_issue {
+    int code;                /* STS_E_COVERAGE_GAP or STS_E_COVERAGE_OVERLAP */
+    size_t a, b;             /* overlapping blocks (caller's numbering); SIZE_MAX for a gap */
+    const uint64_t *lo, *hi; /* the region, ndim entries each; NULL when not located */
+    int more;                /* 1: the report limit was reached, further issues not listed */
+} sts__coverage_issue;
+typedef void (*sts__coverage_fn)(void *ud, const sts__coverage_issue *issue);
+/*
+ * Checks that n blocks of an ndim-dimensional tensor tile its global box
+ * exactly.  offsets and shapes hold n rows of ndim entries.  The global shape,
+ * stored in global (ndim entries, may be NULL), is per dimension the largest
+ * offset + size.  Identical duplicate blocks count once; empty blocks only
+ * widen the global shape.  Reports up to max_each gaps and max_each overlaps
+ * through fn (then one issue with more = 1).  Work stays near
+ * O(n log^2 n) for grid-like shardings.  Returns STS_OK for an exact tiling,
+ * STS_E_COVERAGE_OVERLAP (any overlap), STS_E_COVERAGE_GAP,
+ * STS_E_VALIDATION_OVERFLOW (offset + size overflows) or STS_E_NOMEM.
+ */
+int sts__coverage_check(uint32_t ndim, size_t n, const uint64_t *offsets, const uint64_t *shapes,
+                       size_t max_each, sts__coverage_fn fn, void *ud, uint64_t *global);
+
 #endif /* STS_INTERNAL_H */

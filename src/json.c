@@ -254,13 +254,13 @@ static int is_digit(int c)
 int sts__json_u64(sts__json *j, uint64_t *v)
 {
     const unsigned char *b = j->buf;
-    size_t p, start;
+    size_t p;
     uint64_t x = 0;
     int neg = 0, frac = 0, overflow = 0;
     int c = sts__json_peek(j);
     if (c != '-' && !is_digit(c))
         return sts__json_fail(j, "expected a non-negative integer");
-    start = p = j->pos;
+    p = j->pos;
     if (b[p] == '-') {
         neg = 1;
         p++;
@@ -301,7 +301,6 @@ int sts__json_u64(sts__json *j, uint64_t *v)
                                      : "expected a non-negative integer, found a float");
     if (overflow)
         return sts__json_fail(j, "integer does not fit 64 bits");
-    (void)start;
     j->pos = p;
     *v = x;
     return 0;

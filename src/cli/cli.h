@@ -15,6 +15,8 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_save(int argc, char **argv);
+int cmd_mapping(int argc, char **argv);
 int cmd_consolidate(int argc, char **argv);
 
 /* Exit statuses of the tool (SPEC 5). */

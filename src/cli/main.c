@@ -17,6 +17,8 @@ static const struct {
 } commands[] = {
     {"inspect", cmd_inspect, 0, "show the tensors, offsets and metadata of a file or checkpoint"},
     {"verify", cmd_verify, 0, "strictly validate a file or checkpoint directory"},
+    {"save", cmd_save, 1, "save a synthetic model as sharded rank files (benchmark, tests)"},
+    {"mapping", cmd_mapping, 0, "print the tensor-to-file mapping of a reference model"},
     {"consolidate", cmd_consolidate, 1, "merge rank files into a Hugging Face checkpoint"},
 };
 

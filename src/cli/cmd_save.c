@@ -1,0 +1,344 @@
+/*
+ * cmd_save.c - `stshard save`: builds a deterministic synthetic model in
+ * every rank's memory, sharded by a strategy, and saves it with the sharded
+ * writer.  It measures the save (commit) alone, not the model generation.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "model.h"
+
+typedef struct save_args {
+    const char *dir, *model, *mapping;
+    model_strategy strategy;
+    sts_dtype dtype;
+    uint64_t seed;
+    int fsync, force, json;
+} save_args;
+
+/* This rank's share of the model: one buffer per block it holds. */
+typedef struct shard {
+    sts_block *blocks;
+    void **data;
+    uint64_t (*dims)[2 * MODEL_MAX_DIMS]; /* offsets, shape */
+    size_t count;
+    uint64_t bytes;
+} shard;
+
+static void save_usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: mpirun -n P stshard save OUTDIR --model PRESET:SIZE [options]\n\n"
+            "Builds a synthetic transformer in every rank's memory, sharded across the\n"
+            "ranks, and saves it as rank files shard-RRRRR-model-KKKKK-of-NNNNN.safetensors\n"
+            "(one per rank and output file) with MPI-IO.  Prints the time, bytes and GiB/s\n"
+            "of the save itself (model generation is not timed).\n\n"
+            "Options:\n"
+            "  --model PRESET:SIZE  llama or mixed, scaled to SIZE (64MiB, 1GiB, 8GiB, 5GB)\n"
+            "  --strategy S         tp (default: Megatron tensor parallelism), row, col, mesh2d\n"
+            "  --dtype NAME         weight dtype: BF16 (default), F16, F32, F64, F8_E4M3, ...\n"
+            "  --seed S             seed of the element values (default 0)\n"
+            "  --mapping FILE       JSON {\"tensor\": file index}: several files per rank\n"
+            "  --fsync              sync every file (and the directory) before publishing\n"
+            "  --force              replace the rank files of an existing checkpoint\n"
+            "  --json               print the summary as JSON (includes peak RSS per rank)\n"
+            "  --help               this text\n\n"
+            "Strategies: tp splits q/k/v/gate/up and lm_head along dim 0, o/down along\n"
+            "dim 1, the embedding along dim 0 (vocab), and replicates norms; row splits\n"
+            "every tensor along dim 0; col along dim 1 (1-D tensors along dim 0); mesh2d\n"
+            "splits dims 0 and 1 over a near-square grid of ranks (1-D tensors along dim 0\n"
+            "over all ranks).  Scalars are replicated.  Uneven sizes split unevenly.\n");
+}
+
+static int parse_args(int argc, char **argv, save_args *a, int me)
+{
+    enum { O_MODEL = 256, O_STRATEGY, O_DTYPE, O_SEED, O_MAPPING, O_FSYNC, O_FORCE, O_JSON };
+    static const struct option opts[] = {{"model", required_argument, NULL, O_MODEL},
+                                         {"strategy", required_argument, NULL, O_STRATEGY},
+                                         {"dtype", required_argument, NULL, O_DTYPE},
+                                         {"seed", required_argument, NULL, O_SEED},
+                                         {"mapping", required_argument, NULL, O_MAPPING},
+                                         {"fsync", no_argument, NULL, O_FSYNC},
+                                         {"force", no_argument, NULL, O_FORCE},
+                                         {"json", no_argument, NULL, O_JSON},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    memset(a, 0, sizeof *a);
+    a->strategy = MODEL_TP;
+    a->dtype = STS_BF16;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL:
+            a->model = optarg;
+            break;
+        case O_STRATEGY:
+            if (model_strategy_parse(optarg, &a->strategy) != 0)
+                return me ? CLI_USAGE : cli_usage_error("save", "unknown strategy '%s'", optarg);
+            break;
+        case O_DTYPE:
+            if (sts_dtype_from_name(optarg, strlen(optarg), &a->dtype) != STS_OK)
+                return me ? CLI_USAGE : cli_usage_error("save", "unknown dtype '%s'", optarg);
+            break;
+        case O_SEED:
+            if (cli_parse_u64(optarg, &a->seed) != 0)
+                return me ? CLI_USAGE : cli_usage_error("save", "bad seed '%s'", optarg);
+            break;
+        case O_MAPPING:
+            a->mapping = optarg;
+            break;
+        case O_FSYNC:
+            a->fsync = 1;
+            break;
+        case O_FORCE:
+            a->force = 1;
+            break;
+        case O_JSON:
+            a->json = 1;
+            break;
+        case 'h':
+            if (me == 0)
+                save_usage(stdout);
+            return -1;
+        default:
+            return me ? CLI_USAGE
+                      : cli_usage_error("save", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return me ? CLI_USAGE : cli_usage_error("save", "expected exactly one OUTDIR");
+    if (!a->model)
+        return me ? CLI_USAGE : cli_usage_error("save", "--model PRESET:SIZE is required");
+    a->dir = argv[optind];
+    return CLI_OK;
+}
+
+static void shard_free(shard *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        free(s->data[i]);
+    free(s->blocks);
+    free(s->data);
+    free(s->dims);
+    memset(s, 0, sizeof *s);
+}
+
+/* Allocates and fills this rank's blocks.  Returns STS_OK or STS_E_NOMEM. */
+static int shard_build(const model *m, const save_args *a, int me, int np, shard *s)
+{
+    memset(s, 0, sizeof *s);
+    s->blocks = calloc(m->count ? m->count : 1, sizeof *s->blocks);
+    s->data = calloc(m->count ? m->count : 1, sizeof *s->data);
+    s->dims = calloc(m->count ? m->count : 1, sizeof *s->dims);
+    if (!s->blocks || !s->data || !s->dims)
+        return STS_E_NOMEM;
+    for (size_t t = 0; t < m->count; t++) {
+        const model_tensor *mt = &m->tensors[t];
+        uint64_t *off = s->dims[s->count], *shape = off + MODEL_MAX_DIMS, bytes;
+        int repl;
+        sts_block *b = &s->blocks[s->count];
+        if (!model_local_block(mt, a->strategy, me, np, off, shape, &repl))
+            continue;
+        bytes = model_block_bytes(mt, shape);
+        s->data[s->count] = malloc(bytes ? bytes : 1);
+        if (!s->data[s->count])
+            return STS_E_NOMEM;
+        model_fill(a->seed, mt->key, mt->dtype, mt->ndim, mt->shape, off, shape, s->data[s->count]);
+        b->name = mt->name;
+        b->dtype = mt->dtype;
+        b->ndim = mt->ndim;
+        b->global_shape = mt->shape;
+        b->offsets = off;
+        b->shape = shape;
+        b->data = s->data[s->count];
+        s->bytes += bytes;
+        s->count++;
+    }
+    return STS_OK;
+}
+
+/* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
+static uint64_t peak_rss_kib(void)
+{
+    char line[256];
+    uint64_t kib = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtoull(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+typedef struct run_info {
+    const save_args *a;
+    const model *m;
+    int np;
+    sts_save_stats st;
+    uint64_t *rss, *share; /* per rank, rank 0 only */
+} run_info;
+
+static void print_u64_list(const uint64_t *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        printf("%s%llu", i ? ", " : "", (unsigned long long)v[i]);
+}
+
+static void report(const run_info *r)
+{
+    const save_args *a = r->a;
+    double gibs = r->st.seconds > 0
+                      ? (double)r->st.bytes_total / r->st.seconds / (1024.0 * 1024.0 * 1024.0)
+                      : 0.0;
+    uint64_t rss = 0, share = 0;
+    char b1[32], b2[32], b3[32];
+    for (int i = 0; i < r->np; i++) {
+        rss = r->rss[i] > rss ? r->rss[i] : rss;
+        share = r->share[i] > share ? r->share[i] : share;
+    }
+    if (!a->json) {
+        printf("save: %s in %.3f s, %.2f GiB/s, %d ranks, %llu files (%s, %s, %s, %zu tensors; "
+               "peak RSS %s/rank, largest share %s)\n",
+               cli_format_bytes(r->st.bytes_total, b1, sizeof b1), r->st.seconds, gibs, r->np,
+               (unsigned long long)r->st.files_total, a->model, model_strategy_name(a->strategy),
+               sts_dtype_name(a->dtype), r->m->count, cli_format_bytes(rss * 1024, b2, sizeof b2),
+               cli_format_bytes(share, b3, sizeof b3));
+        return;
+    }
+    printf("{\"command\": \"save\", \"dir\": ");
+    cli_json_string(stdout, a->dir);
+    printf(", \"model\": ");
+    cli_json_string(stdout, a->model);
+    printf(", \"strategy\": \"%s\", \"dtype\": \"%s\", \"seed\": %llu, \"fsync\": %s, "
+           "\"ranks\": %d, \"files\": %llu, \"tensors\": %zu, \"bytes\": %llu, \"seconds\": %.6f, "
+           "\"gib_per_s\": %.4f, \"vmhwm_kib\": [",
+           model_strategy_name(a->strategy), sts_dtype_name(a->dtype), (unsigned long long)a->seed,
+           a->fsync ? "true" : "false", r->np, (unsigned long long)r->st.files_total, r->m->count,
+           (unsigned long long)r->st.bytes_total, r->st.seconds, gibs);
+    print_u64_list(r->rss, r->np);
+    printf("], \"share_bytes\": [");
+    print_u64_list(r->share, r->np);
+    printf("]}\n");
+}
+
+/* The collective part: writer, blocks, commit.  Returns an agreed STS_* code. */
+static int save_model(MPI_Comm comm, const save_args *a, const shard *s, const sts_mapping *mapping,
+                      run_info *r, char *err, size_t errlen)
+{
+    sts_save_opts o;
+    sts_writer *w = NULL;
+    cli_progress prog;
+    int rc, me = 0;
+    MPI_Comm_rank(comm, &me);
+    sts_save_opts_init(&o);
+    o.mapping = mapping;
+    o.fsync = a->fsync;
+    o.force = a->force;
+    if (me == 0 && !a->json && cli_stderr_is_tty()) {
+        cli_progress_start(&prog, "save");
+        o.progress = cli_progress_fn;
+        o.progress_ud = &prog;
+    }
+    rc = sts_writer_create(comm, a->dir, &o, &w);
+    if (rc != STS_OK) {
+        snprintf(err, errlen, "cannot create the writer for %s", a->dir);
+        return rc;
+    }
+    for (size_t i = 0; i < s->count; i++)
+        if (sts_writer_add(w, &s->blocks[i]) != STS_OK)
+            break; /* commit reports the failure on every rank */
+    /* Start the clock together: otherwise the commit's time would include waiting for
+     * the slowest rank to finish generating its part of the model. */
+    MPI_Barrier(comm);
+    rc = sts_writer_commit(w, &r->st);
+    if (o.progress)
+        cli_progress_end(&prog);
+    snprintf(err, errlen, "%s", sts_writer_errmsg(w));
+    sts_writer_free(w);
+    return rc;
+}
+
+/* Every rank's peak RSS and model share, gathered to rank 0. */
+static void gather_memory(MPI_Comm comm, const shard *s, run_info *r)
+{
+    uint64_t mine[2] = {peak_rss_kib(), s->bytes}, *all = NULL;
+    int me = 0;
+    MPI_Comm_rank(comm, &me);
+    if (me == 0)
+        all = calloc(2 * (size_t)r->np, sizeof *all);
+    MPI_Gather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, 0, comm);
+    if (me != 0 || !all)
+        return;
+    r->rss = calloc((size_t)r->np, sizeof *r->rss);
+    r->share = calloc((size_t)r->np, sizeof *r->share);
+    for (int i = 0; r->rss && r->share && i < r->np; i++) {
+        r->rss[i] = all[2 * i];
+        r->share[i] = all[2 * i + 1];
+    }
+    free(all);
+}
+
+/* Loads --mapping on every rank; the result is agreed. */
+static int load_mapping(MPI_Comm comm, const char *path, sts_mapping **m, char *err, size_t errlen)
+{
+    sts_diag d;
+    int rc = STS_OK, all = STS_OK;
+    *m = NULL;
+    memset(&d, 0, sizeof d);
+    if (path)
+        rc = sts_mapping_load_json(path, m, &d);
+    MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all != STS_OK)
+        snprintf(err, errlen, "%s", rc != STS_OK ? d.message : "another rank failed to load it");
+    return all;
+}
+
+int cmd_save(int argc, char **argv)
+{
+    save_args a;
+    model m;
+    shard s;
+    sts_mapping *mapping = NULL;
+    run_info r;
+    char err[1100] = "";
+    int me = 0, np = 1, rc, all;
+    MPI_Comm comm = MPI_COMM_WORLD;
+
+    MPI_Comm_rank(comm, &me);
+    MPI_Comm_size(comm, &np);
+    rc = parse_args(argc, argv, &a, me);
+    if (rc != CLI_OK)
+        return rc < 0 ? CLI_OK : rc;
+    if (model_build(a.model, a.dtype, &m, err, sizeof err) != 0)
+        return me ? CLI_USAGE : cli_usage_error("save", "%s", err);
+    memset(&r, 0, sizeof r);
+    r.a = &a;
+    r.m = &m;
+    r.np = np;
+    rc = shard_build(&m, &a, me, np, &s);
+    MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all != STS_OK) {
+        snprintf(err, sizeof err, "out of memory while building the model (%s)", a.model);
+        rc = all;
+    } else if ((rc = load_mapping(comm, a.mapping, &mapping, err, sizeof err)) == STS_OK) {
+        rc = save_model(comm, &a, &s, mapping, &r, err, sizeof err);
+    }
+    if (rc == STS_OK)
+        gather_memory(comm, &s, &r);
+    if (me == 0 && rc != STS_OK)
+        cli_error("save", rc, "%s", err);
+    else if (me == 0 && r.rss && r.share)
+        report(&r);
+    free(r.rss);
+    free(r.share);
+    sts_mapping_free(mapping);
+    shard_free(&s);
+    model_free(&m);
+    return sts_exit_status(rc);
+}

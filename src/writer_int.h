@@ -1,0 +1,94 @@
+/*
+ * writer_int.h - state of a sharded save, shared by writer.c (blocks, files,
+ * data, publishing) and writer_plan.c (replica assignment, sharding info,
+ * stale rank files).
+ */
+#ifndef STS_WRITER_INT_H
+#define STS_WRITER_INT_H
+
+#include <mpi.h>
+
+#include "internal.h"
+
+/* SPEC 2: rank + 1, file index, file count; 5 digits, wider numbers not cut. */
+#define STS_RANK_FILE_FMT "shard-%05d-model-%05u-of-%05u.safetensors"
+
+/* One block added by this rank. */
+typedef struct sts__writer_block {
+    char *name;
+    sts_dtype dtype;
+    uint32_t ndim;
+    uint64_t *dims;   /* 3 * ndim: global shape, offsets, block shape */
+    const void *data; /* borrowed from the caller until commit */
+    uint64_t nbytes;
+    int whole; /* offsets all 0 and shape == global shape: maybe replicated */
+    int keep;  /* this rank stores the block */
+    unsigned file;
+} sts__writer_block;
+
+/* One output file of this rank: blocks order[first .. first + nblocks). */
+typedef struct sts__writer_file {
+    unsigned index;
+    size_t first, nblocks;
+    char *final_path, *tmp_path;
+} sts__writer_file;
+
+struct sts_writer {
+    MPI_Comm comm; /* duplicate of the caller's, MPI_ERRORS_RETURN */
+    int rank, nranks;
+    char *dir;
+    sts_save_opts opts;
+
+    sts__writer_block *blocks;
+    size_t count, cap;
+    size_t *table; /* name -> block index + 1, open addressing */
+    size_t table_cap;
+
+    sts__writer_block **order; /* kept blocks by (file, canonical order) */
+    size_t norder;
+    sts__writer_file *files;
+    size_t nfiles, renamed;
+
+    uint64_t bytes_local, bytes_total, done_local;
+    int add_rc; /* first failure of sts_writer_add, reported by commit */
+    sts_diag add_diag;
+    int committed;
+    sts_diag diag;
+};
+
+/* Local.  Index of this rank's block named name, or -1. */
+long sts__writer_find(const sts_writer *w, const char *name);
+
+/*
+ * Collective.  Gathers every rank's whole-tensor blocks, checks that ranks
+ * holding the same name agree on dtype and global shape, and gives each
+ * such tensor to exactly one holder: largest first, to the holder with the
+ * fewest bytes so far (ties: lowest rank).  Clears `keep` on this rank's
+ * blocks that another rank stores; sets bytes_local and bytes_total.
+ * Ends with an agreement.
+ */
+int sts__writer_resolve_replicas(sts_writer *w);
+
+/*
+ * Local.  DCP_SHARDING_INFO for file f: {"<name>": {"saved_offsets": [..]}, ...}
+ * in the file's canonical order, with Python json.dumps' default spacing and
+ * escaping (ensure_ascii).  *out is malloc'd.
+ */
+int sts__writer_sharding_json(sts_writer *w, const sts__writer_file *f, char **out);
+
+/*
+ * Local (does something on rank 0 only).  Lists the directory: without
+ * opts.force any rank file there is STS_E_EXIST, since the new checkpoint
+ * would be mixed with an old one.  Not agreed.
+ */
+int sts__writer_check_dir(sts_writer *w);
+
+/*
+ * Collective.  With opts.force, rank 0 removes the rank files in the
+ * directory that this save did not produce (left by an earlier save with
+ * other ranks or another mapping).  No-op without force.  Not agreed: the
+ * caller agrees on the result.
+ */
+int sts__writer_remove_stale(sts_writer *w);
+
+#endif /* STS_WRITER_INT_H */

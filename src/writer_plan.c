@@ -1,0 +1,529 @@
+/*
+ * writer_plan.c - the collective decisions of a sharded save: who stores a
+ * replicated tensor, the DCP_SHARDING_INFO text, and the rank files already
+ * in the output directory.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpiio.h"
+#include "writer_int.h"
+
+/* ---- replicated tensors ------------------------------------------------- */
+
+/*
+ * A whole-tensor block travels as a record of native-endian fields (all ranks
+ * of one job share a byte order):
+ *   u32 name bytes incl. NUL | name | u32 dtype | u32 ndim | u64 global dims[ndim] | u64 nbytes
+ */
+typedef struct rec {
+    const char *name;
+    int rank;
+    uint32_t dtype, ndim;
+    const unsigned char *dims; /* ndim unaligned u64 */
+    uint64_t nbytes;
+} rec;
+
+static unsigned char *put(unsigned char *p, const void *v, size_t n)
+{
+    memcpy(p, v, n);
+    return p + n;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Serializes this rank's whole blocks; *load receives the bytes of its other blocks. */
+static int pack_whole(const sts_writer *w, unsigned char **out, uint64_t *len, uint64_t *load)
+{
+    uint64_t n = 0;
+    unsigned char *p;
+    *load = 0;
+    for (size_t i = 0; i < w->count; i++) {
+        const sts__writer_block *b = &w->blocks[i];
+        if (b->whole)
+            n += 4 + strlen(b->name) + 1 + 8 + 8 * (uint64_t)b->ndim + 8;
+        else
+            *load += b->nbytes;
+    }
+    *len = n;
+    *out = p = malloc(n ? n : 1);
+    if (!p)
+        return STS_E_NOMEM;
+    for (size_t i = 0; i < w->count; i++) {
+        const sts__writer_block *b = &w->blocks[i];
+        uint32_t nl = (uint32_t)strlen(b->name) + 1, dt = (uint32_t)b->dtype;
+        if (!b->whole)
+            continue;
+        p = put(p, &nl, 4);
+        p = put(p, b->name, nl);
+        p = put(p, &dt, 4);
+        p = put(p, &b->ndim, 4);
+        p = put(p, b->dims, 8 * (size_t)b->ndim);
+        p = put(p, &b->nbytes, 8);
+    }
+    return STS_OK;
+}
+
+static int parse_records(const unsigned char *buf, const int *counts, const int *displs, int nranks,
+                         rec **out, size_t *nrec, sts_diag *diag)
+{
+    size_t n = 0, cap = 0;
+    rec *recs = NULL;
+    for (int r = 0; r < nranks; r++) {
+        const unsigned char *p = buf + displs[r], *end = p + counts[r];
+        while (p < end) {
+            rec x;
+            uint32_t nl = get_u32(p);
+            x.name = (const char *)p + 4;
+            p += 4 + nl;
+            x.rank = r;
+            x.dtype = get_u32(p);
+            x.ndim = get_u32(p + 4);
+            x.dims = p + 8;
+            p += 8 + 8 * (size_t)x.ndim;
+            x.nbytes = get_u64(p);
+            p += 8;
+            if (n == cap) {
+                rec *g = sts__realloc_array(recs, cap ? 2 * cap : 64, sizeof *g);
+                if (!g) {
+                    free(recs);
+                    return sts__fail(diag, STS_E_NOMEM, "out of memory");
+                }
+                recs = g;
+                cap = cap ? 2 * cap : 64;
+            }
+            recs[n++] = x;
+        }
+    }
+    *out = recs;
+    *nrec = n;
+    return STS_OK;
+}
+
+static int rec_cmp(const void *pa, const void *pb)
+{
+    const rec *a = pa, *b = pb;
+    int c = strcmp(a->name, b->name);
+    return c ? c : (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+/* A replicated tensor: records recs[first .. first + n), holders in rank order. */
+typedef struct group {
+    size_t first, n;
+    uint64_t nbytes;
+    const char *name;
+} group;
+
+static int group_cmp(const void *pa, const void *pb)
+{
+    const group *a = pa, *b = pb;
+    if (a->nbytes != b->nbytes)
+        return a->nbytes > b->nbytes ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+/* Groups the sorted records by name and checks that holders agree. */
+static int make_groups(const rec *recs, size_t nrec, group *groups, size_t *ngroups, sts_diag *diag)
+{
+    size_t ng = 0;
+    for (size_t i = 0; i < nrec; i++) {
+        const rec *a = &recs[i], *f;
+        if (i == 0 || strcmp(a->name, recs[i - 1].name) != 0) {
+            groups[ng].first = i;
+            groups[ng].n = 0;
+            groups[ng].nbytes = a->nbytes;
+            groups[ng].name = a->name;
+            ng++;
+        }
+        groups[ng - 1].n++;
+        f = &recs[groups[ng - 1].first];
+        if (a->dtype != f->dtype)
+            return sts__fail(diag, STS_E_DTYPE_MISMATCH,
+                             "replicated tensor '%s': rank %d has dtype %s, rank %d has %s",
+                             a->name, f->rank, sts_dtype_name((sts_dtype)f->dtype), a->rank,
+                             sts_dtype_name((sts_dtype)a->dtype));
+        if (a->ndim != f->ndim || memcmp(a->dims, f->dims, 8 * (size_t)a->ndim) != 0)
+            return sts__fail(diag, STS_E_ARG,
+                             "replicated tensor '%s': ranks %d and %d give different global shapes",
+                             a->name, f->rank, a->rank);
+    }
+    *ngroups = ng;
+    return STS_OK;
+}
+
+/* Greedy balance: each tensor, largest first, goes to its least-loaded holder. */
+static void assign(sts_writer *w, const rec *recs, group *groups, size_t ng, uint64_t *load)
+{
+    if (ng > 0)
+        qsort(groups, ng, sizeof *groups, group_cmp);
+    for (size_t g = 0; g < ng; g++) {
+        const rec *h = &recs[groups[g].first];
+        int best = h[0].rank;
+        for (size_t i = 1; i < groups[g].n; i++)
+            if (load[h[i].rank] < load[best])
+                best = h[i].rank;
+        load[best] += groups[g].nbytes;
+        for (size_t i = 0; i < groups[g].n; i++) {
+            if (h[i].rank == w->rank)
+                w->blocks[sts__writer_find(w, h[i].name)].keep = best == w->rank;
+        }
+    }
+}
+
+/* Counts and displacements of the gathered records, checked against int range. */
+static int gather_layout(const uint64_t *sizes, int nranks, int *counts, int *displs,
+                         uint64_t *total, sts_diag *diag)
+{
+    uint64_t t = 0;
+    for (int r = 0; r < nranks; r++) {
+        /* Allgatherv takes int counts and displacements. */
+        if (sizes[2 * r] > (uint64_t)INT32_MAX - t)
+            return sts__fail(diag, STS_E_UNSUPPORTED,
+                             "the names of the whole-tensor blocks exceed 2 GiB in total");
+        counts[r] = (int)sizes[2 * r];
+        displs[r] = (int)t;
+        t += sizes[2 * r];
+    }
+    *total = t;
+    return STS_OK;
+}
+
+int sts__writer_resolve_replicas(sts_writer *w)
+{
+    int rc = STS_OK, np = w->nranks;
+    unsigned char *mine = NULL, *all = NULL;
+    uint64_t me[2] = {0, 0}, *sizes = NULL, *load = NULL, total = 0;
+    int *counts = NULL, *displs = NULL;
+    rec *recs = NULL;
+    group *groups = NULL;
+    size_t nrec = 0, ng = 0;
+
+    rc = pack_whole(w, &mine, &me[0], &me[1]);
+    sizes = sts__malloc_array(2 * (size_t)np, sizeof *sizes);
+    counts = sts__malloc_array((size_t)np, sizeof *counts);
+    displs = sts__malloc_array((size_t)np, sizeof *displs);
+    if (rc == STS_OK && (!sizes || !counts || !displs))
+        rc = STS_E_NOMEM;
+    if (rc != STS_OK)
+        rc = sts__fail(&w->diag, rc, "out of memory");
+    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    STS_MPI_CALL(&w->diag, MPI_Allgather, (me, 2, MPI_UINT64_T, sizes, 2, MPI_UINT64_T, w->comm));
+    /* Every rank sees the same sizes, so every rank reaches the same verdict here. */
+    STS_CHECK(gather_layout(sizes, np, counts, displs, &total, &w->diag));
+    all = malloc(total ? total : 1);
+    load = sts__malloc_array((size_t)np, sizeof *load);
+    rc = all && load ? STS_OK : sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    STS_MPI_CALL(&w->diag, MPI_Allgatherv,
+                 (mine, counts[w->rank], MPI_BYTE, all, counts, displs, MPI_BYTE, w->comm));
+    for (int r = 0; r < np; r++)
+        load[r] = sizes[2 * r + 1];
+    rc = parse_records(all, counts, displs, np, &recs, &nrec, &w->diag);
+    if (rc == STS_OK) {
+        if (nrec > 0)
+            qsort(recs, nrec, sizeof *recs, rec_cmp);
+        groups = sts__malloc_array(nrec, sizeof *groups);
+        rc = groups ? make_groups(recs, nrec, groups, &ng, &w->diag)
+                    : sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
+    }
+    if (rc == STS_OK) {
+        assign(w, recs, groups, ng, load);
+        w->bytes_local = load[w->rank];
+        w->bytes_total = 0;
+        for (int r = 0; r < np; r++)
+            w->bytes_total += load[r];
+    }
+    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
+done:
+    free(mine);
+    free(all);
+    free(sizes);
+    free(load);
+    free(counts);
+    free(displs);
+    free(recs);
+    free(groups);
+    return rc;
+}
+
+/* ---- DCP_SHARDING_INFO ---------------------------------------------------- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *q;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+/* Decodes one UTF-8 sequence (the name was validated by sts_writer_add). */
+static uint32_t utf8_next(const unsigned char **pp)
+{
+    const unsigned char *p = *pp;
+    int n = *p < 0x80 ? 0 : *p < 0xe0 ? 1 : *p < 0xf0 ? 2 : 3;
+    uint32_t cp = n == 0 ? *p : (uint32_t)(*p & (0x3f >> n));
+    for (int i = 1; i <= n; i++)
+        cp = cp << 6 | (p[i] & 0x3f);
+    *pp = p + n + 1;
+    return cp;
+}
+
+/*
+ * A JSON string the way Python's json.dumps writes it by default
+ * (ensure_ascii): printable ASCII as is except '"' and '\\'; \b \f \n \r \t
+ * short; everything else as \uXXXX in lowercase hex, with surrogate pairs
+ * above U+FFFF.
+ */
+static const char *short_escape(uint32_t cp)
+{
+    switch (cp) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    default:
+        return NULL;
+    }
+}
+
+static void sb_py_string(sbuf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char tmp[16];
+    sb_put(b, "\"", 1);
+    while (*p) {
+        uint32_t cp = utf8_next(&p);
+        const char *e = short_escape(cp);
+        if (e) {
+            sb_puts(b, e);
+        } else if (cp >= 0x20 && cp <= 0x7e) {
+            tmp[0] = (char)cp;
+            sb_put(b, tmp, 1);
+        } else if (cp < 0x10000) {
+            snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)cp);
+            sb_puts(b, tmp);
+        } else {
+            cp -= 0x10000;
+            snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", (unsigned)(0xd800 | cp >> 10),
+                     (unsigned)(0xdc00 | (cp & 0x3ff)));
+            sb_puts(b, tmp);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+int sts__writer_sharding_json(sts_writer *w, const sts__writer_file *f, char **out)
+{
+    sbuf b = {NULL, 0, 0, 0};
+    char num[32];
+    sb_put(&b, "{", 1);
+    for (size_t i = 0; i < f->nblocks; i++) {
+        const sts__writer_block *k = w->order[f->first + i];
+        if (i > 0)
+            sb_put(&b, ", ", 2);
+        sb_py_string(&b, k->name);
+        sb_puts(&b, ": {\"saved_offsets\": [");
+        for (uint32_t d = 0; d < k->ndim; d++) {
+            snprintf(num, sizeof num, d ? ", %llu" : "%llu",
+                     (unsigned long long)k->dims[k->ndim + d]);
+            sb_puts(&b, num);
+        }
+        sb_puts(&b, "]}");
+    }
+    sb_put(&b, "}", 1);
+    if (b.oom) {
+        free(b.p);
+        return sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
+    }
+    *out = b.p;
+    return STS_OK;
+}
+
+/* ---- rank files already in the directory -------------------------------- */
+
+/* True for a name of the form shard-*-model-*-of-*.safetensors. */
+static int is_rank_file(const char *n)
+{
+    size_t len = strlen(n);
+    return strncmp(n, "shard-", 6) == 0 && strstr(n, "-model-") && strstr(n, "-of-") && len > 12 &&
+           strcmp(n + len - 12, ".safetensors") == 0;
+}
+
+int sts__writer_check_dir(sts_writer *w)
+{
+    int rc = STS_OK;
+    DIR *d = NULL;
+    struct dirent *e;
+    if (w->rank != 0)
+        return STS_OK;
+    d = opendir(w->dir);
+    STS_GOTO_IF(!d, &w->diag, sts__err_from_errno(errno), "%s: cannot list: %s", w->dir,
+                strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        STS_GOTO_IF(is_rank_file(e->d_name) && !w->opts.force, &w->diag, STS_E_EXIST,
+                    "%s/%s: a rank file already exists (use force to replace the checkpoint)",
+                    w->dir, e->d_name);
+    }
+done:
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Rank 0: the names of every file this save produced, sorted. */
+static int produced_names(const sts_writer *w, const int *counts, const unsigned *idx, char ***out,
+                          size_t *n)
+{
+    unsigned total = w->opts.mapping ? sts_mapping_file_count(w->opts.mapping) : 1;
+    size_t k = 0, all = 0;
+    char **names;
+    for (int r = 0; r < w->nranks; r++)
+        all += (size_t)counts[r];
+    names = sts__calloc_array(all, sizeof *names);
+    if (!names)
+        return STS_E_NOMEM;
+    for (int r = 0; r < w->nranks; r++) {
+        for (int i = 0; i < counts[r]; i++, k++) {
+            char buf[128];
+            snprintf(buf, sizeof buf, STS_RANK_FILE_FMT, r + 1, idx[k], total);
+            names[k] = sts__strdup(buf);
+            if (!names[k]) {
+                *out = names;
+                *n = k;
+                return STS_E_NOMEM;
+            }
+        }
+    }
+    if (all > 0)
+        qsort(names, all, sizeof *names, str_cmp);
+    *out = names;
+    *n = all;
+    return STS_OK;
+}
+
+static int remove_unlisted(sts_writer *w, char **names, size_t n)
+{
+    int rc = STS_OK;
+    DIR *d = opendir(w->dir);
+    struct dirent *e;
+    STS_GOTO_IF(!d, &w->diag, sts__err_from_errno(errno), "%s: cannot list: %s", w->dir,
+                strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        const char *key = e->d_name;
+        char *path;
+        if (!is_rank_file(key) || (n > 0 && bsearch(&key, names, n, sizeof *names, str_cmp)))
+            continue;
+        path = sts__path_join(w->dir, key);
+        STS_GOTO_IF(!path, &w->diag, STS_E_NOMEM, "out of memory");
+        if (unlink(path) != 0 && errno != ENOENT)
+            rc = sts__fail(&w->diag, sts__err_from_errno(errno),
+                           "%s: cannot remove a rank file of the replaced checkpoint: %s", path,
+                           strerror(errno));
+        free(path);
+        if (rc != STS_OK)
+            goto done;
+    }
+done:
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+int sts__writer_remove_stale(sts_writer *w)
+{
+    int rc = STS_OK, mine = (int)w->nfiles, *counts = NULL, *displs = NULL;
+    unsigned *idx = NULL, *all = NULL;
+    char **names = NULL;
+    size_t nnames = 0;
+    if (!w->opts.force)
+        return STS_OK;
+    idx = sts__malloc_array(w->nfiles, sizeof *idx);
+    counts = sts__calloc_array((size_t)w->nranks, sizeof *counts);
+    displs = sts__calloc_array((size_t)w->nranks, sizeof *displs);
+    if (!idx || !counts || !displs)
+        rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    for (size_t i = 0; i < w->nfiles; i++)
+        idx[i] = w->files[i].index;
+    STS_MPI_CALL(&w->diag, MPI_Gather, (&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, w->comm));
+    for (int r = 1; r < w->nranks; r++)
+        displs[r] = displs[r - 1] + counts[r - 1];
+    if (w->rank == 0)
+        all = sts__malloc_array((size_t)displs[w->nranks - 1] + (size_t)counts[w->nranks - 1],
+                                sizeof *all);
+    if (w->rank == 0 && !all)
+        rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    STS_MPI_CALL(&w->diag, MPI_Gatherv,
+                 (idx, mine, MPI_UNSIGNED, all, counts, displs, MPI_UNSIGNED, 0, w->comm));
+    if (w->rank == 0) {
+        rc = produced_names(w, counts, all, &names, &nnames);
+        STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "out of memory");
+        STS_CHECK(remove_unlisted(w, names, nnames));
+    }
+done:
+    for (size_t i = 0; names && i < nnames; i++)
+        free(names[i]);
+    free(names);
+    free(idx);
+    free(all);
+    free(counts);
+    free(displs);
+    return rc;
+}
