@@ -45,3 +45,11 @@ sts_add_mpi_test(NAME par_consolidate_huge NP 2 3 LABELS long TIMEOUT 900
                  COMMAND $<TARGET_FILE:par_consolidate_big> huge ${STS_BIG_DIR})
 sts_add_mpi_test(NAME par_consolidate_many NP 1 3 TIMEOUT 600
                  COMMAND $<TARGET_FILE:par_consolidate_big> many ${STS_TEST_WORK})
+
+# Save with P ranks, consolidate with Q ranks (every P, Q up to the mpiexec
+# size) against the HDF5 reference tensors of gen_fixtures.c (save.cmake).
+sts_test_program(par_consolidate_h5 par_consolidate_h5.c par_consolidate_gen.c)
+target_link_libraries(par_consolidate_h5 PRIVATE hdf5::hdf5 cjson)
+sts_add_mpi_test(NAME par_consolidate_h5 NP 1 2 3 4 TIMEOUT 300 FIXTURES_REQUIRED save_h5
+                 COMMAND $<TARGET_FILE:par_consolidate_h5> ${STS_TEST_WORK}/fixtures.h5
+                         ${STS_TEST_WORK})
