@@ -53,3 +53,42 @@ target_link_libraries(par_consolidate_h5 PRIVATE hdf5::hdf5 cjson)
 sts_add_mpi_test(NAME par_consolidate_h5 NP 1 2 3 4 TIMEOUT 300 FIXTURES_REQUIRED save_h5
                  COMMAND $<TARGET_FILE:par_consolidate_h5> ${STS_TEST_WORK}/fixtures.h5
                          ${STS_TEST_WORK})
+
+# --- stshard consolidate (the tool under mpiexec) ---------------------------
+if(NOT TARGET stshard_cli OR NOT Python3_Interpreter_FOUND)
+  return()
+endif()
+set(CONS_MPI ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+add_test(NAME consolidate_cli_roundtrip
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/consolidate/cli_roundtrip.sh $<TARGET_FILE:stshard_cli>
+                 ${STS_TEST_WORK}/consolidate_cli ${STS_PYT_FIXTURE} -- ${MPIEXEC_EXECUTABLE}
+                 ${MPIEXEC_PREFLAGS}
+         WORKING_DIRECTORY ${STS_TEST_WORK})
+set_tests_properties(consolidate_cli_roundtrip PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                     ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED cons_pytorch)
+
+# Exit statuses and messages, the same on every rank (expect.sh from cli.cmake).
+function(consolidate_status_test name status)
+  add_test(NAME consolidate_cli_${name}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh ${status} ${ARGN}
+           WORKING_DIRECTORY ${STS_TEST_WORK})
+  set_tests_properties(consolidate_cli_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 120
+                       ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED cons_pytorch)
+endfunction()
+set(CONS ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
+    $<TARGET_FILE:stshard_cli> consolidate)
+consolidate_status_test(help 0 -m "^Usage: mpirun -n P stshard consolidate" -m "--max-file-size"
+                        -- ${CONS} --help)
+consolidate_status_test(no_args 2 -m "INDIR and OUTDIR are required" -- ${CONS})
+consolidate_status_test(exclusive 2 -m "exclude each other" --
+                        ${CONS} a b --mapping m.json --max-file-size 5GB)
+consolidate_status_test(bad_layout 2 -m "canonical or pytorch" -- ${CONS} a b --layout hf)
+consolidate_status_test(bad_align 2 -m "multiple of 8" -- ${CONS} a b --align 12)
+consolidate_status_test(no_input 3 -m "NotFound" -- ${CONS} /nonexistent/in cons_cli_out)
+consolidate_status_test(same_dir 2 -m "is the input directory" --
+                        ${CONS} ${STS_PYT_FIXTURE}/shards ${STS_PYT_FIXTURE}/shards/)
+# A consolidated checkpoint is not a set of rank files: no DCP metadata.
+consolidate_status_test(no_dcp 1 -m "InvalidShardingInfo" -m "model-00001-of-00001" --
+                        ${CONS} ${STS_PYT_FIXTURE}/expected/canonical cons_cli_nodcp)
+consolidate_status_test(missing_mapping 3 -m "NotFound" --
+                        ${CONS} ${STS_PYT_FIXTURE}/shards cons_cli_nomap --mapping /nonexistent.json)
