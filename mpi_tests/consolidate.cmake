@@ -2,6 +2,9 @@
 # collective consolidation under mpiexec.
 sts_test_program(unit_plan unit_plan.c)
 sts_add_unit_test(NAME unit_plan COMMAND $<TARGET_FILE:unit_plan>)
+# 4096 rank files x 2000 tensors planned without MPI (prints seconds and peak RSS).
+sts_test_program(bench_plan bench_plan.c)
+sts_add_unit_test(NAME bench_plan COMMAND $<TARGET_FILE:bench_plan> LABELS bench TIMEOUT 900)
 
 # Collective consolidation with 1..4 ranks of 1..4 generated rank files.
 sts_test_program(par_consolidate par_consolidate.c par_consolidate_gen.c)

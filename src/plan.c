@@ -88,7 +88,12 @@ typedef int (*idx_cmp)(size_t a, size_t b, const void *ctx);
 
 static void sort_idx(size_t *a, size_t n, size_t *tmp, idx_cmp cmp, const void *ctx)
 {
-    size_t *src = a, *dst = tmp;
+    size_t *src = a, *dst = tmp, run = 1;
+    /* Blocks usually arrive in order already (files follow the offsets): O(n) then. */
+    while (run < n && cmp(a[run - 1], a[run], ctx) <= 0)
+        run++;
+    if (run >= n)
+        return;
     for (size_t w = 1; w < n; w *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
