@@ -111,3 +111,36 @@ function(rel_fault_test scenario)
   set_tests_properties(rel_fault_${scenario} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endfunction()
 rel_fault_test(save_full_disk)
+if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
+  foreach(sc missing_indir unreadable fifo_input dir_input full_disk readonly exists_no_force
+             same_dir)
+    rel_fault_test(${sc})
+  endforeach()
+  # These drive the run through the fault switch (kills, pauses, one-rank failures).
+  if(STS_FAULT_INJECTION)
+    foreach(sc kill_switch_rank0 kill_switch_rank1 kill_external vanished_input shrunk_input
+               grown_input one_rank_fails)
+      rel_fault_test(${sc})
+    endforeach()
+    # Library level: a failure at every phase, on the first or the last rank, comes back
+    # identical on every rank and leaves nothing behind.
+    sts_test_program(par_fault_consolidate reliability/par_fault_consolidate.c)
+    sts_add_unit_test(NAME rel_fault_cons_input LABELS rel COMMAND sh -c
+      "rm -rf '${REL_WORK}/fault_cons' && mkdir -p '${REL_WORK}/fault_cons' && $<TARGET_FILE:gen_many> --write '${REL_WORK}/fault_cons/in' --ranks 5 --tensors 3000")
+    set_tests_properties(rel_fault_cons_input PROPERTIES FIXTURES_SETUP rel_fault_cons)
+    sts_add_mpi_test(NAME rel_par_fault_consolidate NP 3 LABELS rel TIMEOUT 300
+                     FIXTURES_REQUIRED rel_fault_cons
+                     COMMAND $<TARGET_FILE:par_fault_consolidate> ${REL_WORK}/fault_cons/in
+                             ${REL_WORK}/fault_cons)
+  endif()
+endif()
+
+# --- stress, determinism, memory (label "long": main build only) -----------------
+if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
+  foreach(sc many_tensors many_ranks determinism memory)
+    rel_test(rel_stress_${sc} LABELS long TIMEOUT 1800
+             COMMAND ${REL_DIR}/stress.sh ${sc} --stshard ${REL_CLI} --gen $<TARGET_FILE:gen_many>
+             --work ${REL_WORK}/stress --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
+    set_tests_properties(rel_stress_${sc} PROPERTIES RUN_SERIAL TRUE)
+  endforeach()
+endif()

@@ -124,8 +124,9 @@ int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *f
 {
     int rc = STS_OK;
     *fh = MPI_FILE_NULL;
-    if (write)
-        STS_CHECK(remove_stale(path, diag));
+    /* remove_stale's message names the path already. */
+    if (write && (rc = remove_stale(path, diag)) != STS_OK)
+        return rc;
     STS_CHECK(STS_FAULT("open", diag));
     STS_CHECK(file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag));
 done:

@@ -17,19 +17,20 @@
 #include "test_util.h"
 
 typedef struct fcase {
-    const char *spec; /* %d: the failing rank */
+    const char *spec; /* STSHARD_FAULT without the rank */
     int code;         /* expected, or STS_OK when the rank may not reach the point */
     int may_miss;
 } fcase;
 
 static const fcase cases[] = {
-    {"point=open,rank=%d,code=noent", STS_E_NOENT, 1},
-    {"point=read,rank=%d,code=io", STS_E_IO, 1},
-    {"point=read,rank=%d,hit=2,code=io", STS_E_IO, 1},
-    {"point=write,rank=%d,code=nospace", STS_E_NOSPACE, 1},
-    {"point=write,rank=%d,hit=3,code=nospace", STS_E_NOSPACE, 1},
-    {"point=rename,rank=%d,code=access", STS_E_ACCESS, 1},
-    {"point=cons.*,rank=%d,code=internal", STS_E_INTERNAL, 1},
+    {"point=open,code=noent", STS_E_NOENT, 1},
+    {"point=read,code=io", STS_E_IO, 1},
+    {"point=read,hit=2,code=io", STS_E_IO, 1},
+    {"point=write,code=nospace", STS_E_NOSPACE, 1},
+    {"point=write,hit=3,code=nospace", STS_E_NOSPACE, 1},
+    {"point=rename,code=access", STS_E_ACCESS, 1},
+    {"point=cons.*,code=internal", STS_E_INTERNAL, 1},
+    {"point=cons.planned,code=nomem", STS_E_NOMEM, 1},
 };
 
 /* Names in dir that look like output (final or temporary); 0 when dir is absent. */
@@ -93,9 +94,9 @@ int main(int argc, char **argv)
     }
     snprintf(out, sizeof out, "%s/out", argv[2]);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        for (int victim = 0; victim < np; victim += np > 1 ? np - 1 : 1) {
+        for (int victim = 0; victim<np; victim += np> 1 ? np - 1 : 1) {
             int rc, finals, partials;
-            snprintf(spec, sizeof spec, cases[c].spec, victim);
+            snprintf(spec, sizeof spec, "%s,rank=%d", cases[c].spec, victim);
             setenv("STSHARD_FAULT", spec, 1);
             rc = run(argv[1], out, &d);
             unsetenv("STSHARD_FAULT");
