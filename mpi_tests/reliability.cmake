@@ -112,6 +112,20 @@ if(REL_VALGRIND AND NOT STS_SANITIZE)
   rel_vg_test(rel_vg_inspect rel_sweep 0 ${REL_CLI} inspect --json ${REL_SWEEP}/good_index)
   rel_vg_mpi_test(rel_vg_save rel_sweep 0 ${REL_CLI} save ${REL_WORK}/vg_save
                   --model llama:1MiB --strategy mesh2d --force)
+  if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
+    rel_vg_mpi_test(rel_vg_consolidate rel_sweep 0 ${REL_CLI} consolidate ${REL_SWEEP}/good_ranks
+                    ${REL_WORK}/vg_cons --force --max-file-size 100B --buffer-size 64KiB)
+    rel_vg_mpi_test(rel_vg_consolidate_gap rel_sweep 1 ${REL_CLI} consolidate
+                    ${REL_SWEEP}/sem_gap_cols ${REL_WORK}/vg_cons_gap)
+    rel_vg_mpi_test(rel_vg_consolidate_header rel_sweep 1 ${REL_CLI} consolidate
+                    ${REL_SWEEP}/fmt_unterminated__InvalidHeaderDeserialization ${REL_WORK}/vg_cons_hdr)
+  endif()
+  if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_reshard.c)
+    rel_vg_mpi_test(rel_vg_reshard rel_sweep 0 ${REL_CLI} reshard ${REL_SWEEP}/good_ranks_duplicate_replica
+                    ${REL_WORK}/vg_reshard --force)
+    rel_vg_mpi_test(rel_vg_reshard_index rel_sweep 1 ${REL_CLI} reshard
+                    ${REL_SWEEP}/ix_tensor_in_wrong_file ${REL_WORK}/vg_reshard_ix)
+  endif()
   if(STS_FAULT_INJECTION)
     rel_vg_mpi_test(rel_vg_par_fault rel_sweep 0 $<TARGET_FILE:par_fault> ${REL_WORK}/fault_vg)
     file(MAKE_DIRECTORY ${REL_WORK}/fault_vg)
