@@ -17,10 +17,22 @@ sts_add_unit_test(NAME unit_model COMMAND $<TARGET_FILE:unit_model>)
 
 sts_test_program(par_save par_save.c)
 target_link_libraries(par_save PRIVATE hdf5::hdf5)
+set(STS_PAR_SAVE_DIRS)
 foreach(np 1 2 3 4)
   sts_add_mpi_test(NAME par_save NP ${np} TIMEOUT 120 FIXTURES_REQUIRED save_h5
                    COMMAND $<TARGET_FILE:par_save> ${STS_FIXTURES_H5} ${STS_TEST_WORK}/par_save_np${np})
+  set_tests_properties(par_save_np${np} PROPERTIES FIXTURES_SETUP save_out)
+  list(APPEND STS_PAR_SAVE_DIRS ${STS_TEST_WORK}/par_save_np${np})
 endforeach()
+
+# An independent reader: Python's json module re-serializes DCP_SHARDING_INFO byte for byte.
+find_program(STS_PYTHON3 python3)
+if(STS_PYTHON3)
+  sts_add_unit_test(NAME save_python_json LABELS mpi
+                    COMMAND ${STS_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/par_save_pyjson.py
+                            ${STS_PAR_SAVE_DIRS})
+  set_tests_properties(save_python_json PROPERTIES FIXTURES_REQUIRED save_out)
+endif()
 
 # The API beyond the fixtures: many tiny tensors, empty ranks, replica balance, misuse.
 sts_test_program(par_save_api par_save_api.c)

@@ -67,7 +67,8 @@ settle() { # dir: after deletes, let a disk catch up before the next timed run
     case $1 in /dev/shm*) ;; *) sync; sleep 1 ;; esac
 }
 
-echo "model $model, $ranks ranks, $repeats runs per variant; $(nproc) cores; $(uname -r)"
+echo "model $model, $ranks ranks, $repeats runs per variant; $(nproc) cores; $(uname -r);" \
+    "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "stshard: $STSHARD; $(mpirun --version 2>/dev/null | head -1)"
 echo
 printf '| dir | fsync | save s | save GiB/s | dd s | dd GiB/s | save/dd | %dx dd s | save/%dx dd | peak RSS - share (MiB, max rank) |\n' "$ranks" "$ranks"
@@ -107,3 +108,5 @@ for dir in "${dirs[@]}"; do
     done
     rm -rf "$work"
 done
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

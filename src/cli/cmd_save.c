@@ -315,8 +315,17 @@ int cmd_save(int argc, char **argv)
     rc = parse_args(argc, argv, &a, me);
     if (rc != CLI_OK)
         return rc < 0 ? CLI_OK : rc;
-    if (model_build(a.model, a.dtype, &m, err, sizeof err) != 0)
-        return me ? CLI_USAGE : cli_usage_error("save", "%s", err);
+    /* A bad spec fails alike everywhere, but memory can run out on one rank only. */
+    rc = model_build(a.model, a.dtype, &m, err, sizeof err);
+    MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all != 0) {
+        if (me == 0 && rc == -1)
+            cli_usage_error("save", "%s", err);
+        else if (me == 0)
+            cli_error("save", STS_E_NOMEM, "%s", rc ? err : "another rank ran out of memory");
+        model_free(&m);
+        return all == -1 ? CLI_USAGE : sts_exit_status(STS_E_NOMEM);
+    }
     memset(&r, 0, sizeof r);
     r.a = &a;
     r.m = &m;

@@ -69,7 +69,7 @@ typedef struct model {
  *          absorbs the remainder, so the total lands just under SIZE.
  *   mixed  llama plus buffers of other dtypes and ranks (F32 rotary table,
  *          I64 scalar step, BOOL 2-D mask, I32 3-D and F16 4-D tensors).
- * Returns 0, or -1 with a message in err.
+ * Returns 0, or -1 (bad spec) / -2 (out of memory) with a message in err.
  */
 int model_build(const char *spec, sts_dtype dt, model *out, char *err, size_t errlen);
 void model_free(model *m);
@@ -90,6 +90,15 @@ void model_mesh_grid(int nranks, int *rows, int *cols);
  */
 int model_local_block(const model_tensor *t, model_strategy s, int rank, int nranks,
                       uint64_t *offsets, uint64_t *shape, int *replicated);
+
+/*
+ * The tensor-parallel role of a tensor of any checkpoint, from its name (for
+ * `stshard load` and `reshard --strategy tp`): the llama preset's layer
+ * tensors get their preset roles (o_proj, down_proj split along dim 1), the
+ * embedding is vocab-parallel, other tensors of two or more dimensions are
+ * column-parallel (dim 0), and tensors of at most one dimension replicated.
+ */
+model_role model_role_of(const char *name, uint32_t ndim);
 
 /* Byte size of a block shape of t's dtype (0 on overflow). */
 uint64_t model_block_bytes(const model_tensor *t, const uint64_t *shape);
