@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -135,6 +136,33 @@ static int parse(int argc, char **argv, args *a, int me)
     return 0;
 }
 
+/*
+ * A person is watching when stderr or stdout is a terminal: under mpirun a
+ * rank's stderr is a pipe even then, while Open MPI gives its stdout a pty.
+ */
+static int watched(void)
+{
+    return isatty(STDERR_FILENO) || isatty(STDOUT_FILENO);
+}
+
+/* The progress line (as cli_progress_fn draws it, with watched() as the test). */
+static void progress(void *ud, uint64_t done, uint64_t total)
+{
+    cli_progress *p = ud;
+    double now = cli_now(), rate, eta;
+    char a[32], b[32];
+    if (now - p->last < 0.25 && done < total)
+        return;
+    p->last = now;
+    p->shown = 1;
+    rate = now > p->t0 ? (double)done / (now - p->t0) : 0.0;
+    eta = rate > 0 && total > done ? (double)(total - done) / rate : 0.0;
+    fprintf(stderr, "\r%s: %s / %s  %.2f GiB/s  ETA %.0fs   ", p->label,
+            cli_format_bytes(done, a, sizeof a), cli_format_bytes(total, b, sizeof b),
+            rate / (1024.0 * 1024.0 * 1024.0), eta);
+    fflush(stderr);
+}
+
 /* Rank 0 loads the mapping; every rank learns the outcome. */
 static int load_mapping(const args *a, int me, sts_mapping **map)
 {
@@ -208,9 +236,9 @@ int cmd_consolidate(int argc, char **argv)
     if (rc != STS_OK)
         return sts_exit_status(rc);
     a.o.mapping = map;
-    if (me == 0 && cli_stderr_is_tty()) {
+    if (me == 0 && watched()) {
         cli_progress_start(&prog, "consolidate");
-        a.o.progress = cli_progress_fn;
+        a.o.progress = progress;
         a.o.progress_ud = &prog;
     }
     memset(&st, 0, sizeof st);
