@@ -31,14 +31,22 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "consolidate.h"
 #include "mpiio.h"
 
-#define MAX_PIECES  65536               /* bounds the bookkeeping of a window of tiny tensors */
-#define INPUT_CACHE 32                  /* input files kept open at once */
-#define RUN_MAX     ((uint64_t)1 << 30) /* longest single in-kernel copy */
+#define MAX_PIECES 65536 /* bounds the bookkeeping of a window of tiny tensors */
+/*
+ * Input files kept open at once: a window of a column-sharded tensor reads
+ * from every file that holds a column, so the cache should hold them all;
+ * it takes a quarter of the descriptor limit (two descriptors per file),
+ * between 16 and 1024.
+ */
+#define CACHE_MIN 16
+#define CACHE_MAX 1024
+#define RUN_MAX   ((uint64_t)1 << 30) /* longest single in-kernel copy */
 
 typedef struct wchunk {
     sts_plan_chunk c;
@@ -64,16 +72,17 @@ typedef struct copier {
     sts_plan_pieces ps;
     MPI_File out;
     uint32_t out_file;
-    MPI_File in[INPUT_CACHE];
-    uint32_t in_id[INPUT_CACHE];
-    uint64_t in_used[INPUT_CACHE];
+    int ncache;
+    MPI_File *in;
+    uint32_t *in_id;
+    uint64_t *in_used;
     uint64_t tick, done;
     int range;                /* copy_file_range fast path still on */
     uint64_t run_len;         /* pending in-kernel copy: run_len bytes from run_in at */
     uint32_t run_in, run_out; /* run_in_off to run_out at run_out_off */
     uint64_t run_in_off, run_out_off;
-    int out_fd;             /* POSIX descriptors for it, -1 until needed */
-    int in_fd[INPUT_CACHE]; /* beside the MPI handles of the same slots */
+    int out_fd; /* POSIX descriptors for it, -1 until needed */
+    int *in_fd; /* beside the MPI handles of the same slots */
 } copier;
 
 /* Room for one more chunk and n more pieces in the window's lists. */
@@ -105,7 +114,7 @@ static int reserve(copier *C, size_t n)
 static int input(copier *C, uint32_t id, MPI_File *fh, int *slot)
 {
     int rc = STS_OK, victim = -1;
-    for (int i = 0; i < INPUT_CACHE; i++) {
+    for (int i = 0; i < C->ncache; i++) {
         if (C->in[i] != MPI_FILE_NULL && C->in_id[i] == id) {
             C->in_used[i] = ++C->tick;
             *fh = C->in[i];
@@ -115,7 +124,7 @@ static int input(copier *C, uint32_t id, MPI_File *fh, int *slot)
     }
     /* A free slot if there is one, else the least recently used. */
     victim = 0;
-    for (int i = 0; i < INPUT_CACHE; i++) {
+    for (int i = 0; i < C->ncache; i++) {
         if (C->in[i] == MPI_FILE_NULL) {
             victim = i;
             break;
@@ -386,6 +395,30 @@ done:
     return rc;
 }
 
+static int alloc_cache(copier *C)
+{
+    struct rlimit rl;
+    long n = CACHE_MIN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        n = (long)(rl.rlim_cur / 4);
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        n = CACHE_MAX;
+    C->ncache = (int)(n < CACHE_MIN ? CACHE_MIN : n > CACHE_MAX ? CACHE_MAX : n);
+    C->in = sts__malloc_array((size_t)C->ncache, sizeof *C->in);
+    C->in_id = sts__calloc_array((size_t)C->ncache, sizeof *C->in_id);
+    C->in_used = sts__calloc_array((size_t)C->ncache, sizeof *C->in_used);
+    C->in_fd = sts__malloc_array((size_t)C->ncache, sizeof *C->in_fd);
+    if (!C->in || !C->in_id || !C->in_used || !C->in_fd) {
+        C->ncache = 0; /* nothing to close */
+        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < C->ncache; i++) {
+        C->in[i] = MPI_FILE_NULL;
+        C->in_fd[i] = -1;
+    }
+    return STS_OK;
+}
+
 /* Half the buffer holds the window, half the staging area. */
 static uint64_t window_cap(size_t buffer_size)
 {
@@ -404,10 +437,7 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
     C.diag = diag;
     C.out = MPI_FILE_NULL;
     C.out_fd = -1;
-    for (int i = 0; i < INPUT_CACHE; i++) {
-        C.in[i] = MPI_FILE_NULL;
-        C.in_fd[i] = -1;
-    }
+    STS_CHECK(alloc_cache(&C));
     C.range = !(getenv("STSHARD_COPY_RANGE") && strcmp(getenv("STSHARD_COPY_RANGE"), "0") == 0);
     C.cap = window_cap(a->buffer_size);
     *bytes_local = 0;
@@ -430,12 +460,16 @@ done:
         MPI_File_close(&C.out);
     if (C.out_fd >= 0)
         close(C.out_fd);
-    for (int i = 0; i < INPUT_CACHE; i++) {
+    for (int i = 0; i < C.ncache; i++) {
         if (C.in[i] != MPI_FILE_NULL)
             MPI_File_close(&C.in[i]);
         if (C.in_fd[i] >= 0)
             close(C.in_fd[i]);
     }
+    free(C.in);
+    free(C.in_id);
+    free(C.in_used);
+    free(C.in_fd);
     sts__plan_pieces_free(&C.ps);
     free(C.win);
     free(C.stage);
