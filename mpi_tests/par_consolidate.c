@@ -7,6 +7,7 @@
  * into many windows), and hold the right tensors in the other layouts and
  * splits.  Also: existing outputs, force, and OUTDIR == INDIR.
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -148,6 +149,18 @@ static void test_many_files(const char *base)
     gen_free(&m);
 }
 
+static int count_model_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, "model-", 6) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static void test_existing(const char *base)
 {
     char in[512], out[512];
@@ -164,6 +177,13 @@ static void test_existing(const char *base)
     CHECK_OK(run(in, out, &o, NULL));
     expect_exact(&m, out);
     CHECK_RC(run(in, in, &o, NULL), STS_E_USAGE);
+    /* Forcing a one-file output over a split one removes the earlier run's extra files. */
+    snprintf(out, sizeof out, "%s/split2", base);
+    CHECK_OK(run(in, out, &o, NULL));
+    if (me == 0) {
+        CHECK(count_model_files(out) == 1);
+        CHECK(gen_check_dir(&m, out, NULL, 0) == 0);
+    }
     snprintf(out, sizeof out, "%s/nothing", base);
     if (me == 0)
         mkdir(out, 0777);

@@ -565,6 +565,49 @@ static int phase_data(cons *C, uint64_t *bytes_local)
 
 /* ---- 6. publish ------------------------------------------------------------- */
 
+/* "model-KKKKK-of-NNNNN.safetensors" with at least five digits each. */
+static int is_model_file(const char *n)
+{
+    size_t k = 0;
+    if (strncmp(n, "model-", 6) != 0)
+        return 0;
+    n += 6;
+    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
+        ;
+    if (k < 5 || strncmp(n + k, "-of-", 4) != 0)
+        return 0;
+    n += k + 4;
+    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
+        ;
+    return k >= 5 && strcmp(n + k, ".safetensors") == 0;
+}
+
+/*
+ * Rank 0, with force, after the new index is in place: removes model files
+ * of an earlier run that the new index does not name (a run that split into
+ * more files), so the directory holds one checkpoint.  Best effort.
+ */
+static void remove_stale_outputs(const cons *C)
+{
+    DIR *d = opendir(C->outdir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        int ours = 0;
+        char *path;
+        if (!is_model_file(e->d_name))
+            continue;
+        for (size_t i = 0; i < C->plan->nfiles && !ours; i++)
+            ours = strcmp(e->d_name, C->plan->files[i].name) == 0;
+        if (ours || (path = sts__path_join(C->outdir, e->d_name)) == NULL)
+            continue;
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 /* Rank 0: renames every file, then writes the index last. */
 static int publish(cons *C)
 {
@@ -573,6 +616,8 @@ static int publish(cons *C)
     for (; done_n < C->plan->nfiles; done_n++)
         STS_CHECK(sts__rename(C->tmp_paths[done_n], C->final_paths[done_n], C->diag));
     STS_CHECK(sts__cons_write_index(C->plan, C->outdir, C->o.fsync, C->diag));
+    if (C->o.force)
+        remove_stale_outputs(C);
     STS_CHECK(sts__fsync_dir(C->outdir, C->diag));
 done:
     if (rc != STS_OK) {
