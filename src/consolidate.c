@@ -202,7 +202,7 @@ done:
 }
 
 /* Every rank: decodes rank 0's setup into options, input paths and mapping. */
-static int unpack_setup(cons *C, const unsigned char *p, size_t len)
+static int unpack_setup(cons *C, unsigned char *p, size_t len)
 {
     int rc = STS_OK;
     uint64_t v[9], has_map;
@@ -224,7 +224,7 @@ static int unpack_setup(cons *C, const unsigned char *p, size_t len)
     for (size_t i = 0; i < C->nin; i++) {
         uint64_t n;
         memcpy(&n, p + at, 8);
-        C->in_names[i] = (char *)(uintptr_t)(p + at + 8); /* lives in C->setup */
+        C->in_names[i] = (char *)(p + at + 8); /* lives in C->setup */
         at += 8 + str_space(n);
         C->in_paths[i] = sts__path_join(C->indir, C->in_names[i]);
         STS_GOTO_IF(!C->in_paths[i], C->diag, STS_E_NOMEM, "out of memory");
