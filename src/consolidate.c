@@ -560,7 +560,10 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     rc = sts__cons_copy(&a, bytes_local, C->diag);
     /* MPI-IO consistency: after every writer closed its handles and this
      * agreement (a synchronising collective), all data is in the files. */
-    return sts__mpiio_agree(C->comm, rc, C->diag);
+    rc = sts__mpiio_agree(C->comm, rc, C->diag);
+    if (rc == STS_OK && a.progress) /* rank 0 only estimated the others' share */
+        a.progress(a.progress_ud, C->plan->total_bytes, C->plan->total_bytes);
+    return rc;
 }
 
 /* ---- 6. publish ------------------------------------------------------------- */

@@ -137,12 +137,24 @@ static int parse(int argc, char **argv, args *a, int me)
 }
 
 /*
- * A person is watching when stderr or stdout is a terminal: under mpirun a
- * rank's stderr is a pipe even then, while Open MPI gives its stdout a pty.
+ * Whether a person watches rank 0's stderr.  Under mpirun a rank's stderr is
+ * a pipe that mpirun forwards to its own stderr (and its stdout is a pty in
+ * any case), so ask where the parent's stderr goes: mpirun itself launches
+ * the local ranks.  A terminal there means progress lines reach one; a file,
+ * a pipe (CTest) or no terminal (batch, nohup) means silence.
  */
 static int watched(void)
 {
-    return isatty(STDERR_FILENO) || isatty(STDOUT_FILENO);
+    char path[64], dest[256];
+    ssize_t n;
+    if (isatty(STDERR_FILENO))
+        return 1;
+    snprintf(path, sizeof path, "/proc/%ld/fd/2", (long)getppid());
+    n = readlink(path, dest, sizeof dest - 1);
+    if (n <= 0)
+        return 0;
+    dest[n] = '\0';
+    return strncmp(dest, "/dev/pts/", 9) == 0 || strncmp(dest, "/dev/tty", 8) == 0;
 }
 
 /* The progress line (as cli_progress_fn draws it, with watched() as the test). */
