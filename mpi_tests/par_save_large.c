@@ -169,6 +169,7 @@ int main(int argc, char **argv)
         b.ndim = 2, b.global_shape = g, b.offsets = o2, b.shape = s2;
         CHECK_OK(sts_writer_add(w, &b));
     }
+    MPI_Barrier(MPI_COMM_WORLD); /* the time printed is the commit's, not rank 0's generation */
     CHECK_OK(sts_writer_commit(w, &st));
     if (me == 0)
         printf("saved %llu bytes in %.2f s\n", (unsigned long long)st.bytes_total, st.seconds);
