@@ -126,6 +126,7 @@ static void verify(const char *path)
 int main(int argc, char **argv)
 {
     int me, np, room, all_room;
+    long pid;
     char dir[1024], path[1200];
     struct statvfs sv;
     void *data[3] = {NULL, NULL, NULL};
@@ -135,7 +136,11 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     MPI_Comm_size(MPI_COMM_WORLD, &np);
-    snprintf(dir, sizeof dir, "%s_np%d", argc > 1 ? argv[1] : "/dev/shm/par_save_large", np);
+    /* /dev/shm is shared by every build on the host: rank 0's pid keeps the name unique. */
+    pid = (long)getpid();
+    MPI_Bcast(&pid, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    snprintf(dir, sizeof dir, "%s_np%d_%ld", argc > 1 ? argv[1] : "/dev/shm/par_save_large", np,
+             pid);
     snprintf(path, sizeof path, "%s", dir);
     if (strrchr(path, '/'))
         *strrchr(path, '/') = '\0';
