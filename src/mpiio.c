@@ -123,12 +123,13 @@ int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *f
 {
     int rc = STS_OK;
     *fh = MPI_FILE_NULL;
+    /* remove_stale names the path itself; only MPI's message needs the prefix. */
     if (write)
         STS_CHECK(remove_stale(path, diag));
-    STS_CHECK(file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag));
-done:
+    rc = file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag);
     if (rc != STS_OK)
         sts__diag_prefix(diag, "%s", path);
+done:
     return rc;
 }
 
