@@ -15,8 +15,9 @@
 # Both timings include the final `sync`; stshard's includes the mpirun launch.  The tool's
 # own time (its --json "seconds", from the first header read to the published index) is
 # reported too.  Inputs are warm in the page cache for both (they were just written).
-# Prints min and median over the repetitions and the ratio of the minima; a Markdown
-# table goes to bench-consolidate.md in the current directory.
+# Prints min and median over the repetitions, the ratio of the minima, and the least CPU time
+# (user + system of every process: cat; mpirun and all ranks) - the figure a busy shared host
+# disturbs least.  A Markdown table goes to bench-consolidate.md in the current directory.
 #
 # Launch: a single node does not need the network stack, so by default mpirun selects
 # the shared-memory components (--mca pml ob1 --mca btl self,vader --mca osc pt2pt),
@@ -50,37 +51,45 @@ stats() { # min median of the numbers on stdin
     sort -g | awk '{a[NR]=$1} END {printf "%.3f %.3f\n", a[1], a[int((NR+1)/2)]}'
 }
 
+# cpu_of FILE: user + system seconds that /usr/bin/time -f "%U %S" wrote into FILE.
+cpu_of() { awk '{print $1 + $2}' "$1"; }
+
 # run_case NAME DIR: interleaved copy / stshard repetitions on the rank files in DIR/in.
 run_case() {
-    local name=$1 dir=$2 copy=() tool=() inside=() s e
+    local name=$1 dir=$2 copy=() tool=() inside=() ccpu=() tcpu=() s e
     for ((i = 0; i < reps; i++)); do
         rm -f "$dir/copy.out"; sync
-        s=$(now); cat "$dir"/in/*.safetensors >"$dir/copy.out"; sync; e=$(now)
-        copy+=("$(echo "$e - $s" | bc)")
+        s=$(now)
+        /usr/bin/time -o "$dir/cpu" -f "%U %S" sh -c "cat $dir/in/*.safetensors >$dir/copy.out"
+        sync; e=$(now)
+        copy+=("$(echo "$e - $s" | bc)"); ccpu+=("$(cpu_of "$dir/cpu")")
         rm -f "$dir/copy.out"
         rm -rf "$dir/out"; sync
         s=$(now)
-        "${mpi[@]}" -n "$ranks" "$stshard" consolidate "$dir/in" "$dir/out" --json >"$dir/json"
+        /usr/bin/time -o "$dir/cpu" -f "%U %S" \
+            "${mpi[@]}" -n "$ranks" "$stshard" consolidate "$dir/in" "$dir/out" --json >"$dir/json"
         sync; e=$(now)
-        tool+=("$(echo "$e - $s" | bc)")
+        tool+=("$(echo "$e - $s" | bc)"); tcpu+=("$(cpu_of "$dir/cpu")")
         inside+=("$(sed -E 's/.*"seconds": ([0-9.]+).*/\1/' "$dir/json")")
         rm -rf "$dir/out"
     done
     read -r cmin cmed < <(printf '%s\n' "${copy[@]}" | stats)
     read -r tmin tmed < <(printf '%s\n' "${tool[@]}" | stats)
     read -r imin imed < <(printf '%s\n' "${inside[@]}" | stats)
+    read -r ccmin _ < <(printf '%s\n' "${ccpu[@]}" | stats)
+    read -r tcmin _ < <(printf '%s\n' "${tcpu[@]}" | stats)
     ratio=$(echo "scale=2; $tmin / $cmin" | bc)
-    printf '%-14s copy %6.3f / %6.3f s   stshard %6.3f / %6.3f s (tool %6.3f / %6.3f s)   ratio %s\n' \
-        "$name" "$cmin" "$cmed" "$tmin" "$tmed" "$imin" "$imed" "$ratio"
-    echo "| $name | $cmin / $cmed | $tmin / $tmed | $imin / $imed | $ratio |" >>bench-consolidate.md
+    printf '%-11s copy %6.3f / %6.3f s   stshard %6.3f / %6.3f s (tool %6.3f / %6.3f s)   ratio %s   cpu %.2f vs %.2f s\n' \
+        "$name" "$cmin" "$cmed" "$tmin" "$tmed" "$imin" "$imed" "$ratio" "$ccmin" "$tcmin"
+    echo "| $name | $cmin / $cmed | $tmin / $tmed | $imin / $imed | $ratio | $ccmin | $tcmin |" >>bench-consolidate.md
 }
 
 {
     echo "stshard consolidate vs cat+sync: $ranks ranks, $reps repetitions (min / median, seconds);"
-    echo "launch: ${mpi[*]}; $(nproc) cores; $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "launch: ${mpi[*]}; $(nproc) cores; $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
-    echo "| case | copy: cat + sync | stshard + sync (incl. mpirun) | stshard's own time | ratio of minima |"
-    echo "|---|---|---|---|---|"
+    echo "| case | copy: cat + sync | stshard + sync (incl. mpirun) | stshard's own time | ratio of minima | CPU copy | CPU stshard |"
+    echo "|---|---|---|---|---|---|---|"
 } >bench-consolidate.md
 
 for where in shm disk; do
