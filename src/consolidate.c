@@ -48,7 +48,8 @@ typedef struct cons {
     size_t nblocks;
     sts_plan *plan;
     char **final_paths, **tmp_paths;
-    int created; /* rank 0: temporaries may exist */
+    int created;          /* rank 0: temporaries may exist */
+    struct stat *in_seen; /* the input files this rank read, as they were (size, time, inode) */
 } cons;
 
 void sts_consolidate_opts_init(sts_consolidate_opts *o)
@@ -134,9 +135,17 @@ static int list_inputs(cons *C, char ***names, size_t *n)
             continue;
         path = sts__path_join(C->indir, e->d_name);
         STS_GOTO_IF(!path, C->diag, STS_E_NOMEM, "out of memory");
-        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        /* An input named like a rank file that cannot be read as one is an error, never
+         * skipped: skipping it would drop its blocks without a word (and a FIFO would block). */
+        if (stat(path, &sb) != 0) {
+            int err = errno;
+            rc = sts__fail(C->diag, sts__err_from_errno(err), "%s: %s", path, strerror(err));
+        } else if (!S_ISREG(sb.st_mode)) {
+            rc = sts__fail(C->diag, STS_E_IO, "%s: not a regular file", path);
+        }
+        if (rc != STS_OK) {
             free(path);
-            continue;
+            goto done;
         }
         free(path);
         if (*n == cap) {
@@ -268,6 +277,8 @@ static int phase_setup(cons *C, const sts_consolidate_opts *o)
     C->setup = k.buf;
     k.buf = NULL;
     rc = unpack_setup(C, C->setup, len);
+    if (rc == STS_OK)
+        rc = STS_FAULT("cons.listed", C->diag);
     rc = sts__mpiio_agree(C->comm, rc, C->diag);
 done:
     free(k.buf);
@@ -286,6 +297,8 @@ static int pack_file(cons *C, size_t fi, packer *k)
     int rc = STS_OK;
     sts_header *h = NULL;
     uint64_t start = 0;
+    STS_GOTO_IF(stat(C->in_paths[fi], &C->in_seen[fi]) != 0, C->diag, sts__err_from_errno(errno),
+                "%s: %s", C->in_paths[fi], strerror(errno));
     STS_CHECK(sts_header_read_file(C->in_paths[fi], &h, &start, C->diag));
     rc = sts_header_decode_sharding(h, C->diag);
     if (rc != STS_OK) {
@@ -422,7 +435,8 @@ static int phase_headers(cons *C)
     packer k = {NULL, 0, 0};
     uint64_t *start = sts__calloc_array((size_t)C->nranks, sizeof *start);
     uint64_t *len = sts__calloc_array((size_t)C->nranks, sizeof *len);
-    if (!start || !len)
+    C->in_seen = sts__calloc_array(C->nin, sizeof *C->in_seen);
+    if (!start || !len || !C->in_seen)
         rc = sts__fail(C->diag, STS_E_NOMEM, "out of memory");
     for (size_t f = (size_t)C->rank; rc == STS_OK && f < C->nin; f += (size_t)C->nranks)
         rc = pack_file(C, f, &k);
@@ -454,6 +468,8 @@ static int phase_plan(cons *C)
     po.file_names = (const char *const *)C->in_names;
     /* Deterministic on every rank, but a rank may still run out of memory alone. */
     rc = sts__plan_build(C->blocks, C->nblocks, &po, &C->plan, C->diag);
+    if (rc == STS_OK)
+        rc = STS_FAULT("cons.planned", C->diag);
     return sts__mpiio_agree(C->comm, rc, C->diag);
 }
 
@@ -527,6 +543,15 @@ static void remove_temporaries(cons *C)
     C->created = 0;
 }
 
+/* Every output file, headers included. */
+static uint64_t output_bytes(const cons *C)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < C->plan->nfiles; i++)
+        n += C->plan->files[i].header_len + C->plan->files[i].data_size;
+    return n;
+}
+
 static int phase_create(cons *C)
 {
     int rc = output_names(C);
@@ -534,6 +559,8 @@ static int phase_create(cons *C)
         rc = sts__mkdir_p(C->outdir, C->diag);
         if (rc == STS_OK)
             rc = check_existing(C);
+        if (rc == STS_OK)
+            rc = sts__mpiio_check_space(C->outdir, output_bytes(C), C->diag);
         C->created = rc == STS_OK;
         for (size_t i = 0; rc == STS_OK && i < C->plan->nfiles; i++)
             rc = create_file(C, i);
@@ -542,6 +569,29 @@ static int phase_create(cons *C)
 }
 
 /* ---- 5. data -------------------------------------------------------------- */
+
+/*
+ * The input files this rank read headers from must be as they were then: a
+ * file rewritten, grown or shrunk during the run (another job still writing
+ * it, say) may have handed us bytes that do not belong to the header we
+ * planned from.  Size, modification time and inode are compared.
+ */
+static int check_inputs_unchanged(const cons *C)
+{
+    for (size_t f = (size_t)C->rank; f < C->nin; f += (size_t)C->nranks) {
+        const struct stat *a = &C->in_seen[f];
+        struct stat b;
+        if (stat(C->in_paths[f], &b) != 0)
+            return sts__fail(C->diag, sts__err_from_errno(errno), "%s: changed during the run: %s",
+                             C->in_paths[f], strerror(errno));
+        if (a->st_size != b.st_size || a->st_ino != b.st_ino || a->st_dev != b.st_dev ||
+            a->st_mtim.tv_sec != b.st_mtim.tv_sec || a->st_mtim.tv_nsec != b.st_mtim.tv_nsec)
+            return sts__fail(C->diag, STS_E_IO,
+                             "%s: changed during the run (size %lld bytes, now %lld)",
+                             C->in_paths[f], (long long)a->st_size, (long long)b.st_size);
+    }
+    return STS_OK;
+}
 
 static int phase_data(cons *C, uint64_t *bytes_local)
 {
@@ -558,6 +608,8 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     a.progress = C->rank == 0 ? C->o.progress : NULL;
     a.progress_ud = C->o.progress_ud;
     rc = sts__cons_copy(&a, bytes_local, C->diag);
+    if (rc == STS_OK)
+        rc = check_inputs_unchanged(C);
     /* MPI-IO consistency: after every writer closed its handles and this
      * agreement (a synchronising collective), all data is in the files. */
     rc = sts__mpiio_agree(C->comm, rc, C->diag);
@@ -662,6 +714,7 @@ static void cons_free(cons *C)
     sts__plan_free(C->plan);
     free(C->blocks);
     free(C->recs);
+    free(C->in_seen);
     if (C->comm != MPI_COMM_NULL)
         MPI_Comm_free(&C->comm);
 }

@@ -654,6 +654,9 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
     rc = plan_files(w);
     if (rc == STS_OK)
         rc = sts__writer_check_dir(w);
+    /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
+    if (rc == STS_OK && w->rank == 0)
+        rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
     rc = write_files(w);
     rc = wait_quietly(w, rc);
