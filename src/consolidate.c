@@ -211,7 +211,7 @@ done:
 }
 
 /* Every rank: decodes rank 0's setup into options, input paths and mapping. */
-static int unpack_setup(cons *C, const unsigned char *p, size_t len)
+static int unpack_setup(cons *C, unsigned char *p, size_t len)
 {
     int rc = STS_OK;
     uint64_t v[9], has_map;
@@ -233,7 +233,7 @@ static int unpack_setup(cons *C, const unsigned char *p, size_t len)
     for (size_t i = 0; i < C->nin; i++) {
         uint64_t n;
         memcpy(&n, p + at, 8);
-        C->in_names[i] = (char *)(uintptr_t)(p + at + 8); /* lives in C->setup */
+        C->in_names[i] = (char *)(p + at + 8); /* lives in C->setup */
         at += 8 + str_space(n);
         C->in_paths[i] = sts__path_join(C->indir, C->in_names[i]);
         STS_GOTO_IF(!C->in_paths[i], C->diag, STS_E_NOMEM, "out of memory");
@@ -612,10 +612,56 @@ static int phase_data(cons *C, uint64_t *bytes_local)
         rc = check_inputs_unchanged(C);
     /* MPI-IO consistency: after every writer closed its handles and this
      * agreement (a synchronising collective), all data is in the files. */
-    return sts__mpiio_agree(C->comm, rc, C->diag);
+    rc = sts__mpiio_agree(C->comm, rc, C->diag);
+    if (rc == STS_OK && a.progress) /* rank 0 only estimated the others' share */
+        a.progress(a.progress_ud, C->plan->total_bytes, C->plan->total_bytes);
+    return rc;
 }
 
 /* ---- 6. publish ------------------------------------------------------------- */
+
+/* "model-KKKKK-of-NNNNN.safetensors" with at least five digits each. */
+static int is_model_file(const char *n)
+{
+    size_t k = 0;
+    if (strncmp(n, "model-", 6) != 0)
+        return 0;
+    n += 6;
+    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
+        ;
+    if (k < 5 || strncmp(n + k, "-of-", 4) != 0)
+        return 0;
+    n += k + 4;
+    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
+        ;
+    return k >= 5 && strcmp(n + k, ".safetensors") == 0;
+}
+
+/*
+ * Rank 0, with force, after the new index is in place: removes model files
+ * of an earlier run that the new index does not name (a run that split into
+ * more files), so the directory holds one checkpoint.  Best effort.
+ */
+static void remove_stale_outputs(const cons *C)
+{
+    DIR *d = opendir(C->outdir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        int ours = 0;
+        char *path;
+        if (!is_model_file(e->d_name))
+            continue;
+        for (size_t i = 0; i < C->plan->nfiles && !ours; i++)
+            ours = strcmp(e->d_name, C->plan->files[i].name) == 0;
+        if (ours || (path = sts__path_join(C->outdir, e->d_name)) == NULL)
+            continue;
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
 
 /* Rank 0: renames every file, then writes the index last. */
 static int publish(cons *C)
@@ -625,6 +671,8 @@ static int publish(cons *C)
     for (; done_n < C->plan->nfiles; done_n++)
         STS_CHECK(sts__rename(C->tmp_paths[done_n], C->final_paths[done_n], C->diag));
     STS_CHECK(sts__cons_write_index(C->plan, C->outdir, C->o.fsync, C->diag));
+    if (C->o.force)
+        remove_stale_outputs(C);
     STS_CHECK(sts__fsync_dir(C->outdir, C->diag));
 done:
     if (rc != STS_OK) {

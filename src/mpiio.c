@@ -124,7 +124,7 @@ int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *f
 {
     int rc = STS_OK;
     *fh = MPI_FILE_NULL;
-    /* remove_stale's message names the path already. */
+    /* remove_stale's message names the path already; only the rest needs the prefix. */
     if (write && (rc = remove_stale(path, diag)) != STS_OK)
         return rc;
     STS_CHECK(STS_FAULT("open", diag));
