@@ -9,7 +9,7 @@
 # A malformed case passes when
 #   - the tool exits 1 (invalid input): for the MPI tools, EVERY rank on its
 #     own (rankwrap.sh records each rank's status), and the launcher too
-#     (checked on every N-th case, default 10);
+#     (checked on the first and every N-th case after it, default 10);
 #   - the output names the expected error;
 #   - nothing is left in the output directory: no final-named file, and no
 #     temporary one either;
