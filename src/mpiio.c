@@ -325,3 +325,10 @@ int sts__rename(const char *tmp, const char *final_path, sts_diag *diag)
                          strerror(errno));
     return STS_OK;
 }
+
+int sts_mpiio_env_hints(MPI_Info *out, sts_diag *diag)
+{
+    if (!out)
+        return sts__fail(diag, STS_E_ARG, "sts_mpiio_env_hints: NULL output");
+    return env_hints(out, diag);
+}
