@@ -354,6 +354,135 @@ typedef void (*sts_progress_fn)(void *ud, uint64_t bytes_done, uint64_t bytes_to
 int sts_mpiio_env_hints(MPI_Info *out, sts_diag *diag);
 
 /* ------------------------------------------------------------------------ */
+/* Reader: offset reads of any block of any checkpoint                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A reader sees a checkpoint as a set of global tensors, each stored as one
+ * or more blocks in one or more files.  It reads any box of a tensor by
+ * intersecting it with the stored blocks and reading only the bytes of each
+ * intersection with MPI-IO, so a rank reads exactly the bytes of the blocks
+ * it asks for.  Only headers are read at open.
+ */
+typedef struct sts_reader sts_reader;
+
+/* What sts_reader_open found. */
+typedef enum sts_ckpt_kind {
+    STS_CKPT_FILE = 0,    /* one safetensors file (its path, or a directory with model.safetensors) */
+    STS_CKPT_INDEXED = 1, /* model.safetensors.index.json and the model files its weight_map names */
+    STS_CKPT_SHARDED = 2  /* rank files with DCP_SHARDING_INFO (stshard save or PyTorch DCP) */
+} sts_ckpt_kind;
+
+/* A tensor of an open checkpoint.  Pointers are owned by the reader. */
+typedef struct sts_global_tensor {
+    const char *name; /* NUL-terminated UTF-8 */
+    sts_dtype dtype;
+    uint32_t ndim;         /* 0 for a scalar */
+    const uint64_t *shape; /* ndim entries: the global shape */
+    uint64_t nbytes;       /* byte size of the whole tensor */
+    size_t nblocks;        /* stored blocks (1 in a consolidated checkpoint) */
+} sts_global_tensor;
+
+/*
+ * Collective over comm.  Opens the checkpoint at path, which is one of:
+ * a safetensors file; a directory with model.safetensors.index.json (only the
+ * files its weight_map names are read, and the map must agree with their
+ * headers); a directory with model.safetensors; a directory of rank files
+ * (every *.safetensors file in it; files with DCP_SHARDING_INFO contribute
+ * blocks at their saved_offsets, others whole tensors).  Each header is read
+ * once, by one rank (files are spread over ranks), and the parsed headers are
+ * exchanged with MPI_Allgatherv, so every rank holds the same tensor table.
+ * Blocks of a tensor must tile its global box (identical duplicates, e.g. a
+ * replicated tensor saved by several ranks, count once) and agree on dtype.
+ * comm is duplicated; info (may be MPI_INFO_NULL) is passed to MPI_File_open
+ * and may hold the key "stshard_strided_reads": "runs" (default: strided
+ * blocks are read one exact contiguous run per call) or "view" (one call
+ * through a subarray file view; the reader then sets "romio_ds_read" to
+ * "disable", which ROMIO honours, but Open MPI's OMPIO may still read the
+ * gaps between runs).  Errors: STS_E_NOENT, STS_E_EMPTY_INPUT,
+ * STS_E_INDEX, every header error, STS_E_SHARDING_INFO, STS_E_DTYPE_MISMATCH,
+ * STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_NOMEM, STS_E_MPI,
+ * STS_E_IO; the same on every rank, diag names the file or tensor.
+ */
+int sts_reader_open(MPI_Comm comm, const char *path, MPI_Info info, sts_reader **out,
+                    sts_diag *diag);
+/* Local.  The kind of checkpoint. */
+sts_ckpt_kind sts_reader_kind(const sts_reader *r);
+/* Local.  Number of stored files the checkpoint is made of. */
+size_t sts_reader_file_count(const sts_reader *r);
+/* Local.  Number of tensors. */
+size_t sts_reader_count(const sts_reader *r);
+/* Local.  Tensor i (0 <= i < count) in name order (bytewise); NULL if out of range. */
+const sts_global_tensor *sts_reader_tensor(const sts_reader *r, size_t i);
+/* Local.  Index of the tensor named name, or -1. */
+long sts_reader_find(const sts_reader *r, const char *name);
+
+/* Local.  Path of stored file i (0 <= i < file count); NULL if out of range. */
+const char *sts_reader_file_path(const sts_reader *r, size_t i);
+
+/* Where one stored block of a tensor lives.  Pointers are owned by the reader. */
+typedef struct sts_stored_block {
+    size_t file;             /* index for sts_reader_file_path */
+    uint64_t data_offset;    /* absolute byte offset of the block's first byte in the file */
+    const uint64_t *offsets; /* ndim entries: block start in the global tensor */
+    const uint64_t *shape;   /* ndim entries */
+} sts_stored_block;
+
+/*
+ * Local.  Stored block k (0 <= k < nblocks) of tensor i, in offset order.
+ * Errors: STS_E_ARG when i or k is out of range.
+ */
+int sts_reader_block(const sts_reader *r, size_t i, size_t k, sts_stored_block *out);
+
+/* One block to read.  Pointers are borrowed for the duration of the call. */
+typedef struct sts_read_req {
+    const char *name;        /* tensor name */
+    sts_dtype dtype;         /* must equal the stored dtype (no conversion is done) */
+    uint32_t ndim;           /* must equal the tensor's */
+    const uint64_t *offsets; /* ndim entries: block start in the global tensor */
+    const uint64_t *shape;   /* ndim entries: block shape (zero extents are allowed) */
+    void *buf;               /* receives the block, dense row-major: numel * bits / 8 bytes */
+} sts_read_req;
+
+/*
+ * Collective over the reader's communicator.  Every rank passes its own list
+ * of n requests (n may differ between ranks, and may be 0).  All requests of
+ * all ranks are validated before any byte is read; then each rank reads its
+ * blocks with independent MPI-IO reads of exactly the bytes needed.  For
+ * sub-byte dtypes (F4, F6_*) the offsets and extents of the last dimension
+ * must cover whole bytes.  Errors: STS_E_ARG (NULL buffer, bad request),
+ * STS_E_NO_TENSOR, STS_E_DTYPE_MISMATCH, STS_E_BLOCK_RANGE (the message names
+ * the tensor, the dimension and the bounds), STS_E_UNSUPPORTED (sub-byte
+ * block not on byte boundaries), STS_E_IO, STS_E_MPI, STS_E_NOMEM; the same on
+ * every rank, detail in sts_reader_errmsg.  On error buffer contents are
+ * unspecified.
+ */
+int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n);
+/*
+ * Local.  The same reads without the agreement: for callers that read from
+ * inside another collective (e.g. a streaming writer) and agree on errors
+ * themselves.  Returns this rank's code only.
+ */
+int sts_reader_read_local(sts_reader *r, const sts_read_req *reqs, size_t n);
+
+/* This rank's counters since open. */
+typedef struct sts_read_stats {
+    uint64_t requests;     /* blocks requested */
+    uint64_t bytes_needed; /* sum of requested block sizes */
+    uint64_t bytes_read;   /* tensor data bytes requested from MPI-IO */
+    uint64_t transfers;    /* MPI-IO read calls issued for tensor data */
+    uint64_t header_bytes; /* header bytes this rank read at open */
+    double seconds;        /* wall time spent in reads */
+} sts_read_stats;
+
+/* Local.  Fills *out with this rank's counters. */
+void sts_reader_stats(const sts_reader *r, sts_read_stats *out);
+/* Local.  The last error's detail (never NULL; "" when none). */
+const char *sts_reader_errmsg(const sts_reader *r);
+/* Collective (closes files, frees the duplicated communicator).  NULL is a no-op. */
+void sts_reader_free(sts_reader *r);
+
+/* ------------------------------------------------------------------------ */
 /* Sharded save                                                              */
 /* ------------------------------------------------------------------------ */
 

@@ -19,6 +19,8 @@ static const struct {
     {"verify", cmd_verify, 0, "strictly validate a file or checkpoint directory"},
     {"save", cmd_save, 1, "save a synthetic model as sharded rank files (benchmark, tests)"},
     {"mapping", cmd_mapping, 0, "print the tensor-to-file mapping of a reference model"},
+    {"load", cmd_load, 1, "load a checkpoint into a new sharding with offset reads"},
+    {"reshard", cmd_reshard, 1, "rewrite a checkpoint as rank files with a new sharding"},
 };
 
 static void usage(FILE *f)

@@ -247,23 +247,25 @@ static int llama_fit(uint64_t params, model_dims *out)
     return llama_fit_vocab(params, 1000, out);
 }
 
+/* The tensors of one decoder layer (model_role_of consults the roles too). */
+static const struct {
+    const char *suffix; /* after "model.layers.<l>." */
+    int kind;           /* 0 q/o [h,h], 1 k/v [kv,h], 2 gate/up [I,h], 3 down [h,I], 4 norm [h] */
+    model_role role;
+} per_layer[] = {
+    {"self_attn.q_proj.weight", 0, MODEL_ROLE_COLUMN},
+    {"self_attn.k_proj.weight", 1, MODEL_ROLE_COLUMN},
+    {"self_attn.v_proj.weight", 1, MODEL_ROLE_COLUMN},
+    {"self_attn.o_proj.weight", 0, MODEL_ROLE_ROW},
+    {"mlp.gate_proj.weight", 2, MODEL_ROLE_COLUMN},
+    {"mlp.up_proj.weight", 2, MODEL_ROLE_COLUMN},
+    {"mlp.down_proj.weight", 3, MODEL_ROLE_ROW},
+    {"input_layernorm.weight", 4, MODEL_ROLE_REPLICATED},
+    {"post_attention_layernorm.weight", 4, MODEL_ROLE_REPLICATED},
+};
+
 static void add_llama(builder *b, const model_dims *d)
 {
-    static const struct {
-        const char *suffix; /* after "model.layers.<l>." */
-        int kind; /* 0 q/o [h,h], 1 k/v [kv,h], 2 gate/up [I,h], 3 down [h,I], 4 norm [h] */
-        model_role role;
-    } per_layer[] = {
-        {"self_attn.q_proj.weight", 0, MODEL_ROLE_COLUMN},
-        {"self_attn.k_proj.weight", 1, MODEL_ROLE_COLUMN},
-        {"self_attn.v_proj.weight", 1, MODEL_ROLE_COLUMN},
-        {"self_attn.o_proj.weight", 0, MODEL_ROLE_ROW},
-        {"mlp.gate_proj.weight", 2, MODEL_ROLE_COLUMN},
-        {"mlp.up_proj.weight", 2, MODEL_ROLE_COLUMN},
-        {"mlp.down_proj.weight", 3, MODEL_ROLE_ROW},
-        {"input_layernorm.weight", 4, MODEL_ROLE_REPLICATED},
-        {"post_attention_layernorm.weight", 4, MODEL_ROLE_REPLICATED},
-    };
     uint64_t h = d->hidden, in = d->intermediate;
     char name[MODEL_NAME_MAX];
 
@@ -279,6 +281,22 @@ static void add_llama(builder *b, const model_dims *d)
     }
     add_tensor(b, "model.norm.weight", b->dt, MODEL_ROLE_REPLICATED, 1, h, 0, 0, 0);
     add_tensor(b, "lm_head.weight", b->dt, MODEL_ROLE_COLUMN, 2, d->vocab, h, 0, 0);
+}
+
+model_role model_role_of(const char *name, uint32_t ndim)
+{
+    size_t len = strlen(name);
+    if (ndim <= 1)
+        return MODEL_ROLE_REPLICATED;
+    if (strcmp(name, "model.embed_tokens.weight") == 0)
+        return MODEL_ROLE_VOCAB;
+    for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) {
+        size_t sl = strlen(per_layer[i].suffix);
+        if (len > sl && name[len - sl - 1] == '.' &&
+            strcmp(name + len - sl, per_layer[i].suffix) == 0)
+            return per_layer[i].role;
+    }
+    return MODEL_ROLE_COLUMN;
 }
 
 /* Buffers of other dtypes and ranks that real checkpoints carry beside the weights. */

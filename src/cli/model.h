@@ -91,6 +91,15 @@ void model_mesh_grid(int nranks, int *rows, int *cols);
 int model_local_block(const model_tensor *t, model_strategy s, int rank, int nranks,
                       uint64_t *offsets, uint64_t *shape, int *replicated);
 
+/*
+ * The tensor-parallel role of a tensor of any checkpoint, from its name (for
+ * `stshard load` and `reshard --strategy tp`): the llama preset's layer
+ * tensors get their preset roles (o_proj, down_proj split along dim 1), the
+ * embedding is vocab-parallel, other tensors of two or more dimensions are
+ * column-parallel (dim 0), and tensors of at most one dimension replicated.
+ */
+model_role model_role_of(const char *name, uint32_t ndim);
+
 /* Byte size of a block shape of t's dtype (0 on overflow). */
 uint64_t model_block_bytes(const model_tensor *t, const uint64_t *shape);
 

@@ -1,0 +1,228 @@
+/*
+ * ckptdir.c - what a checkpoint path holds: a file, an index.json and the
+ * model files its weight_map names, a model.safetensors, or a directory of
+ * rank files; and, once the headers are known, whether the index agrees with
+ * them.  Runs on rank 0 only (reader.c broadcasts the result).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "mpiio.h"
+#include "reader.h"
+
+#define INDEX_NAME  "model.safetensors.index.json"
+#define SINGLE_NAME "model.safetensors"
+#define SUFFIX      ".safetensors"
+/* An index.json is small (one line per tensor); refuse absurd ones instead of reading them. */
+#define MAX_INDEX_BYTES ((long)1 << 30)
+
+static int flist_add(sts__strlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **p = sts__realloc_array(l->v, cap, sizeof *p);
+        if (!p)
+            return STS_E_NOMEM;
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n] = sts__strdup(s);
+    return l->v[l->n++] ? STS_OK : STS_E_NOMEM;
+}
+
+void sts__strlist_free(sts__strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_regular(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Every visible *.safetensors regular file of dir, sorted by name. */
+static int list_rank_files(const char *dir, sts__strlist *out, sts_diag *diag)
+{
+    int rc = STS_OK;
+    struct dirent *e;
+    char *full = NULL;
+    DIR *d = opendir(dir);
+    STS_GOTO_IF(!d, diag, sts__err_from_errno(errno), "%s: cannot list directory: %s", dir,
+                strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        /* Hidden names are our own partial outputs (".<name>.stshard-partial"). */
+        if (e->d_name[0] == '.' || len <= strlen(SUFFIX) ||
+            strcmp(e->d_name + len - strlen(SUFFIX), SUFFIX) != 0)
+            continue;
+        full = sts__path_join(dir, e->d_name);
+        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
+        if (is_regular(full))
+            STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        free(full);
+        full = NULL;
+    }
+    STS_GOTO_IF(out->n == 0, diag, STS_E_EMPTY_INPUT, "%s: no .safetensors files", dir);
+    qsort(out->v, out->n, sizeof *out->v, cmp_str);
+done:
+    free(full);
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+/* Reads a small JSON file whole (the index is metadata, not tensor data). */
+static int read_small_json(const char *path, cJSON **out, sts_diag *diag)
+{
+    int rc = STS_OK;
+    char *text = NULL;
+    long size;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    STS_GOTO_IF(!f, diag, sts__err_from_errno(errno), "%s: %s", path, strerror(errno));
+    STS_GOTO_IF(fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0, diag, STS_E_IO,
+                "%s: cannot size file", path);
+    STS_GOTO_IF(size > MAX_INDEX_BYTES, diag, STS_E_INDEX, "%s: %ld bytes is too large", path,
+                size);
+    rewind(f);
+    text = malloc((size_t)size + 1);
+    STS_GOTO_IF(!text, diag, STS_E_NOMEM, "out of memory");
+    STS_GOTO_IF(fread(text, 1, (size_t)size, f) != (size_t)size, diag, STS_E_IO, "%s: short read",
+                path);
+    text[size] = '\0';
+    *out = cJSON_Parse(text);
+    STS_GOTO_IF(!*out, diag, STS_E_INDEX, "%s: not valid JSON", path);
+done:
+    free(text);
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+/* The distinct file names of the index's weight_map (sorted), as paths under dir. */
+static int index_files(const char *dir, const cJSON *root, const char *ipath, sts__strlist *out,
+                       sts_diag *diag)
+{
+    int rc = STS_OK;
+    sts__strlist names = {0};
+    char *full = NULL;
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    const cJSON *it;
+    STS_GOTO_IF(!cJSON_IsObject(map), diag, STS_E_INDEX, "%s: no \"weight_map\" object", ipath);
+    cJSON_ArrayForEach(it, map)
+    {
+        STS_GOTO_IF(!cJSON_IsString(it) || strchr(it->valuestring, '/'), diag, STS_E_INDEX,
+                    "%s: weight_map[\"%s\"] is not a file name in the directory", ipath,
+                    it->string);
+        STS_GOTO_IF(flist_add(&names, it->valuestring) != STS_OK, diag, STS_E_NOMEM,
+                    "out of memory");
+    }
+    STS_GOTO_IF(names.n == 0, diag, STS_E_INDEX, "%s: weight_map is empty", ipath);
+    qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    for (size_t i = 0; i < names.n; i++) {
+        if (i > 0 && strcmp(names.v[i], names.v[i - 1]) == 0)
+            continue;
+        full = sts__path_join(dir, names.v[i]);
+        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
+        STS_GOTO_IF(!is_regular(full), diag, STS_E_INDEX, "%s: names %s, which does not exist",
+                    ipath, full);
+        STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        free(full);
+        full = NULL;
+    }
+done:
+    free(full);
+    sts__strlist_free(&names);
+    return rc;
+}
+
+int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *files, void **index,
+                          sts_diag *diag)
+{
+    int rc = STS_OK;
+    struct stat sb;
+    char *ipath = NULL, *single = NULL;
+    cJSON *json = NULL;
+    *index = NULL;
+    STS_GOTO_IF(stat(path, &sb) != 0, diag, sts__err_from_errno(errno), "%s: %s", path,
+                strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) {
+        *kind = STS_CKPT_FILE;
+        STS_GOTO_IF(flist_add(files, path) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        goto done;
+    }
+    ipath = sts__path_join(path, INDEX_NAME);
+    single = sts__path_join(path, SINGLE_NAME);
+    STS_GOTO_IF(!ipath || !single, diag, STS_E_NOMEM, "out of memory");
+    if (is_regular(ipath)) {
+        *kind = STS_CKPT_INDEXED;
+        STS_CHECK(read_small_json(ipath, &json, diag));
+        *index = json;
+        STS_CHECK(index_files(path, json, ipath, files, diag));
+    } else if (is_regular(single)) {
+        *kind = STS_CKPT_FILE;
+        STS_GOTO_IF(flist_add(files, single) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+    } else {
+        *kind = STS_CKPT_SHARDED;
+        STS_CHECK(list_rank_files(path, files, diag));
+    }
+done:
+    free(ipath);
+    free(single);
+    return rc;
+}
+
+/* ---- the index agrees with the headers --------------------------------- */
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+int sts__ckptdir_check_index(const sts_reader *r, const void *index, sts_diag *diag)
+{
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(index, "weight_map");
+    const cJSON *it;
+    size_t n = 0;
+    cJSON_ArrayForEach(it, map)
+    {
+        long t = sts_reader_find(r, it->string);
+        const sts__rblock *b;
+        if (t < 0)
+            return sts__fail(diag, STS_E_INDEX,
+                             "index weight_map names tensor '%s', which is in no file", it->string);
+        b = &r->blocks[r->first[t]];
+        if (strcmp(base_name(r->paths[b->file]), it->valuestring) != 0)
+            return sts__fail(diag, STS_E_INDEX, "index puts tensor '%s' in %s, but it is in %s",
+                             it->string, it->valuestring, base_name(r->paths[b->file]));
+        n++;
+    }
+    /* Equal counts with every entry found means no tensor is missing from the map
+     * (cJSON keeps duplicate keys, so a repeated name would make n too large). */
+    if (n != r->ntensors)
+        return sts__fail(diag, STS_E_INDEX, "index weight_map has %zu entries for %zu tensors", n,
+                         r->ntensors);
+    return STS_OK;
+}
+
+void sts__ckptdir_index_free(void *index)
+{
+    cJSON_Delete(index);
+}

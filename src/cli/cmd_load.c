@@ -1,0 +1,543 @@
+/*
+ * cmd_load.c - `stshard load`: every rank loads its share of a checkpoint
+ * under a new sharding with offset reads, in bounded memory, and reports the
+ * bytes read against the bytes needed (the reader's count and the kernel's
+ * /proc/self/io rchar) and the throughput.  With --check-seed every element
+ * is compared with the generator of `stshard save`.  With --compare-whole
+ * the same run also reads, on every rank, each whole file its share touches
+ * (what the reference design's reader does) for a throughput baseline.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "share.h"
+
+typedef struct load_args {
+    const char *dir, *strided;
+    share_opts so;
+    uint64_t batch, seed, repeat;
+    int check, whole, json;
+} load_args;
+
+/* This rank's measurements of one offset-read pass. */
+typedef struct pass {
+    uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked;
+    double seconds;
+    char first_bad[256];
+} pass;
+
+static void load_usage(FILE *f)
+{
+    fprintf(f, "Usage: mpirun -n M stshard load INDIR [options]\n\n"
+               "Loads a checkpoint into a new sharding over the M ranks: each rank reads only\n"
+               "its blocks, with MPI-IO offset reads of exactly the bytes they need.  INDIR is\n"
+               "a consolidated checkpoint (index.json + model files), a model.safetensors (or\n"
+               "its directory), or a directory of rank files.  Prints bytes needed, bytes read\n"
+               "(reader and kernel counts) and GiB/s.\n\n"
+               "Options:\n"
+               "  --strategy S      tp, row (default), col, mesh2d: as `stshard save`\n"
+               "  --dim D           with row: split dimension D instead of 0\n"
+               "  --check-seed S    compare every element with `stshard save --seed S`\n"
+               "  --batch SIZE      bytes read per rank per collective round (default 64MiB);\n"
+               "                    bounds the memory of the load\n"
+               "  --compare-whole   also read every file the share touches whole (baseline)\n"
+               "  --strided-reads M runs (default: one exact read per run of a strided block)\n"
+               "                    or view (MPI-IO subarray file views; exact with ROMIO)\n"
+               "  --repeat N        run the passes N times (default 1)\n"
+               "  --json            print the summary as JSON\n"
+               "  --help            this text\n");
+}
+
+static int parse_args(int argc, char **argv, load_args *a, int me)
+{
+    enum { O_STRATEGY = 256, O_DIM, O_SEED, O_BATCH, O_WHOLE, O_REPEAT, O_JSON, O_STRIDED };
+    static const struct option opts[] = {{"strategy", required_argument, NULL, O_STRATEGY},
+                                         {"dim", required_argument, NULL, O_DIM},
+                                         {"check-seed", required_argument, NULL, O_SEED},
+                                         {"batch", required_argument, NULL, O_BATCH},
+                                         {"compare-whole", no_argument, NULL, O_WHOLE},
+                                         {"repeat", required_argument, NULL, O_REPEAT},
+                                         {"json", no_argument, NULL, O_JSON},
+                                         {"strided-reads", required_argument, NULL, O_STRIDED},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c, dim_set = 0;
+    memset(a, 0, sizeof *a);
+    a->so.strategy = MODEL_ROWS;
+    a->so.dim = 0;
+    a->batch = (uint64_t)256 << 20;
+    a->repeat = 1;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_STRATEGY:
+            if (model_strategy_parse(optarg, &a->so.strategy) != 0)
+                return me ? CLI_USAGE : cli_usage_error("load", "unknown strategy '%s'", optarg);
+            break;
+        case O_DIM:
+            if (share_parse_dim(optarg, &a->so.dim) != 0)
+                return me ? CLI_USAGE
+                          : cli_usage_error("load", "--dim must be 0..%d", MODEL_MAX_DIMS - 1);
+            dim_set = 1;
+            break;
+        case O_SEED:
+            if (cli_parse_u64(optarg, &a->seed) != 0)
+                return me ? CLI_USAGE : cli_usage_error("load", "bad seed '%s'", optarg);
+            a->check = 1;
+            break;
+        case O_BATCH:
+            if (cli_parse_size(optarg, &a->batch) != 0 || a->batch == 0)
+                return me ? CLI_USAGE : cli_usage_error("load", "bad --batch '%s'", optarg);
+            break;
+        case O_REPEAT:
+            if (cli_parse_u64(optarg, &a->repeat) != 0 || a->repeat == 0 || a->repeat > 1000)
+                return me ? CLI_USAGE : cli_usage_error("load", "bad --repeat '%s'", optarg);
+            break;
+        case O_WHOLE:
+            a->whole = 1;
+            break;
+        case O_STRIDED:
+            if (strcmp(optarg, "runs") != 0 && strcmp(optarg, "view") != 0)
+                return me ? CLI_USAGE
+                          : cli_usage_error("load", "--strided-reads is runs or view, not '%s'",
+                                            optarg);
+            a->strided = optarg;
+            break;
+        case O_JSON:
+            a->json = 1;
+            break;
+        case 'h':
+            if (me == 0)
+                load_usage(stdout);
+            return -1;
+        default:
+            return me ? CLI_USAGE
+                      : cli_usage_error("load", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return me ? CLI_USAGE : cli_usage_error("load", "expected exactly one INDIR");
+    if (dim_set && a->so.strategy != MODEL_ROWS)
+        return me ? CLI_USAGE : cli_usage_error("load", "--dim applies to --strategy row only");
+    a->dir = argv[optind];
+    return CLI_OK;
+}
+
+/* ---- verification --------------------------------------------------------- */
+
+/* Compares a chunk with the generator; records the first differing element. */
+static void verify_chunk(const load_args *a, const share_block *b, const uint64_t *off,
+                         const uint64_t *shape, const unsigned char *got, uint64_t bytes,
+                         unsigned char *want, pass *p)
+{
+    const sts_global_tensor *t = b->t;
+    uint64_t esize = sts_dtype_bits(t->dtype) / 8;
+    if (sts_dtype_bits(t->dtype) % 8 != 0) {
+        p->unchecked += bytes;
+        return;
+    }
+    model_fill(a->seed, model_name_key(t->name), t->dtype, t->ndim, t->shape, off, shape, want);
+    p->elements += bytes / esize;
+    if (memcmp(want, got, bytes) == 0)
+        return;
+    for (uint64_t i = 0; i < bytes / esize; i++) {
+        if (memcmp(want + i * esize, got + i * esize, esize) == 0)
+            continue;
+        if (p->mismatches == 0)
+            snprintf(p->first_bad, sizeof p->first_bad,
+                     "tensor '%s', element %llu of the block at offset [%llu%s]", t->name,
+                     (unsigned long long)i, (unsigned long long)(t->ndim ? off[0] : 0),
+                     t->ndim > 1 ? ", ..." : "");
+        p->mismatches++;
+    }
+}
+
+/* ---- the offset-read pass --------------------------------------------------- */
+
+/* Grows *buf to hold need bytes; 0 or -1. */
+static int ensure(unsigned char **buf, uint64_t *cap, uint64_t need)
+{
+    unsigned char *p;
+    if (need <= *cap)
+        return 0;
+    p = realloc(*buf, need);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+/* Requests for a round's chunks, packed back to back in the arena; at[i] is chunk i's place. */
+static void make_reqs(const share_chunk *c, size_t n, unsigned char *arena, sts_read_req *reqs,
+                      uint64_t *at)
+{
+    uint64_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sts_global_tensor *t = c[i].b->t;
+        reqs[i].name = t->name;
+        reqs[i].dtype = t->dtype;
+        reqs[i].ndim = t->ndim;
+        reqs[i].offsets = c[i].off;
+        reqs[i].shape = c[i].shape;
+        reqs[i].buf = arena + pos;
+        at[i] = pos;
+        pos += c[i].bytes;
+    }
+}
+
+static long long read_rchar(void)
+{
+    char line[128];
+    long long v = 0;
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "rchar:", 6) == 0)
+            v = atoll(line + 6);
+    fclose(f);
+    return v;
+}
+
+#define ROUND_CAP 4096
+
+typedef struct bufs {
+    share_chunk *chunks;
+    sts_read_req *reqs;
+    uint64_t *at;
+    unsigned char *arena, *want;
+    uint64_t arena_cap, want_cap;
+} bufs;
+
+/*
+ * Collective.  One offset-read pass over this rank's share, in rounds of at
+ * most --batch bytes.  The rounds are local reads (no collective between
+ * them, so a rank never waits for a slower one mid-pass); one agreement at
+ * the end gives every rank the same code and the failing rank's message.
+ */
+static int offset_pass(MPI_Comm comm, sts_reader *r, const load_args *a, bufs *m,
+                       const share_block *bl, size_t nb, pass *p, char *err, size_t errlen)
+{
+    share_walk w;
+    sts_read_stats s0, s1;
+    long long k0 = read_rchar();
+    int rc = STS_OK;
+    double t0 = MPI_Wtime();
+    share_walk_init(&w, bl, nb, a->batch, 0);
+    sts_reader_stats(r, &s0);
+    while (rc == STS_OK && share_walk_more(&w)) {
+        uint64_t used = 0;
+        size_t n = share_walk_round(&w, m->chunks, ROUND_CAP, &used);
+        if (ensure(&m->arena, &m->arena_cap, used) != 0 ||
+            (a->check && ensure(&m->want, &m->want_cap, used) != 0)) {
+            snprintf(err, errlen, "out of memory for a read round of %llu bytes",
+                     (unsigned long long)used);
+            rc = STS_E_NOMEM;
+            break;
+        }
+        make_reqs(m->chunks, n, m->arena, m->reqs, m->at);
+        rc = sts_reader_read_local(r, m->reqs, n);
+        if (rc != STS_OK) {
+            snprintf(err, errlen, "%s", sts_reader_errmsg(r));
+            break;
+        }
+        if (a->check) {
+            /* Verification is not reading: keep it out of the timed part. */
+            double v0 = MPI_Wtime();
+            for (size_t i = 0; i < n; i++)
+                verify_chunk(a, m->chunks[i].b, m->chunks[i].off, m->chunks[i].shape,
+                             m->arena + m->at[i], m->chunks[i].bytes, m->want, p);
+            t0 += MPI_Wtime() - v0;
+        }
+    }
+    p->seconds = MPI_Wtime() - t0;
+    sts_reader_stats(r, &s1);
+    p->needed = s1.bytes_needed - s0.bytes_needed;
+    p->read = s1.bytes_read - s0.bytes_read;
+    p->transfers = s1.transfers - s0.transfers;
+    p->rchar = (uint64_t)(read_rchar() - k0);
+    return share_agree(comm, rc, err, errlen);
+}
+
+/* ---- the whole-file baseline ------------------------------------------------ */
+
+static int boxes_meet(uint32_t nd, const uint64_t *ao, const uint64_t *as, const uint64_t *bo,
+                      const uint64_t *bs)
+{
+    for (uint32_t d = 0; d < nd; d++)
+        if (ao[d] >= bo[d] + bs[d] || bo[d] >= ao[d] + as[d] || as[d] == 0 || bs[d] == 0)
+            return 0;
+    return 1;
+}
+
+/* Marks every file that holds a byte of this rank's share. */
+static void touched_files(const sts_reader *r, const share_block *bl, size_t nb, char *touch)
+{
+    for (size_t i = 0; i < nb; i++) {
+        for (size_t k = 0; k < bl[i].t->nblocks; k++) {
+            sts_stored_block sb;
+            if (sts_reader_block(r, bl[i].tensor, k, &sb) == STS_OK &&
+                boxes_meet(bl[i].t->ndim, bl[i].off, bl[i].shape, sb.offsets, sb.shape))
+                touch[sb.file] = 1;
+        }
+    }
+}
+
+/* Whole files are read in reads of this size (large enough that the call count is noise). */
+#define WHOLE_CHUNK ((uint64_t)64 << 20)
+
+/* Reads path whole through buf, as the reference reader's stream.read() does. */
+static int read_whole(const char *path, unsigned char *buf, uint64_t cap, uint64_t *bytes,
+                      char *err, size_t errlen)
+{
+    MPI_File fh;
+    MPI_Offset size = 0;
+    int mrc = MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_RDONLY, MPI_INFO_NULL, &fh);
+    if (mrc != MPI_SUCCESS) {
+        snprintf(err, errlen, "%s: cannot open", path);
+        return STS_E_IO;
+    }
+    mrc = MPI_File_get_size(fh, &size);
+    for (MPI_Offset off = 0; mrc == MPI_SUCCESS && off < size;) {
+        int n = (int)((uint64_t)(size - off) < cap ? (uint64_t)(size - off) : cap), got = 0;
+        MPI_Status st;
+        mrc = MPI_File_read_at(fh, off, buf, n, MPI_BYTE, &st);
+        if (mrc == MPI_SUCCESS && (MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS || got != n))
+            mrc = MPI_ERR_IO;
+        off += n;
+    }
+    MPI_File_close(&fh);
+    if (mrc != MPI_SUCCESS) {
+        snprintf(err, errlen, "%s: read failed", path);
+        return STS_E_IO;
+    }
+    *bytes += (uint64_t)size;
+    return STS_OK;
+}
+
+/* Collective.  Every rank reads whole each file its share touches; agreed code. */
+static int whole_pass(MPI_Comm comm, const sts_reader *r, bufs *m, const share_block *bl, size_t nb,
+                      pass *p, char *err, size_t errlen)
+{
+    size_t nf = sts_reader_file_count(r);
+    char *touch = calloc(nf ? nf : 1, 1);
+    long long k0 = read_rchar();
+    int rc = touch ? STS_OK : STS_E_NOMEM;
+    uint64_t chunk = m->arena_cap < WHOLE_CHUNK ? m->arena_cap : WHOLE_CHUNK;
+    double t0 = MPI_Wtime();
+    if (touch)
+        touched_files(r, bl, nb, touch);
+    for (size_t f = 0; rc == STS_OK && f < nf; f++)
+        if (touch[f])
+            rc = read_whole(sts_reader_file_path(r, f), m->arena, chunk, &p->read, err, errlen);
+    p->seconds = MPI_Wtime() - t0;
+    p->rchar = (uint64_t)(read_rchar() - k0);
+    free(touch);
+    return share_agree(comm, rc, err, errlen);
+}
+
+/* ---- reporting ----------------------------------------------------------------- */
+
+typedef struct totals {
+    uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked;
+    uint64_t vmhwm_kib;          /* max over ranks: peak resident set */
+    double seconds, worst_ratio; /* max over ranks: time, and kernel bytes / needed bytes */
+} totals;
+
+/* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
+static uint64_t peak_rss_kib(void)
+{
+    char line[256];
+    uint64_t kib = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtoull(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+static void reduce_pass(MPI_Comm comm, const pass *p, totals *t)
+{
+    uint64_t rss = peak_rss_kib();
+    uint64_t mine[7] = {p->needed,   p->read,       p->rchar,    p->transfers,
+                        p->elements, p->mismatches, p->unchecked};
+    uint64_t sum[7];
+    double dm[2] = {p->seconds, p->needed ? (double)p->rchar / (double)p->needed : 0.0}, dx[2];
+    MPI_Allreduce(mine, sum, 7, MPI_UINT64_T, MPI_SUM, comm);
+    MPI_Allreduce(dm, dx, 2, MPI_DOUBLE, MPI_MAX, comm);
+    t->needed = sum[0], t->read = sum[1], t->rchar = sum[2], t->transfers = sum[3];
+    t->elements = sum[4], t->mismatches = sum[5], t->unchecked = sum[6];
+    t->seconds = dx[0], t->worst_ratio = dx[1];
+    MPI_Allreduce(&rss, &t->vmhwm_kib, 1, MPI_UINT64_T, MPI_MAX, comm);
+}
+
+static double gibs(uint64_t bytes, double s)
+{
+    return s > 0 ? (double)bytes / s / (1024.0 * 1024.0 * 1024.0) : 0.0;
+}
+
+static void report(const load_args *a, int np, size_t tensors, uint64_t rep, const totals *o,
+                   const totals *w)
+{
+    char b1[32], b2[32], b3[32];
+    if (a->json) {
+        printf("{\"command\": \"load\", \"dir\": ");
+        cli_json_string(stdout, a->dir);
+        printf(", \"strategy\": \"%s\", \"ranks\": %d, \"tensors\": %zu, \"repeat\": %llu, "
+               "\"bytes_needed\": %llu, \"bytes_read\": %llu, \"kernel_rchar\": %llu, "
+               "\"worst_rank_read_ratio\": %.4f, \"read_calls\": %llu, \"seconds\": %.6f, "
+               "\"gib_per_s\": %.4f, \"batch\": %llu, \"max_vmhwm_kib\": %llu",
+               model_strategy_name(a->so.strategy), np, tensors, (unsigned long long)rep,
+               (unsigned long long)o->needed, (unsigned long long)o->read,
+               (unsigned long long)o->rchar, o->worst_ratio, (unsigned long long)o->transfers,
+               o->seconds, gibs(o->needed, o->seconds), (unsigned long long)a->batch,
+               (unsigned long long)o->vmhwm_kib);
+        if (a->check)
+            printf(", \"checked_elements\": %llu, \"mismatches\": %llu, \"unchecked_bytes\": %llu",
+                   (unsigned long long)o->elements, (unsigned long long)o->mismatches,
+                   (unsigned long long)o->unchecked);
+        if (a->whole)
+            printf(", \"whole_bytes_read\": %llu, \"whole_seconds\": %.6f, "
+                   "\"whole_gib_per_s\": %.4f",
+                   (unsigned long long)w->read, w->seconds, gibs(w->read, w->seconds));
+        printf("}\n");
+        return;
+    }
+    printf("load: %s needed, %s read (kernel: %s, worst rank %.3fx its share) in %.3f s, "
+           "%.2f GiB/s, %d ranks, %zu tensors, %s; peak RSS %.0f MiB/rank\n",
+           cli_format_bytes(o->needed, b1, sizeof b1), cli_format_bytes(o->read, b2, sizeof b2),
+           cli_format_bytes(o->rchar, b3, sizeof b3), o->worst_ratio, o->seconds,
+           gibs(o->needed, o->seconds), np, tensors, model_strategy_name(a->so.strategy),
+           (double)o->vmhwm_kib / 1024.0);
+    if (a->check)
+        printf("check: %llu elements compared, %llu differ%s\n", (unsigned long long)o->elements,
+               (unsigned long long)o->mismatches,
+               o->unchecked ? " (sub-byte tensors not checked)" : "");
+    if (a->whole)
+        printf("whole files: %s read in %.3f s, %.2f GiB/s; offset load runs at %.2fx that\n",
+               cli_format_bytes(w->read, b1, sizeof b1), w->seconds, gibs(w->read, w->seconds),
+               gibs(w->read, w->seconds) > 0
+                   ? gibs(o->needed, o->seconds) / gibs(w->read, w->seconds)
+                   : 0.0);
+}
+
+/* The first mismatch, from the lowest rank that has one, printed by that rank. */
+static void report_mismatch(MPI_Comm comm, int me, const pass *p)
+{
+    int mine = p->mismatches ? me : 1 << 30, first = 0;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (me == first)
+        fprintf(stderr,
+                "stshard load: DataMismatch: %llu elements differ from the generator on rank "
+                "%d; first: %s\n",
+                (unsigned long long)p->mismatches, me, p->first_bad);
+}
+
+/* ---- the command ----------------------------------------------------------------- */
+
+/* Collective.  The passes and their reports; *bad_data is set when an element differs. */
+static int run(MPI_Comm comm, const load_args *a, sts_reader *r, const share_block *bl, size_t nb,
+               int *bad_data, char *err, size_t errlen)
+{
+    bufs m = {calloc(ROUND_CAP, sizeof(share_chunk)),
+              calloc(ROUND_CAP, sizeof(sts_read_req)),
+              calloc(ROUND_CAP, sizeof(uint64_t)),
+              malloc(a->batch),
+              NULL,
+              a->batch,
+              0};
+    int me = 0, np = 1, rc = STS_OK, ok = m.chunks && m.reqs && m.at && m.arena, all = 0;
+    MPI_Comm_rank(comm, &me);
+    MPI_Comm_size(comm, &np);
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (!all) {
+        snprintf(err, errlen, "out of memory for a %llu-byte batch", (unsigned long long)a->batch);
+        rc = STS_E_NOMEM;
+    } else {
+        /* Fault the pages in now, so neither timed pass pays for first touches. */
+        memset(m.arena, 0, a->batch);
+    }
+    for (uint64_t rep = 0; rc == STS_OK && rep < a->repeat; rep++) {
+        pass op, wp;
+        totals ot, wt;
+        memset(&op, 0, sizeof op);
+        memset(&wp, 0, sizeof wp);
+        memset(&wt, 0, sizeof wt);
+        MPI_Barrier(comm);
+        rc = offset_pass(comm, r, a, &m, bl, nb, &op, err, errlen);
+        if (rc == STS_OK && a->whole) {
+            MPI_Barrier(comm);
+            rc = whole_pass(comm, r, &m, bl, nb, &wp, err, errlen);
+        }
+        if (rc != STS_OK)
+            break;
+        reduce_pass(comm, &op, &ot);
+        reduce_pass(comm, &wp, &wt);
+        if (me == 0)
+            report(a, np, sts_reader_count(r), rep + 1, &ot, &wt);
+        if (ot.mismatches) {
+            fflush(stdout);
+            report_mismatch(comm, me, &op);
+            *bad_data = 1;
+            break;
+        }
+    }
+    free(m.chunks);
+    free(m.reqs);
+    free(m.at);
+    free(m.arena);
+    free(m.want);
+    return rc;
+}
+
+int cmd_load(int argc, char **argv)
+{
+    load_args a;
+    sts_reader *r = NULL;
+    share_block *bl = NULL;
+    size_t nb = 0;
+    sts_diag d;
+    char err[1100] = "";
+    int me = 0, np = 1, rc, mine, all = 0, bad_data = 0;
+    MPI_Comm comm = MPI_COMM_WORLD;
+    MPI_Info info = MPI_INFO_NULL;
+
+    MPI_Comm_rank(comm, &me);
+    MPI_Comm_size(comm, &np);
+    rc = parse_args(argc, argv, &a, me);
+    if (rc != CLI_OK)
+        return rc < 0 ? CLI_OK : rc;
+    if (a.strided) {
+        MPI_Info_create(&info);
+        MPI_Info_set(info, "stshard_strided_reads", a.strided);
+    }
+    rc = sts_reader_open(comm, a.dir, info, &r, &d);
+    if (rc != STS_OK) {
+        snprintf(err, sizeof err, "%s", d.message);
+        goto done;
+    }
+    mine = share_of(r, &a.so, me, np, &bl, &nb, err, sizeof err) == 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (!all) {
+        rc = STS_E_UNSUPPORTED;
+        if (mine)
+            snprintf(err, sizeof err, "another rank could not plan its share");
+        goto done;
+    }
+    rc = run(comm, &a, r, bl, nb, &bad_data, err, sizeof err);
+done:
+    if (me == 0 && rc != STS_OK)
+        cli_error("load", rc, "%s", err);
+    free(bl);
+    sts_reader_free(r);
+    if (info != MPI_INFO_NULL)
+        MPI_Info_free(&info);
+    return rc == STS_OK && bad_data ? CLI_INVALID : sts_exit_status(rc);
+}

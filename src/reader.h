@@ -1,0 +1,97 @@
+/*
+ * reader.h - the reader's private state, shared by reader.c (open, tensor
+ * table) and readio.c (request validation and offset reads).
+ */
+#ifndef STS_READER_H
+#define STS_READER_H
+
+#include <mpi.h>
+
+#include "internal.h"
+
+/* One stored block of a tensor. */
+typedef struct sts__rblock {
+    uint32_t file;           /* index into the reader's file list */
+    uint64_t data_off;       /* absolute byte offset of the block's first byte in the file */
+    const uint64_t *offsets; /* ndim entries: block start in the global tensor */
+    const uint64_t *shape;   /* ndim entries */
+} sts__rblock;
+
+struct sts_reader {
+    MPI_Comm comm; /* our duplicate; every collective of the reader runs on it */
+    MPI_Info info; /* hints for MPI_File_open (ours plus the caller's) */
+    int rank;
+    int nranks;
+    sts_ckpt_kind kind;
+    int view_mode; /* strided file sides through a subarray view instead of exact runs */
+
+    size_t nfiles;
+    char **paths;
+    MPI_File *fh; /* opened lazily with MPI_COMM_SELF; MPI_FILE_NULL until needed */
+    size_t nopen;
+
+    size_t ntensors;
+    sts_global_tensor *tensors; /* sorted by name */
+    size_t *first;              /* tensor i owns blocks[first[i] .. first[i + 1]) */
+    sts__rblock *blocks;
+    uint64_t *gshapes;      /* storage of the global shapes */
+    unsigned char *records; /* every rank's header records; names and block shapes point here */
+    size_t records_len;
+
+    unsigned char *bounce; /* readio.c's buffer for gathering small runs; NULL until needed */
+
+    sts_read_stats stats;
+    sts_diag diag;
+};
+
+/* A list of malloc'd strings. */
+typedef struct sts__strlist {
+    char **v;
+    size_t n;
+    size_t cap;
+} sts__strlist;
+
+/* Local.  Frees the strings and the list; leaves it empty. */
+void sts__strlist_free(sts__strlist *l);
+
+/*
+ * Local (rank 0).  Decides what path holds and lists its files (paths).  For
+ * an index checkpoint *index receives the parsed index (free with
+ * sts__ckptdir_index_free) for sts__ckptdir_check_index.  Errors:
+ * STS_E_NOENT, STS_E_ACCESS, STS_E_EMPTY_INPUT, STS_E_INDEX, STS_E_NOMEM.
+ */
+int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *files, void **index,
+                          sts_diag *diag);
+/* Local.  The index's weight_map names every tensor exactly once, each in its real file. */
+int sts__ckptdir_check_index(const sts_reader *r, const void *index, sts_diag *diag);
+void sts__ckptdir_index_free(void *index);
+
+/* Local.  Opens file i on this rank if needed (MPI_COMM_SELF, read-only). */
+int sts__reader_file(sts_reader *r, uint32_t i, MPI_File *fh, sts_diag *diag);
+/* Local.  Closes every file this rank opened. */
+int sts__reader_close_files(sts_reader *r, sts_diag *diag);
+
+/*
+ * Local.  Reads the intersection box ext[] of one stored block into a
+ * request buffer.  The file side is the block: an array of shape fshape whose
+ * first byte is at file offset fbase, box starting at fstart.  The memory side
+ * is the request: an array of shape mshape at mbase, box starting at mstart.
+ * esize is the byte size of one element (after sub-byte grouping).  Only the
+ * bytes of the box are read; the reader's hints, mode, bounce buffer and
+ * counters are used.
+ */
+typedef struct sts__box {
+    uint32_t ndim;
+    uint64_t esize;
+    const uint64_t *ext;
+    const uint64_t *fshape;
+    const uint64_t *fstart;
+    uint64_t fbase;
+    const uint64_t *mshape;
+    const uint64_t *mstart;
+    unsigned char *mbase;
+} sts__box;
+
+int sts__readio_box(sts_reader *r, MPI_File fh, const sts__box *box, sts_diag *diag);
+
+#endif /* STS_READER_H */
