@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "loadpass.h"
 #include "model.h"
 #include "shard.h"
 
@@ -92,11 +93,13 @@ typedef struct bench_run {
     int me, np;
     model m;
     shard s;
-    char *work;                  /* the private directory under --dir (mkdtemp) */
-    char *ranks_dir, *cons_dir;  /* inside work */
+    char *work;                 /* the private directory under --dir (mkdtemp) */
+    char *ranks_dir, *cons_dir; /* inside work */
     bench_series ops[BENCH_NOPS];
-    int ran[BENCH_NOPS];         /* timed in this run */
-    uint64_t load_tensors;       /* tensors the load phase found */
+    int ran[BENCH_NOPS]; /* timed in this run */
+    load_bufs lb;        /* the load's buffers, made once, outside the clock */
+    int lb_ready;
+    uint64_t load_tensors; /* tensors the load phase found */
     uint64_t check_elements, check_mismatches;
     int checked;
     bench_env env;

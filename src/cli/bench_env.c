@@ -135,8 +135,8 @@ static void io_component(bench_env *e)
         if (best >= 0)
             snprintf(e->io_component, sizeof e->io_component, "%s", comps[best]);
         snprintf(e->io_selection, sizeof e->io_selection,
-                 "%s%s%s; priorities: ompio %d, romio321 %d", *sel ? "io=" : "io unset",
-                 sel, *sel ? "" : " (Open MPI's default)", prio[0], prio[1]);
+                 "%s%s%s; priorities: ompio %d, romio321 %d", *sel ? "io=" : "io unset", sel,
+                 *sel ? "" : " (Open MPI's default)", prio[0], prio[1]);
     }
     MPI_T_finalize();
 }

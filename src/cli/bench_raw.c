@@ -85,8 +85,8 @@ static void remove_files(const bench_run *r, int shared)
 }
 
 /* Opens, transfers and closes; the timed body of a baseline.  This rank's code. */
-static int raw_body(bench_run *r, bench_op op, const char *path, MPI_Info hints,
-                    unsigned char *buf, uint64_t off, uint64_t len, char *err, size_t errlen)
+static int raw_body(bench_run *r, bench_op op, const char *path, MPI_Info hints, unsigned char *buf,
+                    uint64_t off, uint64_t len, char *err, size_t errlen)
 {
     int write = is_write(op), shared = is_shared(op), rc;
     int amode = write ? MPI_MODE_CREATE | MPI_MODE_WRONLY : MPI_MODE_RDONLY;

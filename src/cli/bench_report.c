@@ -16,8 +16,8 @@
 
 const char *bench_op_name(bench_op op)
 {
-    static const char *const names[] = {"save",      "consolidate",  "load",       "fpp-write",
-                                        "fpp-read",  "shared-write", "shared-read"};
+    static const char *const names[] = {"save",     "consolidate",  "load",       "fpp-write",
+                                        "fpp-read", "shared-write", "shared-read"};
     return (unsigned)op < BENCH_NOPS ? names[op] : "?";
 }
 
@@ -205,10 +205,9 @@ void bench_print_header(const bench_run *r)
     printf("%s\n", e->nhints ? "" : " (none reported by MPI_File_get_info)");
     printf("Model               : %s, %s, %zu tensors, %llu bytes (%s; hidden %llu, %llu layers, "
            "vocab %llu)\n",
-           r->a.model, sts_dtype_name(r->a.dtype), r->m.count,
-           (unsigned long long)r->m.total_bytes, cli_format_bytes(r->m.total_bytes, b, sizeof b),
-           (unsigned long long)d->hidden, (unsigned long long)d->layers,
-           (unsigned long long)d->vocab);
+           r->a.model, sts_dtype_name(r->a.dtype), r->m.count, (unsigned long long)r->m.total_bytes,
+           cli_format_bytes(r->m.total_bytes, b, sizeof b), (unsigned long long)d->hidden,
+           (unsigned long long)d->layers, (unsigned long long)d->vocab);
     printf("Strategy            : %s\n", model_strategy_name(r->a.strategy));
     printf("Phases              :");
     for (int op = BENCH_SAVE; op <= BENCH_LOAD; op++)
@@ -260,8 +259,8 @@ void bench_print_summary(const bench_run *r)
         f = fraction((bench_op)op, st.mean, &ref, &name);
         printf("%-13s %10.3f %10.3f %11.3f %8.3f %10.4f %14llu %5d %4llu %8.2f %8.2f  ",
                bench_op_name((bench_op)op), st.max, st.min, st.mean, st.stddev, st.mean_s,
-               (unsigned long long)st.bytes, r->np, (unsigned long long)r->ops[op].n,
-               st.imb_bytes, st.imb_time);
+               (unsigned long long)st.bytes, r->np, (unsigned long long)r->ops[op].n, st.imb_bytes,
+               st.imb_time);
         if (f > 0)
             printf("%.2f of raw %s\n", f, name);
         else

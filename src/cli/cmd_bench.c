@@ -126,8 +126,9 @@ static int parse_value(int c, bench_args *a, int me)
     case O_PHASES:
         if (parse_phases(optarg, &a->phases) != 0)
             return me ? CLI_USAGE
-                      : cli_usage_error("bench", "--phases takes save,consolidate,load or none, "
-                                                 "not '%s'",
+                      : cli_usage_error("bench",
+                                        "--phases takes save,consolidate,load or none, "
+                                        "not '%s'",
                                         optarg);
         return CLI_OK;
     case O_ITER:
@@ -404,6 +405,7 @@ static void run_free(bench_run *r)
     for (int op = 0; op < BENCH_NOPS; op++)
         bench_series_free(&r->ops[op]);
     shard_free(&r->s);
+    load_bufs_free(&r->lb);
     model_free(&r->m);
     bench_env_free(&r->env);
     free(r->work);
