@@ -565,7 +565,7 @@ typedef struct sts_consolidate_opts {
     void *progress_ud;
 } sts_consolidate_opts;
 
-/* Local.  Fills o with the defaults (canonical, no align, 256 MiB buffer). */
+/* Local.  Fills o with the defaults (canonical, no align, 4 MiB buffer). */
 void sts_consolidate_opts_init(sts_consolidate_opts *o);
 
 typedef struct sts_consolidate_stats {
@@ -581,8 +581,11 @@ typedef struct sts_consolidate_stats {
  * Collective over comm.  Consolidates the rank files in indir into
  * model-KKKKK-of-NNNNN.safetensors files and model.safetensors.index.json in
  * outdir.  Validates coverage before writing; output appears atomically.
- * stats and diag may be NULL.  Errors: any STS_E_* code, the same on every
- * rank; diag names the file, tensor or offset.
+ * The plan follows rank 0's opts (mapping, max_file_size, layout, align,
+ * drop_unmapped, fsync, force are broadcast from it; other ranks may pass a
+ * NULL mapping); buffer_size and progress are each rank's own.  opts NULL
+ * means the defaults.  stats and diag may be NULL.  Errors: any STS_E_*
+ * code, the same on every rank; diag names the file, tensor or offset.
  */
 int sts_consolidate(MPI_Comm comm, const char *indir, const char *outdir,
                     const sts_consolidate_opts *opts, sts_consolidate_stats *stats, sts_diag *diag);

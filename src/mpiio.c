@@ -132,6 +132,16 @@ done:
     return rc;
 }
 
+int sts__mpiio_open_existing(const char *path, MPI_Info info, MPI_File *fh, sts_diag *diag)
+{
+    int rc = STS_OK;
+    *fh = MPI_FILE_NULL;
+    rc = file_open(MPI_COMM_SELF, path, MPI_MODE_WRONLY, info, fh, diag);
+    if (rc != STS_OK)
+        sts__diag_prefix(diag, "%s", path);
+    return rc;
+}
+
 int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info info, MPI_File *fh,
                         sts_diag *diag)
 {

@@ -42,6 +42,13 @@ int sts__mpiio_agree(MPI_Comm comm, int rc, sts_diag *diag);
 int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *fh, sts_diag *diag);
 
 /*
+ * Local.  Opens an existing file with MPI_COMM_SELF for writing, without
+ * creating or truncating it: for ranks that fill their own regions of a file
+ * another rank created.
+ */
+int sts__mpiio_open_existing(const char *path, MPI_Info info, MPI_File *fh, sts_diag *diag);
+
+/*
  * Collective over comm.  Opens path on every rank of comm.  For writing the
  * file must not exist (rank 0 removes a stale one first); MPI_MODE_EXCL makes
  * the create fail rather than reuse a file.

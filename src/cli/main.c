@@ -21,6 +21,7 @@ static const struct {
     {"mapping", cmd_mapping, 0, "print the tensor-to-file mapping of a reference model"},
     {"load", cmd_load, 1, "load a checkpoint into a new sharding with offset reads"},
     {"reshard", cmd_reshard, 1, "rewrite a checkpoint as rank files with a new sharding"},
+    {"consolidate", cmd_consolidate, 1, "merge rank files into a Hugging Face checkpoint"},
     {"bench", cmd_bench, 1, "IOR-style throughput of save, consolidate and load"},
 };
 

@@ -1,0 +1,674 @@
+/*
+ * consolidate.c - collective consolidation of rank files into a Hugging Face
+ * checkpoint (SPEC 3).  The phases, each ending with an error agreement so
+ * that every rank leaves with the same code and none waits forever:
+ *
+ *  1. setup    rank 0 lists the input directory and checks the output one;
+ *              it broadcasts the file names with its options and mapping, so
+ *              the plan depends on rank 0's arguments only.
+ *  2. headers  rank r reads and validates the headers of files r, r+P, ...
+ *              (each header is read once in all) and turns them into compact
+ *              block records; MPI_Allgatherv gives every rank all records.
+ *  3. plan     every rank builds the same plan (plan.c): global shapes,
+ *              dtype and coverage checks, output files and offsets.  Nothing
+ *              has been written yet.
+ *  4. create   rank 0 creates every output file under its temporary name and
+ *              writes its header (each header is written by one rank).
+ *  5. data     every rank copies its byte range of the output (consolidate_data.c).
+ *  6. publish  rank 0 renames the files to their final names, then writes
+ *              model.safetensors.index.json last and syncs the directory.
+ *
+ * On failure the temporaries are removed and no file appears under a final
+ * name.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "consolidate.h"
+#include "mpiio.h"
+
+typedef struct cons {
+    MPI_Comm comm;
+    int rank, nranks;
+    const char *indir, *outdir;
+    sts_consolidate_opts o;
+    sts_diag *diag;
+    unsigned char *setup; /* rank 0's broadcast: options, file names, mapping */
+    size_t nin;
+    char **in_names, **in_paths;
+    sts_plan_map_entry *map;
+    size_t nmap;
+    unsigned char *recs; /* every rank's block records, gathered */
+    sts_plan_block *blocks;
+    size_t nblocks;
+    sts_plan *plan;
+    char **final_paths, **tmp_paths;
+    int created; /* rank 0: temporaries may exist */
+} cons;
+
+void sts_consolidate_opts_init(sts_consolidate_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->layout = STS_LAYOUT_CANONICAL;
+    o->buffer_size = STS_CONS_DEFAULT_BUFFER;
+}
+
+/* ---- byte packing (the broadcast and record buffers are 8-byte aligned) ---- */
+
+typedef struct packer {
+    unsigned char *buf;
+    size_t len, cap;
+} packer;
+
+static int put(packer *k, const void *p, size_t n)
+{
+    if (k->len + n > k->cap) {
+        size_t nc = k->cap ? k->cap : 4096;
+        unsigned char *nb;
+        while (nc < k->len + n)
+            nc *= 2;
+        nb = realloc(k->buf, nc);
+        if (!nb)
+            return STS_E_NOMEM;
+        k->buf = nb;
+        k->cap = nc;
+    }
+    if (n)
+        memcpy(k->buf + k->len, p, n);
+    k->len += n;
+    return STS_OK;
+}
+
+static int put_u64(packer *k, uint64_t v)
+{
+    return put(k, &v, sizeof v);
+}
+
+/* A NUL-terminated string padded with NULs to a multiple of 8 bytes. */
+static int put_str(packer *k, const char *s, size_t len)
+{
+    static const char zeros[8];
+    int rc = put(k, s, len);
+    if (rc == STS_OK)
+        rc = put(k, zeros, 8 - len % 8);
+    return rc;
+}
+
+static size_t str_space(size_t len)
+{
+    return len + 8 - len % 8;
+}
+
+/* ---- 1. setup ------------------------------------------------------------ */
+
+static int is_input_name(const char *n)
+{
+    size_t len = strlen(n), suf = strlen(".safetensors");
+    return n[0] != '.' && len > suf && strcmp(n + len - suf, ".safetensors") == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Rank 0: the sorted names of the regular *.safetensors files of indir. */
+static int list_inputs(cons *C, char ***names, size_t *n)
+{
+    int rc = STS_OK;
+    DIR *d = opendir(C->indir);
+    struct dirent *e;
+    size_t cap = 0;
+    *names = NULL;
+    *n = 0;
+    STS_GOTO_IF(!d, C->diag, sts__err_from_errno(errno), "%s: %s", C->indir, strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        char *path;
+        if (!is_input_name(e->d_name))
+            continue;
+        path = sts__path_join(C->indir, e->d_name);
+        STS_GOTO_IF(!path, C->diag, STS_E_NOMEM, "out of memory");
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            free(path);
+            continue;
+        }
+        free(path);
+        if (*n == cap) {
+            char **nv = sts__realloc_array(*names, cap ? cap * 2 : 64, sizeof *nv);
+            STS_GOTO_IF(!nv, C->diag, STS_E_NOMEM, "out of memory");
+            *names = nv;
+            cap = cap ? cap * 2 : 64;
+        }
+        (*names)[*n] = sts__strdup(e->d_name);
+        STS_GOTO_IF(!(*names)[*n], C->diag, STS_E_NOMEM, "out of memory");
+        (*n)++;
+    }
+    STS_GOTO_IF(*n == 0, C->diag, STS_E_EMPTY_INPUT, "%s: no .safetensors files", C->indir);
+    qsort(*names, *n, sizeof **names, cmp_str);
+done:
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+/* Rank 0: refuses to write into the input directory (same inode). */
+static int check_outdir(const cons *C)
+{
+    struct stat a, b;
+    if (stat(C->outdir, &b) != 0)
+        return STS_OK; /* created later */
+    if (!S_ISDIR(b.st_mode))
+        return sts__fail(C->diag, STS_E_EXIST, "%s: exists and is not a directory", C->outdir);
+    if (stat(C->indir, &a) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        return sts__fail(C->diag, STS_E_USAGE, "the output directory %s is the input directory %s",
+                         C->outdir, C->indir);
+    return STS_OK;
+}
+
+/* Rank 0: packs options, input names and mapping for the broadcast. */
+static int pack_setup(cons *C, const sts_consolidate_opts *o, packer *k)
+{
+    int rc = STS_OK;
+    char **names = NULL;
+    size_t n = 0, nmap = o->mapping ? sts_mapping_count(o->mapping) : 0;
+    STS_CHECK(list_inputs(C, &names, &n));
+    STS_CHECK(check_outdir(C));
+    STS_GOTO_IF(put_u64(k, n) || put_u64(k, (uint64_t)o->layout) || put_u64(k, o->align) ||
+                    put_u64(k, o->max_file_size) || put_u64(k, (uint64_t)o->drop_unmapped) ||
+                    put_u64(k, (uint64_t)o->fsync) || put_u64(k, (uint64_t)o->force) ||
+                    put_u64(k, o->mapping ? 1 : 0) || put_u64(k, nmap),
+                C->diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        STS_GOTO_IF(put_u64(k, strlen(names[i])) || put_str(k, names[i], strlen(names[i])), C->diag,
+                    STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < nmap; i++) {
+        const char *name;
+        unsigned idx;
+        STS_CHECK(sts_mapping_at(o->mapping, i, &name, &idx));
+        STS_GOTO_IF(put_u64(k, idx) || put_u64(k, strlen(name)) || put_str(k, name, strlen(name)),
+                    C->diag, STS_E_NOMEM, "out of memory");
+    }
+done:
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* Every rank: decodes rank 0's setup into options, input paths and mapping. */
+static int unpack_setup(cons *C, const unsigned char *p, size_t len)
+{
+    int rc = STS_OK;
+    uint64_t v[9], has_map;
+    size_t at = sizeof v;
+    memcpy(v, p, sizeof v);
+    C->nin = v[0];
+    C->o.layout = (sts_layout)v[1];
+    C->o.align = v[2];
+    C->o.max_file_size = v[3];
+    C->o.drop_unmapped = (int)v[4];
+    C->o.fsync = (int)v[5];
+    C->o.force = (int)v[6];
+    has_map = v[7];
+    C->nmap = v[8];
+    C->in_names = sts__calloc_array(C->nin, sizeof *C->in_names);
+    C->in_paths = sts__calloc_array(C->nin, sizeof *C->in_paths);
+    C->map = sts__calloc_array(C->nmap, sizeof *C->map);
+    STS_GOTO_IF(!C->in_names || !C->in_paths || !C->map, C->diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < C->nin; i++) {
+        uint64_t n;
+        memcpy(&n, p + at, 8);
+        C->in_names[i] = (char *)(uintptr_t)(p + at + 8); /* lives in C->setup */
+        at += 8 + str_space(n);
+        C->in_paths[i] = sts__path_join(C->indir, C->in_names[i]);
+        STS_GOTO_IF(!C->in_paths[i], C->diag, STS_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < C->nmap; i++) {
+        uint64_t idx, n;
+        memcpy(&idx, p + at, 8);
+        memcpy(&n, p + at + 8, 8);
+        C->map[i].file_index = (unsigned)idx;
+        C->map[i].name = (const char *)(p + at + 16);
+        at += 16 + str_space(n);
+    }
+    if (!has_map) {
+        free(C->map);
+        C->map = NULL;
+    }
+    STS_GOTO_IF(at != len, C->diag, STS_E_INTERNAL, "setup message: %zu of %zu bytes used", at,
+                len);
+done:
+    return rc;
+}
+
+static int phase_setup(cons *C, const sts_consolidate_opts *o)
+{
+    int rc = STS_OK;
+    packer k = {NULL, 0, 0};
+    uint64_t len = 0;
+    if (C->rank == 0) {
+        rc = pack_setup(C, o, &k);
+        len = k.len;
+    }
+    STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
+    STS_MPI_CALL(C->diag, MPI_Bcast, (&len, 1, MPI_UINT64_T, 0, C->comm));
+    STS_GOTO_IF(len > INT_MAX, C->diag, STS_E_UNSUPPORTED, "input listing too large");
+    if (C->rank != 0) {
+        k.buf = malloc(len ? len : 1);
+        rc = k.buf ? STS_OK : sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    }
+    STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
+    STS_MPI_CALL(C->diag, MPI_Bcast, (k.buf, (int)len, MPI_BYTE, 0, C->comm));
+    C->setup = k.buf;
+    k.buf = NULL;
+    rc = unpack_setup(C, C->setup, len);
+    rc = sts__mpiio_agree(C->comm, rc, C->diag);
+done:
+    free(k.buf);
+    return rc;
+}
+
+/* ---- 2. headers ---------------------------------------------------------- */
+
+/*
+ * Record layout (all fields 8-byte aligned): u64 data_off, u32 file,
+ * u32 name_len, u32 dtype, u32 ndim, u64 offsets[ndim], u64 shape[ndim],
+ * name + NUL padded to 8.
+ */
+static int pack_file(cons *C, size_t fi, packer *k)
+{
+    int rc = STS_OK;
+    sts_header *h = NULL;
+    uint64_t start = 0;
+    STS_CHECK(sts_header_read_file(C->in_paths[fi], &h, &start, C->diag));
+    rc = sts_header_decode_sharding(h, C->diag);
+    if (rc != STS_OK) {
+        sts__diag_prefix(C->diag, "%s", C->in_paths[fi]);
+        goto done;
+    }
+    for (size_t i = 0; i < sts_header_count(h); i++) {
+        const sts_tensor_info *t = sts_header_tensor(h, i);
+        uint32_t w[4] = {(uint32_t)fi, (uint32_t)t->name_len, (uint32_t)t->dtype, t->ndim};
+        STS_GOTO_IF(t->name_len > UINT32_MAX / 2, C->diag, STS_E_UNSUPPORTED, "%s: name too long",
+                    C->in_paths[fi]);
+        STS_GOTO_IF(put_u64(k, start + t->begin) || put(k, w, sizeof w) ||
+                        put(k, t->saved_offsets, t->ndim * sizeof(uint64_t)) ||
+                        put(k, t->shape, t->ndim * sizeof(uint64_t)) ||
+                        put_str(k, t->name, t->name_len),
+                    C->diag, STS_E_NOMEM, "out of memory");
+    }
+done:
+    sts_header_free(h);
+    return rc;
+}
+
+/*
+ * Gathers every rank's records on every rank.  MPI_Allgatherv counts and
+ * displacements are ints, so the bytes travel in units of a contiguous
+ * datatype of U bytes, U the smallest power of two (>= 8) that keeps the
+ * total below INT_MAX units; each rank pads its part to a multiple of U.
+ * On return start[r] and len[r] locate rank r's records in C->recs.
+ */
+static int gather_records(cons *C, packer *k, uint64_t *start, uint64_t *len)
+{
+    int rc = STS_OK, *counts = NULL, *displs = NULL;
+    uint64_t mine = k->len, unit = 8, total = 0;
+    MPI_Datatype type = MPI_DATATYPE_NULL;
+    counts = sts__calloc_array((size_t)C->nranks, sizeof *counts);
+    displs = sts__calloc_array((size_t)C->nranks, sizeof *displs);
+    STS_GOTO_IF(!counts || !displs, C->diag, STS_E_NOMEM, "out of memory");
+    STS_MPI_CALL(C->diag, MPI_Allgather, (&mine, 1, MPI_UINT64_T, len, 1, MPI_UINT64_T, C->comm));
+    for (;;) {
+        total = 0;
+        for (int r = 0; r < C->nranks; r++)
+            total += (len[r] + unit - 1) / unit;
+        if (total <= INT_MAX)
+            break;
+        unit *= 2;
+    }
+    for (int r = 0; r < C->nranks; r++) {
+        counts[r] = (int)((len[r] + unit - 1) / unit);
+        displs[r] = r ? displs[r - 1] + counts[r - 1] : 0;
+        start[r] = (uint64_t)displs[r] * unit;
+    }
+    while (k->len % unit) /* padding is never parsed: len[] bounds each part */
+        STS_GOTO_IF(put(k, "", 1), C->diag, STS_E_NOMEM, "out of memory");
+    C->recs = malloc(total > 0 ? total * unit : 1);
+    STS_GOTO_IF(!C->recs, C->diag, STS_E_NOMEM, "cannot allocate %llu bytes for the headers",
+                (unsigned long long)(total * unit));
+    STS_MPI_CALL(C->diag, MPI_Type_contiguous, ((int)unit, MPI_BYTE, &type));
+    STS_MPI_CALL(C->diag, MPI_Type_commit, (&type));
+    STS_MPI_CALL(C->diag, MPI_Allgatherv,
+                 (k->buf, counts[C->rank], type, C->recs, counts, displs, type, C->comm));
+done:
+    if (type != MPI_DATATYPE_NULL)
+        MPI_Type_free(&type);
+    free(counts);
+    free(displs);
+    return rc;
+}
+
+/*
+ * Walks the records of every part.  First pass (out NULL): counts blocks per
+ * input file into per_file.  Second pass: stores them grouped by file, at
+ * the positions per_file holds.  Returns the count, or -1 on a corrupt record.
+ */
+static int64_t walk_records(const cons *C, const uint64_t *start, const uint64_t *len,
+                            sts_plan_block *out, size_t *per_file)
+{
+    int64_t n = 0;
+    for (int r = 0; r < C->nranks; r++) {
+        const unsigned char *p = C->recs + start[r], *end = p + len[r];
+        while (p < end) {
+            uint32_t w[4];
+            sts_plan_block b;
+            memcpy(w, p + 8, sizeof w);
+            if (w[0] >= C->nin || w[3] > STS_PLAN_MAX_NDIM * 1024)
+                return -1;
+            memcpy(&b.data_off, p, 8);
+            b.file = w[0];
+            b.name_len = w[1];
+            b.dtype = (sts_dtype)w[2];
+            b.ndim = w[3];
+            b.offsets = (const uint64_t *)(const void *)(p + 24);
+            b.shape = b.offsets + b.ndim;
+            b.name = (const char *)(b.shape + b.ndim);
+            p = (const unsigned char *)b.name + str_space(b.name_len);
+            /* Blocks go in input-file order (then header order): the planner's
+             * first-appearance order depends on it. */
+            if (out)
+                out[per_file[b.file]++] = b;
+            else
+                per_file[b.file]++;
+            n++;
+        }
+    }
+    return n;
+}
+
+static int decode_records(cons *C, const uint64_t *start, const uint64_t *len)
+{
+    size_t *at = sts__calloc_array(C->nin + 1, sizeof *at);
+    int64_t n;
+    if (!at)
+        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    n = walk_records(C, start, len, NULL, at + 1);
+    if (n < 0) {
+        free(at);
+        return sts__fail(C->diag, STS_E_INTERNAL, "corrupt block record");
+    }
+    for (size_t f = 1; f <= C->nin; f++)
+        at[f] += at[f - 1];
+    C->nblocks = (size_t)n;
+    C->blocks = sts__malloc_array(C->nblocks, sizeof *C->blocks);
+    if (!C->blocks) {
+        free(at);
+        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    }
+    walk_records(C, start, len, C->blocks, at);
+    free(at);
+    return STS_OK;
+}
+
+static int phase_headers(cons *C)
+{
+    int rc = STS_OK;
+    packer k = {NULL, 0, 0};
+    uint64_t *start = sts__calloc_array((size_t)C->nranks, sizeof *start);
+    uint64_t *len = sts__calloc_array((size_t)C->nranks, sizeof *len);
+    if (!start || !len)
+        rc = sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    for (size_t f = (size_t)C->rank; rc == STS_OK && f < C->nin; f += (size_t)C->nranks)
+        rc = pack_file(C, f, &k);
+    STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
+    rc = gather_records(C, &k, start, len);
+    STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
+    rc = decode_records(C, start, len);
+    rc = sts__mpiio_agree(C->comm, rc, C->diag);
+done:
+    free(k.buf);
+    free(start);
+    free(len);
+    return rc;
+}
+
+/* ---- 3. plan -------------------------------------------------------------- */
+
+static int phase_plan(cons *C)
+{
+    int rc;
+    sts_plan_opts po;
+    memset(&po, 0, sizeof po);
+    po.map = C->map;
+    po.nmap = C->nmap;
+    po.max_file_size = C->o.max_file_size;
+    po.layout = C->o.layout;
+    po.align = C->o.align;
+    po.drop_unmapped = C->o.drop_unmapped;
+    po.file_names = (const char *const *)C->in_names;
+    /* Deterministic on every rank, but a rank may still run out of memory alone. */
+    rc = sts__plan_build(C->blocks, C->nblocks, &po, &C->plan, C->diag);
+    return sts__mpiio_agree(C->comm, rc, C->diag);
+}
+
+/* ---- 4. create -------------------------------------------------------------- */
+
+static int output_names(cons *C)
+{
+    size_t n = C->plan->nfiles;
+    C->final_paths = sts__calloc_array(n, sizeof *C->final_paths);
+    C->tmp_paths = sts__calloc_array(n, sizeof *C->tmp_paths);
+    if (!C->final_paths || !C->tmp_paths)
+        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        C->final_paths[i] = sts__path_join(C->outdir, C->plan->files[i].name);
+        C->tmp_paths[i] = C->final_paths[i] ? sts__tmp_path(C->final_paths[i]) : NULL;
+        if (!C->tmp_paths[i])
+            return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    }
+    return STS_OK;
+}
+
+/* Rank 0: existing final names are an error unless force. */
+static int check_existing(const cons *C)
+{
+    struct stat sb;
+    char *index;
+    int rc = STS_OK;
+    if (C->o.force)
+        return STS_OK;
+    for (size_t i = 0; i < C->plan->nfiles; i++)
+        if (lstat(C->final_paths[i], &sb) == 0)
+            return sts__fail(C->diag, STS_E_EXIST, "%s already exists (force replaces it)",
+                             C->final_paths[i]);
+    index = sts__path_join(C->outdir, "model.safetensors.index.json");
+    if (!index)
+        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    if (lstat(index, &sb) == 0)
+        rc = sts__fail(C->diag, STS_E_EXIST, "%s already exists (force replaces it)", index);
+    free(index);
+    return rc;
+}
+
+/* Rank 0: creates file i fresh under its temporary name and writes its header. */
+static int create_file(cons *C, size_t i)
+{
+    int rc = STS_OK;
+    const sts_plan_file *F = &C->plan->files[i];
+    MPI_File fh = MPI_FILE_NULL;
+    STS_CHECK(sts__mpiio_open_self(C->tmp_paths[i], 1, MPI_INFO_NULL, &fh, C->diag));
+    rc = sts__mpiio_write_at(fh, 0, F->header, F->header_len, C->diag);
+    if (rc == STS_OK && C->o.fsync && MPI_File_sync(fh) != MPI_SUCCESS)
+        rc = sts__fail(C->diag, STS_E_IO, "MPI_File_sync failed");
+    if (rc != STS_OK)
+        sts__diag_prefix(C->diag, "%s", C->tmp_paths[i]);
+done:
+    if (fh != MPI_FILE_NULL) {
+        int crc = sts__mpiio_close(&fh, C->diag);
+        if (rc == STS_OK)
+            rc = crc;
+    }
+    return rc;
+}
+
+static void remove_temporaries(cons *C)
+{
+    if (C->rank != 0 || !C->created || !C->tmp_paths)
+        return;
+    for (size_t i = 0; i < C->plan->nfiles; i++)
+        if (C->tmp_paths[i])
+            unlink(C->tmp_paths[i]);
+    C->created = 0;
+}
+
+static int phase_create(cons *C)
+{
+    int rc = output_names(C);
+    if (rc == STS_OK && C->rank == 0) {
+        rc = sts__mkdir_p(C->outdir, C->diag);
+        if (rc == STS_OK)
+            rc = check_existing(C);
+        C->created = rc == STS_OK;
+        for (size_t i = 0; rc == STS_OK && i < C->plan->nfiles; i++)
+            rc = create_file(C, i);
+    }
+    return sts__mpiio_agree(C->comm, rc, C->diag);
+}
+
+/* ---- 5. data -------------------------------------------------------------- */
+
+static int phase_data(cons *C, uint64_t *bytes_local)
+{
+    sts_cons_data a;
+    int rc;
+    memset(&a, 0, sizeof a);
+    a.plan = C->plan;
+    a.in_paths = C->in_paths;
+    a.tmp_paths = C->tmp_paths;
+    a.rank = C->rank;
+    a.nranks = C->nranks;
+    a.buffer_size = C->o.buffer_size;
+    a.fsync = C->o.fsync;
+    a.progress = C->rank == 0 ? C->o.progress : NULL;
+    a.progress_ud = C->o.progress_ud;
+    rc = sts__cons_copy(&a, bytes_local, C->diag);
+    /* MPI-IO consistency: after every writer closed its handles and this
+     * agreement (a synchronising collective), all data is in the files. */
+    return sts__mpiio_agree(C->comm, rc, C->diag);
+}
+
+/* ---- 6. publish ------------------------------------------------------------- */
+
+/* Rank 0: renames every file, then writes the index last. */
+static int publish(cons *C)
+{
+    int rc = STS_OK;
+    size_t done_n = 0;
+    for (; done_n < C->plan->nfiles; done_n++)
+        STS_CHECK(sts__rename(C->tmp_paths[done_n], C->final_paths[done_n], C->diag));
+    STS_CHECK(sts__cons_write_index(C->plan, C->outdir, C->o.fsync, C->diag));
+    STS_CHECK(sts__fsync_dir(C->outdir, C->diag));
+done:
+    if (rc != STS_OK) {
+        /* Take back what this run published, so no partial set is left. */
+        for (size_t i = 0; i < done_n; i++)
+            unlink(C->final_paths[i]);
+    }
+    return rc;
+}
+
+static int phase_publish(cons *C)
+{
+    int rc = STS_OK;
+    if (C->rank == 0) {
+        rc = publish(C);
+        if (rc == STS_OK)
+            C->created = 0;
+    }
+    return sts__mpiio_agree(C->comm, rc, C->diag);
+}
+
+/* ---- entry point -------------------------------------------------------------- */
+
+static void cons_free(cons *C)
+{
+    remove_temporaries(C);
+    for (size_t i = 0; C->in_paths && i < C->nin; i++)
+        free(C->in_paths[i]);
+    for (size_t i = 0; C->plan && C->final_paths && i < C->plan->nfiles; i++) {
+        free(C->final_paths[i]);
+        free(C->tmp_paths ? C->tmp_paths[i] : NULL);
+    }
+    free(C->final_paths);
+    free(C->tmp_paths);
+    free(C->in_paths);
+    free(C->in_names);
+    free(C->map);
+    free(C->setup);
+    sts__plan_free(C->plan);
+    free(C->blocks);
+    free(C->recs);
+    if (C->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&C->comm);
+}
+
+static void fill_stats(const cons *C, uint64_t local, double seconds, sts_consolidate_stats *st)
+{
+    st->input_files = C->nin;
+    st->output_files = C->plan ? C->plan->nfiles : 0;
+    st->tensors = C->plan ? C->plan->ntensors : 0;
+    st->bytes_total = C->plan ? C->plan->total_bytes : 0;
+    st->bytes_local = local;
+    st->seconds = seconds;
+}
+
+int sts_consolidate(MPI_Comm comm, const char *indir, const char *outdir,
+                    const sts_consolidate_opts *opts, sts_consolidate_stats *stats, sts_diag *diag)
+{
+    int rc = STS_OK;
+    cons C;
+    sts_consolidate_opts def;
+    uint64_t local = 0;
+    double t0 = MPI_Wtime(), dt = 0;
+    memset(&C, 0, sizeof C);
+    C.comm = MPI_COMM_NULL;
+    C.diag = diag;
+    C.indir = indir;
+    C.outdir = outdir;
+    sts__diag_clear(diag);
+    if (!opts) {
+        sts_consolidate_opts_init(&def);
+        opts = &def;
+    }
+    STS_CHECK(sts__mpiio_comm_dup(comm, &C.comm, diag));
+    STS_MPI_CALL(diag, MPI_Comm_rank, (C.comm, &C.rank));
+    STS_MPI_CALL(diag, MPI_Comm_size, (C.comm, &C.nranks));
+    C.o = *opts;
+    if (C.o.buffer_size == 0)
+        C.o.buffer_size = STS_CONS_DEFAULT_BUFFER;
+    rc = (!indir || !outdir || (opts->align % 8) != 0 || C.o.buffer_size < STS_CONS_MIN_BUFFER)
+             ? sts__fail(diag, STS_E_ARG, "invalid argument (directories, align %% 8, buffer)")
+             : STS_OK;
+    STS_CHECK(sts__mpiio_agree(C.comm, rc, diag));
+    STS_CHECK(phase_setup(&C, opts));
+    STS_CHECK(phase_headers(&C));
+    STS_CHECK(phase_plan(&C));
+    STS_CHECK(phase_create(&C));
+    STS_CHECK(phase_data(&C, &local));
+    STS_CHECK(phase_publish(&C));
+    dt = MPI_Wtime() - t0;
+    STS_MPI_CALL(diag, MPI_Allreduce, (MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, C.comm));
+    if (stats)
+        fill_stats(&C, local, dt, stats);
+done:
+    cons_free(&C);
+    if (diag)
+        diag->code = rc;
+    return rc;
+}

@@ -1,0 +1,303 @@
+/*
+ * consolidate_data.c - one rank's share of the data phase ("output-driven
+ * aggregation").
+ *
+ * The rank walks its contiguous range of the output stream as chunks (see
+ * plan.h) and gathers consecutive chunks of one output file into a window of
+ * at most `cap` bytes.  For a window it reads every input run the window
+ * needs, sorted by file and offset so neighbouring runs merge into one large
+ * read, places the bytes in the window buffer (straight into place for
+ * row-sharded runs, through a staging buffer and a strided copy otherwise),
+ * and writes the whole window with one call.  A column- or 2-D-sharded
+ * tensor therefore costs a few large reads and one large write per window,
+ * never one small write per row.  Memory: the window plus the staging
+ * buffer, each at most buffer_size / 2.
+ *
+ * No MPI communication happens here, only independent MPI-IO on handles
+ * opened with MPI_COMM_SELF, so a failing rank cannot block the others; the
+ * caller agrees on the result afterwards.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "consolidate.h"
+#include "mpiio.h"
+
+#define MAX_PIECES  65536 /* bounds the bookkeeping of a window of tiny tensors */
+#define INPUT_CACHE 32    /* input files kept open at once */
+
+typedef struct wchunk {
+    sts_plan_chunk c;
+    uint64_t base; /* offset of the chunk in the window */
+} wchunk;
+
+typedef struct wpiece {
+    sts_plan_piece pc;
+    size_t chunk;
+} wpiece;
+
+typedef struct copier {
+    const sts_cons_data *a;
+    sts_diag *diag;
+    uint64_t cap;
+    unsigned char *win, *stage;
+    uint32_t wfile;
+    uint64_t woff, wlen;
+    wchunk *chunks;
+    size_t nchunks, capchunks;
+    wpiece *pieces;
+    size_t npieces, cappieces;
+    sts_plan_pieces ps;
+    MPI_File out;
+    uint32_t out_file;
+    MPI_File in[INPUT_CACHE];
+    uint32_t in_id[INPUT_CACHE];
+    uint64_t in_used[INPUT_CACHE];
+    uint64_t tick, done;
+} copier;
+
+/* Room for one more chunk and n more pieces in the window's lists. */
+static int reserve(copier *C, size_t n)
+{
+    if (C->nchunks == C->capchunks) {
+        size_t nc = C->capchunks ? C->capchunks * 2 : 64;
+        wchunk *v = sts__realloc_array(C->chunks, nc, sizeof *v);
+        if (!v)
+            return STS_E_NOMEM;
+        C->chunks = v;
+        C->capchunks = nc;
+    }
+    if (C->npieces + n > C->cappieces) {
+        size_t nc = C->cappieces ? C->cappieces : 64;
+        wpiece *v;
+        while (nc < C->npieces + n)
+            nc *= 2;
+        v = sts__realloc_array(C->pieces, nc, sizeof *v);
+        if (!v)
+            return STS_E_NOMEM;
+        C->pieces = v;
+        C->cappieces = nc;
+    }
+    return STS_OK;
+}
+
+/* An open handle of input file id, from a small LRU cache. */
+static int input(copier *C, uint32_t id, MPI_File *fh)
+{
+    int rc = STS_OK, victim = -1;
+    for (int i = 0; i < INPUT_CACHE; i++) {
+        if (C->in[i] != MPI_FILE_NULL && C->in_id[i] == id) {
+            C->in_used[i] = ++C->tick;
+            *fh = C->in[i];
+            return STS_OK;
+        }
+    }
+    /* A free slot if there is one, else the least recently used. */
+    victim = 0;
+    for (int i = 0; i < INPUT_CACHE; i++) {
+        if (C->in[i] == MPI_FILE_NULL) {
+            victim = i;
+            break;
+        }
+        if (C->in_used[i] < C->in_used[victim])
+            victim = i;
+    }
+    STS_CHECK(sts__mpiio_close(&C->in[victim], C->diag));
+    STS_CHECK(sts__mpiio_open_self(C->a->in_paths[id], 0, MPI_INFO_NULL, &C->in[victim], C->diag));
+    C->in_id[victim] = id;
+    C->in_used[victim] = ++C->tick;
+    *fh = C->in[victim];
+done:
+    return rc;
+}
+
+static int close_output(copier *C)
+{
+    int rc = STS_OK;
+    if (C->out == MPI_FILE_NULL)
+        return STS_OK;
+    /* MPI_File_sync makes this rank's writes durable; every writer syncs its own. */
+    if (C->a->fsync)
+        STS_MPI_CALL(C->diag, MPI_File_sync, (C->out));
+done:
+    if (rc != STS_OK)
+        sts__diag_prefix(C->diag, "%s", C->a->tmp_paths[C->out_file]);
+    if (C->out != MPI_FILE_NULL) {
+        int crc = sts__mpiio_close(&C->out, C->diag);
+        if (rc == STS_OK)
+            rc = crc;
+    }
+    return rc;
+}
+
+static int output(copier *C, uint32_t file)
+{
+    int rc = STS_OK;
+    if (C->out != MPI_FILE_NULL && C->out_file == file)
+        return STS_OK;
+    STS_CHECK(close_output(C));
+    STS_CHECK(sts__mpiio_open_existing(C->a->tmp_paths[file], MPI_INFO_NULL, &C->out, C->diag));
+    C->out_file = file;
+done:
+    return rc;
+}
+
+static int cmp_piece(const void *x, const void *y)
+{
+    const sts_plan_piece *a = &((const wpiece *)x)->pc, *b = &((const wpiece *)y)->pc;
+    if (a->file != b->file)
+        return a->file < b->file ? -1 : 1;
+    return a->in_off < b->in_off ? -1 : a->in_off > b->in_off;
+}
+
+static uint64_t win_pos(const copier *C, const wpiece *w)
+{
+    return C->chunks[w->chunk].base + w->pc.pos;
+}
+
+/* Reads pieces [i, j) (adjacent in one input file) and puts them in place. */
+static int fill_group(copier *C, size_t i, size_t j, uint64_t bytes)
+{
+    int rc = STS_OK;
+    const wpiece *w = C->pieces;
+    uint64_t start = w[i].pc.in_off;
+    int direct = 1;
+    MPI_File fh;
+    /* Runs that are contiguous and consecutive in the window too are read in place. */
+    for (size_t k = i; k < j && direct; k++)
+        direct =
+            w[k].pc.contiguous && win_pos(C, &w[k]) == win_pos(C, &w[i]) + (w[k].pc.in_off - start);
+    STS_CHECK(input(C, w[i].pc.file, &fh));
+    if (direct) {
+        rc = sts__mpiio_read_at(fh, start, C->win + win_pos(C, &w[i]), bytes, C->diag);
+    } else {
+        rc = sts__mpiio_read_at(fh, start, C->stage, bytes, C->diag);
+        for (size_t k = i; k < j && rc == STS_OK; k++) {
+            const wchunk *ch = &C->chunks[w[k].chunk];
+            sts__plan_scatter(C->a->plan, &ch->c, &w[k].pc, C->stage + (w[k].pc.in_off - start),
+                              C->win + ch->base);
+        }
+    }
+    if (rc != STS_OK)
+        sts__diag_prefix(C->diag, "%s", C->a->in_paths[w[i].pc.file]);
+done:
+    return rc;
+}
+
+static void report(copier *C)
+{
+    const sts_cons_data *a = C->a;
+    uint64_t total = a->plan->total_bytes, est;
+    if (!a->progress || a->rank != 0)
+        return;
+    /* Rank 0 sees only its own share; the ranks' shares are equal, so scale it. */
+    est = C->done > total / (uint64_t)a->nranks ? total : C->done * (uint64_t)a->nranks;
+    a->progress(a->progress_ud, est, total);
+}
+
+static int flush(copier *C)
+{
+    int rc = STS_OK;
+    if (C->wlen == 0)
+        return STS_OK;
+    STS_CHECK(output(C, C->wfile));
+    qsort(C->pieces, C->npieces, sizeof *C->pieces, cmp_piece);
+    for (size_t i = 0, j; i < C->npieces; i = j) {
+        uint64_t bytes = C->pieces[i].pc.len;
+        for (j = i + 1; j < C->npieces; j++) {
+            const sts_plan_piece *prev = &C->pieces[j - 1].pc, *pc = &C->pieces[j].pc;
+            if (pc->file != prev->file || pc->in_off != prev->in_off + prev->len ||
+                bytes + pc->len > C->cap)
+                break;
+            bytes += pc->len;
+        }
+        STS_CHECK(fill_group(C, i, j, bytes));
+    }
+    rc = sts__mpiio_write_at(C->out, C->woff, C->win, C->wlen, C->diag);
+    if (rc != STS_OK) {
+        sts__diag_prefix(C->diag, "%s", C->a->tmp_paths[C->wfile]);
+        goto done;
+    }
+    C->done += C->wlen;
+    C->wlen = 0;
+    C->nchunks = 0;
+    C->npieces = 0;
+    report(C);
+done:
+    return rc;
+}
+
+/* Adds chunk c to the window, flushing first when it does not continue it. */
+static int add_chunk(copier *C, const sts_plan_chunk *c)
+{
+    int rc = STS_OK;
+    wchunk *ch;
+    if (C->wlen > 0 && (c->file != C->wfile || c->out_off != C->woff + C->wlen ||
+                        C->wlen + c->len > C->cap || C->npieces >= MAX_PIECES))
+        STS_CHECK(flush(C));
+    if (C->wlen == 0) {
+        C->wfile = c->file;
+        C->woff = c->out_off;
+    }
+    STS_CHECK(sts__plan_pieces(C->a->plan, c, &C->ps, C->diag));
+    STS_GOTO_IF(reserve(C, C->ps.n) != STS_OK, C->diag, STS_E_NOMEM, "out of memory");
+    ch = &C->chunks[C->nchunks];
+    ch->c = *c;
+    ch->base = C->wlen;
+    for (size_t i = 0; i < C->ps.n; i++) {
+        C->pieces[C->npieces].pc = C->ps.v[i];
+        C->pieces[C->npieces++].chunk = C->nchunks;
+    }
+    C->nchunks++;
+    C->wlen += c->len;
+done:
+    return rc;
+}
+
+/* Half the buffer holds the window, half the staging area. */
+static uint64_t window_cap(size_t buffer_size)
+{
+    uint64_t cap = (uint64_t)buffer_size / 2;
+    return cap < 8 ? 8 : cap;
+}
+
+int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag)
+{
+    int rc = STS_OK;
+    copier C;
+    sts_plan_iter it;
+    sts_plan_chunk c;
+    memset(&C, 0, sizeof C);
+    C.a = a;
+    C.diag = diag;
+    C.out = MPI_FILE_NULL;
+    for (int i = 0; i < INPUT_CACHE; i++)
+        C.in[i] = MPI_FILE_NULL;
+    C.cap = window_cap(a->buffer_size);
+    *bytes_local = 0;
+    sts__plan_iter_init(&it, a->plan, a->rank, a->nranks, C.cap);
+    if (!sts__plan_iter_next(&it, &c))
+        goto done; /* nothing to write on this rank */
+    C.win = malloc(C.cap);
+    C.stage = malloc(C.cap);
+    STS_GOTO_IF(!C.win || !C.stage, diag, STS_E_NOMEM, "cannot allocate %llu bytes of buffers",
+                (unsigned long long)(2 * C.cap));
+    do
+        STS_CHECK(add_chunk(&C, &c));
+    while (sts__plan_iter_next(&it, &c));
+    STS_CHECK(flush(&C));
+    STS_CHECK(close_output(&C));
+    *bytes_local = C.done;
+done:
+    if (C.out != MPI_FILE_NULL)
+        MPI_File_close(&C.out);
+    for (int i = 0; i < INPUT_CACHE; i++)
+        if (C.in[i] != MPI_FILE_NULL)
+            MPI_File_close(&C.in[i]);
+    sts__plan_pieces_free(&C.ps);
+    free(C.win);
+    free(C.stage);
+    free(C.chunks);
+    free(C.pieces);
+    return rc;
+}

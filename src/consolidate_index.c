@@ -1,0 +1,130 @@
+/*
+ * consolidate_index.c - model.safetensors.index.json, byte for byte what
+ * Python's json.dumps(index, indent=2, sort_keys=True) + "\n" gives (the
+ * Hugging Face save_pretrained form): keys in code-point order (= UTF-8 byte
+ * order), non-ASCII escaped as \uXXXX with surrogate pairs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "consolidate.h"
+#include "mpiio.h"
+
+/* Decodes one UTF-8 sequence (already validated by the header parser). */
+static uint32_t utf8_next(const unsigned char **p)
+{
+    const unsigned char *s = *p;
+    uint32_t c = s[0];
+    int n = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+    if (n)
+        c &= 0x3Fu >> n;
+    for (int i = 1; i <= n; i++)
+        c = (c << 6) | (s[i] & 0x3Fu);
+    *p = s + n + 1;
+    return c;
+}
+
+/* Writes s as a JSON string with Python's ensure_ascii escaping. */
+static void put_string(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        uint32_t c = utf8_next(&p);
+        switch (c) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        case '\b':
+            fputs("\\b", f);
+            break;
+        case '\f':
+            fputs("\\f", f);
+            break;
+        default:
+            if (c >= 0x20 && c < 0x7F)
+                fputc((int)c, f);
+            else if (c < 0x10000)
+                fprintf(f, "\\u%04x", c);
+            else
+                fprintf(f, "\\u%04x\\u%04x", 0xD800 + ((c - 0x10000) >> 10),
+                        0xDC00 + ((c - 0x10000) & 0x3FF));
+        }
+    }
+    fputc('"', f);
+}
+
+static int cmp_name(const void *x, const void *y)
+{
+    const sts_plan_tensor *a = *(const sts_plan_tensor *const *)x;
+    const sts_plan_tensor *b = *(const sts_plan_tensor *const *)y;
+    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    int c = memcmp(a->name, b->name, n);
+    if (c)
+        return c;
+    return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
+}
+
+static int write_body(FILE *f, const sts_plan *p, sts_diag *diag)
+{
+    const sts_plan_tensor **v = sts__malloc_array(p->ntensors, sizeof *v);
+    if (!v)
+        return sts__fail(diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < p->ntensors; i++)
+        v[i] = &p->tensors[i];
+    qsort(v, p->ntensors, sizeof *v, cmp_name);
+    fprintf(f, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
+            (unsigned long long)p->total_bytes);
+    for (size_t i = 0; i < p->ntensors; i++) {
+        fputs(i ? ",\n    " : "\n    ", f);
+        put_string(f, v[i]->name);
+        fputs(": ", f);
+        put_string(f, p->files[v[i]->file].name);
+    }
+    fputs(p->ntensors ? "\n  }\n}\n" : "}\n}\n", f);
+    free(v);
+    return STS_OK;
+}
+
+int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync_it, sts_diag *diag)
+{
+    int rc = STS_OK;
+    char *final_path = sts__path_join(dir, "model.safetensors.index.json");
+    char *tmp = final_path ? sts__tmp_path(final_path) : NULL;
+    FILE *f = NULL;
+    STS_GOTO_IF(!final_path || !tmp, diag, STS_E_NOMEM, "out of memory");
+    unlink(tmp);
+    f = fopen(tmp, "wx");
+    STS_GOTO_IF(!f, diag, sts__err_from_errno(errno), "%s: %s", tmp, strerror(errno));
+    STS_CHECK(write_body(f, p, diag));
+    STS_GOTO_IF(fflush(f) != 0 || ferror(f), diag, sts__err_from_errno(errno), "%s: %s", tmp,
+                strerror(errno));
+    STS_GOTO_IF(fsync_it && fsync(fileno(f)) != 0, diag, sts__err_from_errno(errno),
+                "%s: fsync failed: %s", tmp, strerror(errno));
+    STS_GOTO_IF(fclose(f) != 0, diag, sts__err_from_errno(errno), "%s: %s", tmp, strerror(errno));
+    f = NULL;
+    STS_CHECK(sts__rename(tmp, final_path, diag));
+done:
+    if (f)
+        fclose(f);
+    if (rc != STS_OK && tmp)
+        unlink(tmp);
+    free(tmp);
+    free(final_path);
+    return rc;
+}
