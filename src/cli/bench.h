@@ -103,6 +103,7 @@ typedef struct bench_run {
     uint64_t check_elements, check_mismatches;
     int checked;
     bench_env env;
+    FILE *json; /* rank 0: the open --json file */
 } bench_run;
 
 /* ---- bench_phase.c ---- */
@@ -163,8 +164,15 @@ void bench_print_sample(const bench_run *r, bench_op op);
 void bench_print_header(const bench_run *r);
 /* Local (rank 0).  The IOR-like summary table. */
 void bench_print_summary(const bench_run *r);
-/* Local (rank 0).  Writes the JSON report; STS_OK or STS_E_IO with err. */
-int bench_write_json(const bench_run *r, const char *path, char *err, size_t errlen);
+/*
+ * Collective.  Rank 0 opens the --json file before anything is timed, so a
+ * bad path fails at once rather than after the run.  Agreed code.
+ */
+int bench_json_open(bench_run *r, char *err, size_t errlen);
+/* Local (rank 0).  Writes the JSON report into the open file; STS_OK or an error with err. */
+int bench_write_json(bench_run *r, char *err, size_t errlen);
+/* Local (rank 0).  Closes the file; removes it when the run failed (ok == 0). */
+void bench_json_close(bench_run *r, int ok);
 void bench_series_free(bench_series *s);
 
 #endif /* STS_CLI_BENCH_H */

@@ -108,6 +108,24 @@ static int selected(const char *sel, const char *c)
     return exclude ? !listed : listed;
 }
 
+/* "io=romio321; priorities: romio321 10, ompio excluded" */
+static void describe_selection(bench_env *e, const char *sel, const int *prio,
+                               const char *const *comps)
+{
+    size_t len;
+    snprintf(e->io_selection, sizeof e->io_selection,
+             "%s%s; priorities:", *sel ? "io=" : "io unset, Open MPI's default", sel);
+    for (int i = 0; i < 2; i++) {
+        len = strlen(e->io_selection);
+        if (prio[i] >= 0)
+            snprintf(e->io_selection + len, sizeof e->io_selection - len, "%s %s %d", i ? "," : "",
+                     comps[i], prio[i]);
+        else
+            snprintf(e->io_selection + len, sizeof e->io_selection - len, "%s %s %s", i ? "," : "",
+                     comps[i], prio[i] == -1 ? "excluded" : "absent");
+    }
+}
+
 /*
  * The io component Open MPI's framework picks: the highest priority among
  * the components its "io" variable allows.  A component may still change its
@@ -127,16 +145,16 @@ static void io_component(bench_env *e)
         char name[64];
         for (int i = 0; i < 2; i++) {
             snprintf(name, sizeof name, "io_%s_priority", comps[i]);
-            if (cvar_read(name, NULL, 0, &prio[i]) != 0 || !selected(sel, comps[i]))
+            if (cvar_read(name, NULL, 0, &prio[i]) != 0)
+                prio[i] = -2; /* no such variable: not built into this Open MPI */
+            else if (!selected(sel, comps[i]))
                 prio[i] = -1;
             if (prio[i] >= 0 && (best < 0 || prio[i] > prio[best]))
                 best = i;
         }
         if (best >= 0)
             snprintf(e->io_component, sizeof e->io_component, "%s", comps[best]);
-        snprintf(e->io_selection, sizeof e->io_selection,
-                 "%s%s%s; priorities: ompio %d, romio321 %d", *sel ? "io=" : "io unset", sel,
-                 *sel ? "" : " (Open MPI's default)", prio[0], prio[1]);
+        describe_selection(e, sel, prio, comps);
     }
     MPI_T_finalize();
 }

@@ -4,6 +4,7 @@
  * standard deviation of GiB/s over the iterations), and written as JSON with
  * every raw figure.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench.h"
+#include "share.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -430,27 +432,44 @@ static cJSON *json_report(const bench_run *r)
     return root;
 }
 
-int bench_write_json(const bench_run *r, const char *path, char *err, size_t errlen)
+int bench_json_open(bench_run *r, char *err, size_t errlen)
+{
+    int rc = STS_OK;
+    if (r->me == 0 && r->a.json) {
+        r->json = strcmp(r->a.json, "-") == 0 ? stdout : fopen(r->a.json, "w");
+        if (!r->json) {
+            snprintf(err, errlen, "%s: cannot write the JSON report: %s", r->a.json,
+                     strerror(errno));
+            rc = errno == ENOENT ? STS_E_NOENT : errno == EACCES ? STS_E_ACCESS : STS_E_IO;
+        }
+    }
+    return share_agree(r->comm, rc, err, errlen);
+}
+
+void bench_json_close(bench_run *r, int ok)
+{
+    if (!r->json)
+        return;
+    if (r->json != stdout) {
+        fclose(r->json);
+        if (!ok) /* a run that failed leaves no half-empty report behind */
+            remove(r->a.json);
+    }
+    r->json = NULL;
+}
+
+int bench_write_json(bench_run *r, char *err, size_t errlen)
 {
     cJSON *root = json_report(r);
     char *text = root ? cJSON_Print(root) : NULL;
-    FILE *f = NULL;
     int rc = STS_OK;
     if (!text) {
         snprintf(err, errlen, "out of memory while building the JSON report");
         rc = STS_E_NOMEM;
-        goto done;
-    }
-    f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
-    if (!f || fputs(text, f) == EOF || fputc('\n', f) == EOF) {
-        snprintf(err, errlen, "%s: cannot write the JSON report", path);
+    } else if (fputs(text, r->json) == EOF || fputc('\n', r->json) == EOF || fflush(r->json) != 0) {
+        snprintf(err, errlen, "%s: cannot write the JSON report: %s", r->a.json, strerror(errno));
         rc = STS_E_IO;
     }
-    if (f && f != stdout && fclose(f) != 0 && rc == STS_OK) {
-        snprintf(err, errlen, "%s: cannot write the JSON report", path);
-        rc = STS_E_IO;
-    }
-done:
     free(text);
     cJSON_Delete(root);
     return rc;

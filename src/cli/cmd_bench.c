@@ -62,31 +62,34 @@ static void bench_usage(FILE *f)
             "largest rank's bytes and time over the mean of all ranks (1.00 = balanced).\n");
 }
 
-/* Parses --phases: bits of the product phases, or 0 for "none". */
-static int parse_phases(const char *s, unsigned *out)
+/*
+ * Parses --phases: bits of the product phases, or 0 for "none".  On error
+ * bad receives the offending item.
+ */
+static int parse_phases(const char *s, unsigned *out, char *bad, size_t badlen)
 {
-    char *copy = strdup(s), *save = NULL;
-    int rc = 0;
+    const char *p = s;
     *out = 0;
-    if (!copy)
-        return -1;
-    if (strcmp(copy, "none") == 0)
-        goto done;
-    for (char *t = strtok_r(copy, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+    snprintf(bad, badlen, "%s", s);
+    if (strcmp(s, "none") == 0)
+        return 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
         int found = 0;
         for (int op = BENCH_SAVE; op <= BENCH_LOAD; op++) {
-            if (strcmp(t, bench_op_name((bench_op)op)) == 0) {
+            const char *name = bench_op_name((bench_op)op);
+            if (len == strlen(name) && strncmp(p, name, len) == 0) {
                 *out |= PHASE_BIT(op);
                 found = 1;
             }
         }
-        rc = found ? 0 : -1;
+        if (!found) {
+            snprintf(bad, badlen, "%.*s", (int)len, p);
+            return -1;
+        }
+        p += len + (p[len] == ',');
     }
-    if (*out == 0)
-        rc = -1;
-done:
-    free(copy);
-    return rc;
+    return *out ? 0 : -1;
 }
 
 enum {
@@ -110,6 +113,7 @@ enum {
 /* An option with a value to check; returns CLI_OK or the usage status (printed on rank 0). */
 static int parse_value(int c, bench_args *a, int me)
 {
+    char bad[64];
     switch (c) {
     case O_STRATEGY:
         if (model_strategy_parse(optarg, &a->strategy) != 0)
@@ -124,12 +128,12 @@ static int parse_value(int c, bench_args *a, int me)
             return me ? CLI_USAGE : cli_usage_error("bench", "bad seed '%s'", optarg);
         return CLI_OK;
     case O_PHASES:
-        if (parse_phases(optarg, &a->phases) != 0)
+        if (parse_phases(optarg, &a->phases, bad, sizeof bad) != 0)
             return me ? CLI_USAGE
                       : cli_usage_error("bench",
-                                        "--phases takes save,consolidate,load or none, "
-                                        "not '%s'",
-                                        optarg);
+                                        "--phases: unknown phase '%s' (save, consolidate, "
+                                        "load, or none)",
+                                        bad);
         return CLI_OK;
     case O_ITER:
         if (cli_parse_u64(optarg, &a->iterations) != 0 || a->iterations == 0 ||
@@ -436,6 +440,8 @@ int cmd_bench(int argc, char **argv)
         return CLI_USAGE;
     }
     if (rc == STS_OK)
+        rc = bench_json_open(&r, err, sizeof err);
+    if (rc == STS_OK)
         rc = make_workdir(&r, err, sizeof err);
     if (rc == STS_OK)
         rc = bench_env_init(&r, err, sizeof err);
@@ -446,9 +452,11 @@ int cmd_bench(int argc, char **argv)
     bench_env_now(r.env.finished);
     if (rc == STS_OK && r.me == 0) {
         bench_print_summary(&r);
-        if (r.a.json)
-            rc = bench_write_json(&r, r.a.json, err, sizeof err);
+        if (r.json)
+            rc = bench_write_json(&r, err, sizeof err);
     }
+    if (r.me == 0)
+        bench_json_close(&r, rc == STS_OK);
     MPI_Bcast(&rc, 1, MPI_INT, 0, r.comm);
     if (r.me == 0 && rc != STS_OK)
         cli_error("bench", rc, "%s", err);
