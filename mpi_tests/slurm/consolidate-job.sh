@@ -9,7 +9,8 @@
 #   3. consolidate.sbatch again through mpirun with ROMIO and hints from the
 #      environment knobs (STS_LAUNCH, STS_IO, STS_CB_NODES, STS_ROMIO_CB_WRITE);
 #   4. consolidate.sbatch on a missing input: the job must fail with status 3;
-#   5. bench.sbatch: one iteration of every phase and the baselines.
+#   5. bench.sbatch with ROMIO and hints: one iteration of every phase and the
+#      baselines; the report must name the component and the hints.
 # Then the outputs are checked: both consolidations valid (stshard verify) and
 # byte-identical, every element equal to the generator's (stshard load
 # --check-seed), the job logs naming the launcher and hints, the bench table
@@ -66,12 +67,16 @@ job missing -n 2 "$STS_SLURM_DIR/consolidate.sbatch" "$work/no-such-dir" "$work/
 expect missing.out "NotFound"
 [ ! -e "$work/cons_missing/model.safetensors.index.json" ] || fail "a failed job left an index"
 
-job bench -n 2 "$STS_SLURM_DIR/bench.sbatch" --model llama:4MiB --iterations 1 --baseline \
+STS_IO=romio321 STS_STRIPING_FACTOR=2 STS_EXTRA_HINTS=cb_buffer_size=1048576 \
+    job bench -n 2 "$STS_SLURM_DIR/bench.sbatch" --model llama:4MiB --iterations 1 --baseline \
     --transfer-size 1MiB --dir "$work/bench" --json "$work/bench.json" ||
     { cat bench.out >&2; fail "bench job"; }
 expect bench.out "^Summary of all tests:" "^save +[0-9.]+ " "^consolidate +[0-9.]+ " \
-    "^load +[0-9.]+ " "^fpp-write +[0-9.]+ " "^shared-read +[0-9.]+ " "of raw copy$"
-expect bench.json '"mpiio_component": "[a-z0-9]+"' '"operation": "shared-write"' '"rank_bytes"'
+    "^load +[0-9.]+ " "^fpp-write +[0-9.]+ " "^shared-read +[0-9.]+ " "of raw copy$" \
+    "^MPI-IO component +: romio321 \\(io=romio321;" \
+    "^STSHARD_MPI_HINTS +: striping_factor=2,cb_buffer_size=1048576$" \
+    "^Hints in effect +:.* cb_buffer_size=1048576"
+expect bench.json '"mpiio_component":[[:space:]]*"[a-z0-9]+"' '"operation":[[:space:]]*"shared-write"' '"rank_bytes"'
 
 # The outputs themselves.
 "$stshard" verify "$work/cons" >verify.out 2>&1 || { cat verify.out >&2; fail "verify"; }
