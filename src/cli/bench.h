@@ -149,10 +149,12 @@ void bench_env_free(bench_env *e);
 /* Local.  The current UTC time as ISO 8601 into buf[32]. */
 void bench_env_now(char *buf);
 /*
- * Collective.  With --drop-caches: sync and drop the page cache, once per
- * node, when permitted; counts drops done and skipped in r->env.
+ * Collective.  Before every timed operation, once per node: sync(), so no
+ * operation pays for writing back the dirty pages of the one before; with
+ * --drop-caches also drop the page cache when permitted (root), counting
+ * drops done and skipped in r->env.
  */
-void bench_drop_caches(bench_run *r);
+void bench_settle(bench_run *r);
 
 /* ---- bench_report.c ---- */
 

@@ -239,11 +239,10 @@ int bench_env_init(bench_run *r, char *err, size_t errlen)
     return all;
 }
 
-/* sync, then ask the kernel to drop clean page-cache pages, dentries and inodes. */
+/* Asks the kernel to drop clean page-cache pages, dentries and inodes (after a sync). */
 static int drop_once(char *note, size_t len)
 {
     int fd, e;
-    sync();
     fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
     if (fd >= 0 && write(fd, "3\n", 2) == 2) {
         close(fd);
@@ -257,27 +256,29 @@ static int drop_once(char *note, size_t len)
     return 0;
 }
 
-void bench_drop_caches(bench_run *r)
+void bench_settle(bench_run *r)
 {
     MPI_Comm node;
     int nme = 0, done = 0;
     uint64_t mine[2] = {0, 0}, sum[2] = {0, 0};
     char note[256] = "";
-    if (!r->a.drop_caches)
-        return;
-    /* One rank per node drops its node's cache; the others wait at the reduction. */
+    /* One rank per node flushes (and drops) its node's cache; the others wait at
+     * the reduction, so no rank starts the next operation before every node is done. */
     MPI_Comm_split_type(r->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &nme);
     if (nme == 0) {
-        done = drop_once(note, sizeof note);
-        mine[done ? 0 : 1] = 1;
+        sync();
+        if (r->a.drop_caches) {
+            done = drop_once(note, sizeof note);
+            mine[done ? 0 : 1] = 1;
+        }
     }
     MPI_Comm_free(&node);
     MPI_Reduce(mine, sum, 2, MPI_UINT64_T, MPI_SUM, 0, r->comm);
     if (r->me == 0) {
         r->env.drops_done += sum[0];
         r->env.drops_skipped += sum[1];
-        if (!done && nme == 0 && !r->env.drop_note[0])
+        if (!done && r->a.drop_caches && !r->env.drop_note[0])
             snprintf(r->env.drop_note, sizeof r->env.drop_note, "%s", note);
         else if (sum[1] && !r->env.drop_note[0])
             snprintf(r->env.drop_note, sizeof r->env.drop_note, "not permitted on some node");

@@ -49,7 +49,7 @@ int bench_save(bench_run *r, bench_sample *out, char *err, size_t errlen)
     memset(out, 0, sizeof *out);
     memset(&st, 0, sizeof st);
     clear_dir(r, r->ranks_dir);
-    bench_drop_caches(r);
+    bench_settle(r);
     sts_save_opts_init(&o);
     o.fsync = r->a.fsync;
     MPI_Barrier(r->comm);
@@ -82,7 +82,7 @@ int bench_consolidate(bench_run *r, bench_sample *out, char *err, size_t errlen)
     memset(&st, 0, sizeof st);
     memset(&d, 0, sizeof d);
     clear_dir(r, r->cons_dir);
-    bench_drop_caches(r);
+    bench_settle(r);
     sts_consolidate_opts_init(&o);
     o.fsync = r->a.fsync;
     MPI_Barrier(r->comm);
@@ -123,7 +123,7 @@ static int load_once(bench_run *r, int check, load_pass *p, double *t0, char *er
             return rc;
         r->lb_ready = 1;
     }
-    bench_drop_caches(r);
+    bench_settle(r);
     MPI_Barrier(r->comm);
     *t0 = MPI_Wtime();
     rc = sts_reader_open(r->comm, load_source(r), MPI_INFO_NULL, &rd, &d);

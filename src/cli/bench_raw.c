@@ -138,7 +138,7 @@ int bench_raw(bench_run *r, bench_op op, bench_sample *out, char *err, size_t er
         remove_files(r, is_shared(op));
     rc = share_agree(r->comm, rc, err, errlen);
     if (rc == STS_OK) {
-        bench_drop_caches(r);
+        bench_settle(r);
         MPI_Barrier(r->comm);
         t0 = MPI_Wtime();
         rc = raw_body(r, op, path, hints, buf, off, len, err, errlen);

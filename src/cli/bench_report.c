@@ -217,7 +217,7 @@ void bench_print_header(const bench_run *r)
             printf(" %s", bench_op_name((bench_op)op));
     printf("\nIterations          : %llu\n", (unsigned long long)r->a.iterations);
     printf("fsync               : %s\n", r->a.fsync ? "yes" : "no");
-    printf("Drop caches         : %s\n", r->a.drop_caches ? "requested" : "no");
+    printf("Before each op      : sync%s\n", r->a.drop_caches ? ", drop caches" : "");
     printf("Baseline            : %s", r->a.baseline ? "fpp and shared-file MPI-IO" : "no");
     if (r->a.baseline)
         printf(", independent transfers of %s", cli_format_bytes(r->a.transfer, b, sizeof b));
