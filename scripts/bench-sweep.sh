@@ -17,6 +17,7 @@
 #   -o OUT      output directory (default build/bench-sweep): sweep.csv, json/,
 #               logs/, bench-vs-ranks.png, bench-vs-size.png
 #   -m PRESET   model preset (default llama); -t STRATEGY (default tp)
+#   -P          plot only: redraw the PNGs from an existing OUT/sweep.csv (same -d, -r, -S, -R)
 # Env: STSHARD (default build/src/cli/stshard), MPIEXEC (default mpirun).
 #
 # Every run is `stshard bench --baseline`, so each point has the machine's raw
@@ -37,7 +38,8 @@ series=()
 out=build/bench-sweep
 preset=llama
 strategy=tp
-while getopts "r:s:R:S:i:d:o:m:t:h" opt; do
+plot_only=0
+while getopts "r:s:R:S:i:d:o:m:t:Ph" opt; do
     case $opt in
     r) ranks_list=$OPTARG ;;
     s) sizes_list=$OPTARG ;;
@@ -48,17 +50,21 @@ while getopts "r:s:R:S:i:d:o:m:t:h" opt; do
     o) out=$OPTARG ;;
     m) preset=$OPTARG ;;
     t) strategy=$OPTARG ;;
-    *) sed -n '2,26p' "$0"; exit 2 ;;
+    P) plot_only=1 ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
     esac
 done
 [ ${#series[@]} -eq 0 ] && series=(/dev/shm /var/tmp:fsync,drop-caches)
 STSHARD=${STSHARD:-build/src/cli/stshard}
 MPIEXEC=${MPIEXEC:-mpirun}
 export LC_ALL=C
-[ -x "$STSHARD" ] || { echo "no stshard binary at $STSHARD (build first, or set STSHARD)" >&2; exit 2; }
-mkdir -p "$out/json" "$out/logs"
-csv=$out/sweep.csv
-echo "series,dir,flags,sweep,ranks,model,model_bytes,operation,max_gib_s,min_gib_s,mean_gib_s,stddev_gib_s,mean_s,bytes,iterations,imbal_bytes,imbal_time,fraction_of_raw,raw_reference" >"$csv"
+# "/var/tmp" + "fsync,drop-caches" -> "var-tmp+fsync+drop-caches" (no commas: it is a CSV field).
+series_name() {
+    local n
+    n=$(sed 's|^/||; s|/|-|g' <<<"$1")
+    [ -n "$2" ] && n=$n+$(tr ',' '+' <<<"$2")
+    echo "$n"
+}
 
 # One bench run; appends its summary rows to the CSV.
 run() { # series_name dir flags sweep ranks size
@@ -75,7 +81,7 @@ run() { # series_name dir flags sweep ranks size
     mbytes=$(sed -n 's/^Model .*, \([0-9]*\) bytes .*/\1/p' "$log")
     # Summary rows: Operation Max Min Mean StdDev Mean(s) Bytes Ranks Iter Imbal(B) Imbal(t),
     # then "F of raw REF" for a phase compared with a baseline, or "-".
-    awk -v pre="$name,$dir,$flags,$sweep,$np,$preset:$size,$mbytes" -v OFS=, '
+    awk -v pre="$name,$dir,$(tr ',' '+' <<<"$flags"),$sweep,$np,$preset:$size,$mbytes" -v OFS=, '
         /^Summary of all tests:/ { on = 1; getline; next }
         on && NF == 0 { on = 0 }
         on && NF >= 12 {
@@ -86,16 +92,24 @@ run() { # series_name dir flags sweep ranks size
     grep -m1 "^Model " "$log" | sed "s/^/   /" >&2
 }
 
-for s in "${series[@]}"; do
-    dir=${s%%:*}
-    flags=""
-    [ "$s" != "$dir" ] && flags=${s#*:}
-    name=$(basename "$dir")
-    [ -n "$flags" ] && name=$name-$(tr ',' '-' <<<"$flags")
-    for np in $ranks_list; do run "$name" "$dir" "$flags" ranks "$np" "$rank_size"; done
-    for size in $sizes_list; do run "$name" "$dir" "$flags" size "$size_ranks" "$size"; done
-done
-echo "CSV: $csv" >&2
+csv=$out/sweep.csv
+if [ $plot_only -eq 1 ]; then
+    [ -f "$csv" ] || { echo "-P: no $csv to plot" >&2; exit 2; }
+else
+    [ -x "$STSHARD" ] || { echo "no stshard binary at $STSHARD (build first, or set STSHARD)" >&2; exit 2; }
+    mkdir -p "$out/json" "$out/logs"
+    echo "series,dir,flags,sweep,ranks,model,model_bytes,operation,max_gib_s,min_gib_s,mean_gib_s,stddev_gib_s,mean_s,bytes,iterations,imbal_bytes,imbal_time,fraction_of_raw,raw_reference" >"$csv"
+
+    for s in "${series[@]}"; do
+        dir=${s%%:*}
+        flags=""
+        [ "$s" != "$dir" ] && flags=${s#*:}
+        name=$(series_name "$dir" "$flags")
+        for np in $ranks_list; do run "$name" "$dir" "$flags" ranks "$np" "$rank_size"; done
+        for size in $sizes_list; do run "$name" "$dir" "$flags" size "$size_ranks" "$size"; done
+    done
+    echo "CSV: $csv" >&2
+fi
 
 # ---- plots -------------------------------------------------------------------
 # Per series and sweep: one data file per operation, columns x, mean, min, max.
@@ -106,8 +120,7 @@ for s in "${series[@]}"; do
     dir=${s%%:*}
     flags=""
     [ "$s" != "$dir" ] && flags=${s#*:}
-    name=$(basename "$dir")
-    [ -n "$flags" ] && name=$name-$(tr ',' '-' <<<"$flags")
+    name=$(series_name "$dir" "$flags")
     names+=("$name")
     for op in save consolidate load fpp-write fpp-read shared-write shared-read; do
         awk -F, -v n="$name" -v o="$op" '$1 == n && $4 == "ranks" && $8 == o { print $5, $11, $10, $9 }' \
@@ -129,12 +142,13 @@ for s in "${series[@]}"; do
 done
 
 plot() { # sweep xlabel png
-    local sw=$1 xlabel=$2 png=$3 gp=$out/$sw.gp i
+    local sw=$1 xlabel=$2 png=$3 gp i
+    gp=$out/plot-$sw.gp
     {
         echo "set terminal pngcairo size 1260,420 font 'DejaVu Sans,9'"
         echo "set output '$png'"
         echo "set multiplot layout 1,3 title 'stshard bench: mean GiB/s over $iters iterations (bars: min..max); dashed: raw MPI-IO baseline of the same run'"
-        echo "set grid; set key top left; set ylabel 'GiB/s'; set xlabel '$xlabel'; set yrange [0:*]"
+        echo "set grid; set key top left font ',8' samplen 2; set ylabel 'GiB/s'; set xlabel '$xlabel'; set yrange [0:*]"
         [ "$sw" = ranks ] && echo "set logscale x 2; set xtics ($(tr ' ' ',' <<<"$ranks_list" | sed 's/,$//'))"
         [ "$sw" = size ] && echo "set logscale x 2"
         for pair in "save:write" "consolidate:copy" "load:read"; do
