@@ -8,7 +8,10 @@
 #      then every element read back is compared with the generator;
 #   2. `stshard verify` of the rank files and of the consolidated checkpoint;
 #   3. the bench summary (also in bench.json with every raw figure).
-# Env: STS_RUN_DIR (where to write; default a new /tmp/stshard-run.XXXXXX),
+# Env: STS_RUN_DIR (where to write; default a new directory in /dev/shm when
+#      it has 6 GiB free, so the figures are the software's and not a shared
+#      disk's, else in /tmp), STS_RUN_KEEP=1 (keep the checkpoints; by default
+#      they are removed from /dev/shm at the end, to give the memory back),
 #      STS_RUN_MODEL (default llama:1GiB), STS_RUN_RANKS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,13 @@ cmake --build build -j "$(nproc)" --target stshard_cli
 stshard=build/src/cli/stshard
 model=${STS_RUN_MODEL:-llama:1GiB}
 ranks=${STS_RUN_RANKS:-2}
-out=${STS_RUN_DIR:-$(mktemp -d /tmp/stshard-run.XXXXXX)}
+if [ -z "${STS_RUN_DIR:-}" ]; then
+    base=/tmp
+    free_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+    [ "${free_kib:-0}" -ge $((6 << 20)) ] && base=/dev/shm
+    STS_RUN_DIR=$(mktemp -d "$base/stshard-run.XXXXXX")
+fi
+out=$STS_RUN_DIR
 mkdir -p "$out"
 
 echo
@@ -42,5 +51,12 @@ echo
 echo "== 3. summary"
 sed -n '/^Summary of all tests:/,/^Finished/p' "$out/bench.txt"
 echo
-echo "run.sh: ok.  Rank files in $ckpt/ranks, the Hugging Face checkpoint in"
-echo "        $ckpt/consolidated, every raw figure in $out/bench.json"
+case $ckpt in
+/dev/shm/*)
+    if [ "${STS_RUN_KEEP:-0}" != 1 ]; then
+        rm -rf "$ckpt"
+        ckpt="(removed from /dev/shm; STS_RUN_KEEP=1 keeps it)"
+    fi ;;
+esac
+echo "run.sh: ok.  Checkpoints: $ckpt"
+echo "        Every raw figure: $out/bench.json; the table: $out/bench.txt"
