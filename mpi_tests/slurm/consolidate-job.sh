@@ -12,9 +12,9 @@
 #   5. bench.sbatch with ROMIO and hints: one iteration of every phase and the
 #      baselines; the report must name the component and the hints.
 # Then the outputs are checked: both consolidations valid (stshard verify) and
-# byte-identical, every element equal to the generator's (stshard load
-# --check-seed), the job logs naming the launcher and hints, the bench table
-# and JSON complete.
+# byte-identical, every element equal to the generator's (load.sbatch running
+# stshard load --check-seed), the job logs naming the launcher and hints, the
+# bench table and JSON complete.
 set -euo pipefail
 stshard=$1
 src=$2
@@ -87,7 +87,7 @@ for f in "$work"/cons/*; do
     n=$((n + 1))
 done
 [ $n -ge 2 ] || fail "expected model files and an index in $work/cons, found $n files"
-mpirun -n 2 --oversubscribe "$stshard" load "$work/cons" --strategy tp --check-seed $seed \
-    >load.out 2>&1 || { cat load.out >&2; fail "load --check-seed"; }
-expect load.out "elements compared, 0 differ"
+job load -n 2 "$STS_SLURM_DIR/load.sbatch" "$work/cons" --strategy tp --check-seed $seed ||
+    { cat load.out >&2; fail "load job"; }
+expect load.out "launcher srun" "elements compared, 0 differ"
 echo "consolidate-job: ok ($n files, every element checked)"
