@@ -77,6 +77,8 @@ def main():
     need(env["ranks"] == np, f"environment.ranks {env['ranks']} != {np}")
     need(env["nodes"] >= 1 and env["host"], "host/nodes missing")
     need(env["mpi_library"] != "", "mpi_library empty")
+    for k in ("loadavg_began", "loadavg_finished"):
+        need(len(env[k]) == 3, f"{k} does not have the 1, 5 and 15 minute averages")
     need(env["mpiio_component"] in ("ompio", "romio321", "unknown"), "mpiio_component")
     need(isinstance(env["hints_in_effect"], dict), "hints_in_effect is not an object")
     hints = os.environ.get("STSHARD_MPI_HINTS")

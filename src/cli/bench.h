@@ -75,6 +75,7 @@ typedef struct bench_env {
     char host[256];
     char *nodes; /* the node names, comma-separated (rank 0) */
     char began[32], finished[32];
+    double load_began[3], load_finished[3]; /* rank 0's node: /proc/loadavg, -1 if unknown */
     char mpi_library[256];
     char io_component[64];  /* ompio, romio321, or "unknown" */
     char io_selection[256]; /* why: the io MCA variable, or the priorities */
@@ -148,6 +149,8 @@ int bench_env_init(bench_run *r, char *err, size_t errlen);
 void bench_env_free(bench_env *e);
 /* Local.  The current UTC time as ISO 8601 into buf[32]. */
 void bench_env_now(char *buf);
+/* Local.  The 1, 5 and 15 minute load averages (-1 each when unknown). */
+void bench_env_loadavg(double *out);
 /*
  * Collective.  Before every timed operation, once per node: sync(), so no
  * operation pays for writing back the dirty pages of the one before; with

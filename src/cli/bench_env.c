@@ -20,6 +20,17 @@ void bench_env_now(char *buf)
     strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+void bench_env_loadavg(double *out)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    out[0] = out[1] = out[2] = -1;
+    if (!f)
+        return;
+    if (fscanf(f, "%lf %lf %lf", &out[0], &out[1], &out[2]) != 3)
+        out[0] = out[1] = out[2] = -1;
+    fclose(f);
+}
+
 void bench_env_free(bench_env *e)
 {
     free(e->nodes);
@@ -228,6 +239,7 @@ int bench_env_init(bench_run *r, char *err, size_t errlen)
     e->nranks = r->np;
     gethostname(e->host, sizeof e->host - 1);
     bench_env_now(e->began);
+    bench_env_loadavg(e->load_began);
     mpi_library(e);
     io_component(e);
     rc = gather_nodes(r);

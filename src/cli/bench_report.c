@@ -198,6 +198,8 @@ void bench_print_header(const bench_run *r)
     printf("Host                : %s\n", e->host);
     printf("Nodes               : %d (%s)\n", e->nnodes, e->nodes ? e->nodes : "?");
     printf("Ranks               : %d\n", e->nranks);
+    printf("Load average        : %.2f %.2f %.2f (1, 5, 15 min, on %s at the start)\n",
+           e->load_began[0], e->load_began[1], e->load_began[2], e->host);
     printf("MPI library         : %s\n", e->mpi_library);
     printf("MPI-IO component    : %s (%s)\n", e->io_component, e->io_selection);
     printf("STSHARD_MPI_HINTS   : %s\n", e->hints_env[0] ? e->hints_env : "(unset)");
@@ -275,11 +277,29 @@ void bench_print_summary(const bench_run *r)
         printf("%sDrop caches         : %llu done, %llu skipped%s%s\n", r->checked ? "" : "\n",
                (unsigned long long)r->env.drops_done, (unsigned long long)r->env.drops_skipped,
                r->env.drop_note[0] ? ": " : "", r->env.drop_note);
+    printf("Load average        : %.2f %.2f %.2f (at the end)\n", r->env.load_finished[0],
+           r->env.load_finished[1], r->env.load_finished[2]);
     printf("Finished            : %s\n", r->env.finished);
     fflush(stdout);
 }
 
 /* ---- JSON ---------------------------------------------------------------- */
+
+static cJSON *json_u64s(const uint64_t *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    return a;
+}
+
+static cJSON *json_doubles(const double *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
 
 static cJSON *json_env(const bench_run *r)
 {
@@ -289,6 +309,8 @@ static cJSON *json_env(const bench_run *r)
     cJSON_AddNumberToObject(o, "nodes", e->nnodes);
     cJSON_AddStringToObject(o, "node_names", e->nodes ? e->nodes : "");
     cJSON_AddNumberToObject(o, "ranks", e->nranks);
+    cJSON_AddItemToObject(o, "loadavg_began", json_doubles(e->load_began, 3));
+    cJSON_AddItemToObject(o, "loadavg_finished", json_doubles(e->load_finished, 3));
     cJSON_AddStringToObject(o, "mpi_library", e->mpi_library);
     cJSON_AddStringToObject(o, "mpiio_component", e->io_component);
     cJSON_AddStringToObject(o, "mpiio_component_basis", e->io_selection);
@@ -336,22 +358,6 @@ static cJSON *json_model(const bench_run *r)
     cJSON_AddNumberToObject(o, "intermediate", (double)r->m.dims.intermediate);
     cJSON_AddNumberToObject(o, "vocab", (double)r->m.dims.vocab);
     return o;
-}
-
-static cJSON *json_u64s(const uint64_t *v, size_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
-    return a;
-}
-
-static cJSON *json_doubles(const double *v, size_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
-    return a;
 }
 
 static cJSON *json_op(const bench_run *r, bench_op op, const raw_ref *ref)

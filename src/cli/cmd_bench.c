@@ -453,6 +453,7 @@ int cmd_bench(int argc, char **argv)
     if (rc == STS_OK)
         rc = iterate(&r, err, sizeof err);
     bench_env_now(r.env.finished);
+    bench_env_loadavg(r.env.load_finished);
     if (rc == STS_OK && r.me == 0) {
         bench_print_summary(&r);
         if (r.json)
