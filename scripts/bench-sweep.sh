@@ -145,12 +145,17 @@ plot() { # sweep xlabel png
     local sw=$1 xlabel=$2 png=$3 gp i
     gp=$out/plot-$sw.gp
     {
-        echo "set terminal pngcairo size 1260,420 font 'DejaVu Sans,9'"
+        echo "set terminal pngcairo size 1260,460 font 'DejaVu Sans,9'"
         echo "set output '$png'"
         echo "set multiplot layout 1,3 title 'stshard bench: mean GiB/s over $iters iterations (bars: min..max); dashed: raw MPI-IO baseline of the same run'"
-        echo "set grid; set key top left font ',8' samplen 2; set ylabel 'GiB/s'; set xlabel '$xlabel'; set yrange [0:*]"
+        echo "set grid; set key below font ',8' samplen 2 maxrows 2; set ylabel 'GiB/s'; set xlabel '$xlabel'; set yrange [0:*]"
         [ "$sw" = ranks ] && echo "set logscale x 2; set xtics ($(tr ' ' ',' <<<"$ranks_list" | sed 's/,$//'))"
-        [ "$sw" = size ] && echo "set logscale x 2"
+        # Sizes land just under the requested SIZE: label each point with the rounded MiB.
+        [ "$sw" = size ] && awk -F, '$4 == "size" && !seen[$7]++ { m = $7 / 1048576
+            t = t (n++ ? ", " : "") sprintf("\"%d\" %.4f", m + 0.5, m)
+            lo = (lo == "" || m < lo) ? m : lo; hi = (m > hi) ? m : hi }
+            END { printf "set logscale x 2; set xtics (%s); set xrange [%g:%g]\n", t, lo / 1.3, hi * 1.3 }' "$csv"
+        [ "$sw" = ranks ] && echo "set xrange [0.8:$(tr ' ' '\n' <<<"$ranks_list" | sort -n | tail -1).0*1.25]"
         for pair in "save:write" "consolidate:copy" "load:read"; do
             op=${pair%%:*}
             ref=${pair#*:}
