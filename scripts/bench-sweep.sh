@@ -23,7 +23,8 @@
 # Every run is `stshard bench --baseline`, so each point has the machine's raw
 # MPI-IO write and read of the same byte count, measured in the same run.
 # The CSV has one row per (series, sweep, ranks, size, operation) with the
-# summary figures of the bench table; the raw JSON of every run is kept.
+# summary figures of the bench table and the 1-minute load average when the run
+# began; the raw JSON of every run is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -79,15 +80,17 @@ run() { # series_name dir flags sweep ranks size
         --strategy "$strategy" --iterations "$iters" --baseline --dir "$dir" --json "$json" \
         "${extra[@]}" >"$log" 2>&1 || { cat "$log" >&2; echo "run $tag failed" >&2; exit 1; }
     mbytes=$(sed -n 's/^Model .*, \([0-9]*\) bytes .*/\1/p' "$log")
+    load1=$(sed -n 's/^Load average *: \([0-9.]*\) .*at the start.*/\1/p' "$log")
     # Summary rows: Operation Max Min Mean StdDev Mean(s) Bytes Ranks Iter Imbal(B) Imbal(t),
     # then "F of raw REF" for a phase compared with a baseline, or "-".
-    awk -v pre="$name,$dir,$(tr ',' '+' <<<"$flags"),$sweep,$np,$preset:$size,$mbytes" -v OFS=, '
+    awk -v pre="$name,$dir,$(tr ',' '+' <<<"$flags"),$sweep,$np,$preset:$size,$mbytes" \
+        -v load1="$load1" -v OFS=, '
         /^Summary of all tests:/ { on = 1; getline; next }
         on && NF == 0 { on = 0 }
         on && NF >= 12 {
             frac = ($12 == "-") ? "" : $12
             ref = ($12 == "-") ? "" : $15
-            print pre, $1, $2, $3, $4, $5, $6, $7, $9, $10, $11, frac, ref
+            print pre, $1, $2, $3, $4, $5, $6, $7, $9, $10, $11, frac, ref, load1
         }' "$log" >>"$csv"
     grep -m1 "^Model " "$log" | sed "s/^/   /" >&2
 }
@@ -98,7 +101,7 @@ if [ $plot_only -eq 1 ]; then
 else
     [ -x "$STSHARD" ] || { echo "no stshard binary at $STSHARD (build first, or set STSHARD)" >&2; exit 2; }
     mkdir -p "$out/json" "$out/logs"
-    echo "series,dir,flags,sweep,ranks,model,model_bytes,operation,max_gib_s,min_gib_s,mean_gib_s,stddev_gib_s,mean_s,bytes,iterations,imbal_bytes,imbal_time,fraction_of_raw,raw_reference" >"$csv"
+    echo "series,dir,flags,sweep,ranks,model,model_bytes,operation,max_gib_s,min_gib_s,mean_gib_s,stddev_gib_s,mean_s,bytes,iterations,imbal_bytes,imbal_time,fraction_of_raw,raw_reference,load_avg_1min" >"$csv"
 
     for s in "${series[@]}"; do
         dir=${s%%:*}
