@@ -43,7 +43,8 @@ const char *bench_op_name(bench_op op);
 #define BENCH_MAX_ITERATIONS 1000
 
 typedef struct bench_args {
-    const char *model, *dir, *json, *cmdline;
+    const char *model, *dir, *json;
+    char *cmdline; /* "stshard bench ...", owned */
     model_strategy strategy;
     sts_dtype dtype;
     uint64_t iterations, seed, transfer, batch;

@@ -332,8 +332,6 @@ static int build_model(bench_run *r, char *err, size_t errlen)
     return share_agree(r->comm, rc, err, errlen);
 }
 
-typedef int (*op_fn)(bench_run *r, bench_sample *s, char *err, size_t errlen);
-
 /* Collective.  One timed operation, recorded and printed. */
 static int run_op(bench_run *r, bench_op op, char *err, size_t errlen)
 {
@@ -418,7 +416,7 @@ static void run_free(bench_run *r)
     free(r->work);
     free(r->ranks_dir);
     free(r->cons_dir);
-    free((char *)(uintptr_t)r->a.cmdline);
+    free(r->a.cmdline);
 }
 
 int cmd_bench(int argc, char **argv)
