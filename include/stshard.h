@@ -372,8 +372,9 @@ typedef struct sts_global_tensor {
  * a safetensors file; a directory with model.safetensors.index.json (only the
  * files its weight_map names are read, and the map must agree with their
  * headers); a directory with model.safetensors; a directory of rank files
- * (every *.safetensors file in it; files with DCP_SHARDING_INFO contribute
- * blocks at their saved_offsets, others whole tensors).  Each header is read
+ * (every *.safetensors file in it, each with DCP_SHARDING_INFO: its blocks
+ * lie at their saved_offsets; a plain file, given alone, holds whole
+ * tensors).  Each header is read
  * once, by one rank (files are spread over ranks), and the parsed headers are
  * exchanged with MPI_Allgatherv, so every rank holds the same tensor table.
  * Blocks of a tensor must tile its global box (identical duplicates, e.g. a
