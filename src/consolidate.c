@@ -47,7 +47,8 @@ typedef struct cons {
     sts_plan_block *blocks;
     size_t nblocks;
     sts_plan *plan;
-    sts_cons_out out; /* output names, temporaries, publishing */
+    sts_cons_out out;     /* output names, temporaries, publishing */
+    struct stat *in_seen; /* the input files this rank read, as they were (size, time, inode) */
 } cons;
 
 void sts_consolidate_opts_init(sts_consolidate_opts *o)
@@ -127,9 +128,17 @@ static int list_inputs(cons *C, char ***names, size_t *n)
             continue;
         path = sts__path_join(C->indir, e->d_name);
         STS_GOTO_IF(!path, C->diag, STS_E_NOMEM, "out of memory");
-        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        /* An input named like a rank file that cannot be read as one is an error, never
+         * skipped: skipping it would drop its blocks without a word (and a FIFO would block). */
+        if (stat(path, &sb) != 0) {
+            int err = errno;
+            rc = sts__fail(C->diag, sts__err_from_errno(err), "%s: %s", path, strerror(err));
+        } else if (!S_ISREG(sb.st_mode)) {
+            rc = sts__fail(C->diag, STS_E_IO, "%s: not a regular file", path);
+        }
+        if (rc != STS_OK) {
             free(path);
-            continue;
+            goto done;
         }
         free(path);
         if (*n == cap) {
@@ -199,7 +208,7 @@ done:
 }
 
 /* Every rank: decodes rank 0's setup into options, input paths and mapping. */
-static int unpack_setup(cons *C, const unsigned char *p, size_t len)
+static int unpack_setup(cons *C, unsigned char *p, size_t len)
 {
     int rc = STS_OK;
     uint64_t v[9], has_map;
@@ -221,7 +230,7 @@ static int unpack_setup(cons *C, const unsigned char *p, size_t len)
     for (size_t i = 0; i < C->nin; i++) {
         uint64_t n;
         memcpy(&n, p + at, 8);
-        C->in_names[i] = (char *)(uintptr_t)(p + at + 8); /* lives in C->setup */
+        C->in_names[i] = (char *)(p + at + 8); /* lives in C->setup */
         at += 8 + sts__cons_str_space(n);
         C->in_paths[i] = sts__path_join(C->indir, C->in_names[i]);
         STS_GOTO_IF(!C->in_paths[i], C->diag, STS_E_NOMEM, "out of memory");
@@ -265,6 +274,8 @@ static int phase_setup(cons *C, const sts_consolidate_opts *o)
     C->setup = k.buf;
     k.buf = NULL;
     rc = unpack_setup(C, C->setup, len);
+    if (rc == STS_OK)
+        rc = STS_FAULT("cons.listed", C->diag);
     rc = sts__mpiio_agree(C->comm, rc, C->diag);
 done:
     free(k.buf);
@@ -283,6 +294,8 @@ static int pack_file(cons *C, size_t fi, sts_cons_packer *k)
     int rc = STS_OK;
     sts_header *h = NULL;
     uint64_t start = 0;
+    STS_GOTO_IF(stat(C->in_paths[fi], &C->in_seen[fi]) != 0, C->diag, sts__err_from_errno(errno),
+                "%s: %s", C->in_paths[fi], strerror(errno));
     STS_CHECK(sts_header_read_file(C->in_paths[fi], &h, &start, C->diag));
     rc = sts_header_decode_sharding(h, C->diag);
     if (rc != STS_OK) {
@@ -416,7 +429,8 @@ static int phase_headers(cons *C)
     sts_cons_packer k = {NULL, 0, 0};
     uint64_t *start = sts__calloc_array((size_t)C->nranks, sizeof *start);
     uint64_t *len = sts__calloc_array((size_t)C->nranks, sizeof *len);
-    if (!start || !len)
+    C->in_seen = sts__calloc_array(C->nin, sizeof *C->in_seen);
+    if (!start || !len || !C->in_seen)
         rc = sts__fail(C->diag, STS_E_NOMEM, "out of memory");
     for (size_t f = (size_t)C->rank; rc == STS_OK && f < C->nin; f += (size_t)C->nranks)
         rc = pack_file(C, f, &k);
@@ -448,6 +462,8 @@ static int phase_plan(cons *C)
     po.file_names = (const char *const *)C->in_names;
     /* Deterministic on every rank, but a rank may still run out of memory alone. */
     rc = sts__plan_build(C->blocks, C->nblocks, &po, &C->plan, C->diag);
+    if (rc == STS_OK)
+        rc = STS_FAULT("cons.planned", C->diag);
     return sts__mpiio_agree(C->comm, rc, C->diag);
 }
 
@@ -490,11 +506,22 @@ static int check_existing(const sts_cons_out *o, sts_diag *diag)
     return rc;
 }
 
+/* Every output file, headers included. */
+static uint64_t output_bytes(const sts_plan *p)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->nfiles; i++)
+        n += p->files[i].header_len + p->files[i].data_size;
+    return n;
+}
+
 int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag)
 {
     int rc = sts__mkdir_p(o->dir, diag);
     if (rc == STS_OK)
         rc = check_existing(o, diag);
+    if (rc == STS_OK)
+        rc = sts__mpiio_check_space(o->dir, output_bytes(o->plan), diag);
     o->created = rc == STS_OK;
     return rc;
 }
@@ -559,6 +586,29 @@ static int phase_create(cons *C)
 
 /* ---- 5. data -------------------------------------------------------------- */
 
+/*
+ * The input files this rank read headers from must be as they were then: a
+ * file rewritten, grown or shrunk during the run (another job still writing
+ * it, say) may have handed us bytes that do not belong to the header we
+ * planned from.  Size, modification time and inode are compared.
+ */
+static int check_inputs_unchanged(const cons *C)
+{
+    for (size_t f = (size_t)C->rank; f < C->nin; f += (size_t)C->nranks) {
+        const struct stat *a = &C->in_seen[f];
+        struct stat b;
+        if (stat(C->in_paths[f], &b) != 0)
+            return sts__fail(C->diag, sts__err_from_errno(errno), "%s: changed during the run: %s",
+                             C->in_paths[f], strerror(errno));
+        if (a->st_size != b.st_size || a->st_ino != b.st_ino || a->st_dev != b.st_dev ||
+            a->st_mtim.tv_sec != b.st_mtim.tv_sec || a->st_mtim.tv_nsec != b.st_mtim.tv_nsec)
+            return sts__fail(C->diag, STS_E_IO,
+                             "%s: changed during the run (size %lld bytes, now %lld)",
+                             C->in_paths[f], (long long)a->st_size, (long long)b.st_size);
+    }
+    return STS_OK;
+}
+
 static int phase_data(cons *C, uint64_t *bytes_local)
 {
     sts_cons_data a;
@@ -574,12 +624,60 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     a.progress = C->rank == 0 ? C->o.progress : NULL;
     a.progress_ud = C->o.progress_ud;
     rc = sts__cons_copy(&a, bytes_local, C->diag);
+    if (rc == STS_OK)
+        rc = check_inputs_unchanged(C);
     /* MPI-IO consistency: after every writer closed its handles and this
      * agreement (a synchronising collective), all data is in the files. */
-    return sts__mpiio_agree(C->comm, rc, C->diag);
+    rc = sts__mpiio_agree(C->comm, rc, C->diag);
+    if (rc == STS_OK && a.progress) /* rank 0 only estimated the others' share */
+        a.progress(a.progress_ud, C->plan->total_bytes, C->plan->total_bytes);
+    return rc;
 }
 
 /* ---- 6. publish ------------------------------------------------------------- */
+
+/* "model-KKKKK-of-NNNNN.safetensors" with at least five digits each. */
+static int is_model_file(const char *n)
+{
+    size_t k = 0;
+    if (strncmp(n, "model-", 6) != 0)
+        return 0;
+    n += 6;
+    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
+        ;
+    if (k < 5 || strncmp(n + k, "-of-", 4) != 0)
+        return 0;
+    n += k + 4;
+    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
+        ;
+    return k >= 5 && strcmp(n + k, ".safetensors") == 0;
+}
+
+/*
+ * With force, after the new index is in place: removes model files of an
+ * earlier run that the new index does not name (a run that split into more
+ * files), so the directory holds one checkpoint.  Best effort.
+ */
+static void remove_stale_outputs(const sts_cons_out *o)
+{
+    DIR *d = opendir(o->dir);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        int ours = 0;
+        char *path;
+        if (!is_model_file(e->d_name))
+            continue;
+        for (size_t i = 0; i < o->plan->nfiles && !ours; i++)
+            ours = strcmp(e->d_name, o->plan->files[i].name) == 0;
+        if (ours || (path = sts__path_join(o->dir, e->d_name)) == NULL)
+            continue;
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
 
 int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag)
 {
@@ -588,6 +686,8 @@ int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag)
     for (; done_n < o->plan->nfiles; done_n++)
         STS_CHECK(sts__rename(o->tmp_paths[done_n], o->final_paths[done_n], diag));
     STS_CHECK(sts__cons_write_index(o->plan, o->dir, o->fsync, diag));
+    if (o->force)
+        remove_stale_outputs(o);
     STS_CHECK(sts__fsync_dir(o->dir, diag));
     o->created = 0;
 done:
@@ -623,6 +723,7 @@ static void cons_free(cons *C)
     sts__plan_free(C->plan);
     free(C->blocks);
     free(C->recs);
+    free(C->in_seen);
     if (C->comm != MPI_COMM_NULL)
         MPI_Comm_free(&C->comm);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mpiio.h"
@@ -546,6 +547,36 @@ done:
 
 /* ---- publish ------------------------------------------------------------ */
 
+/*
+ * Waits until every rank has finished writing, sleeping between tests of a
+ * nonblocking barrier.  The agreement's blocking MPI_Allreduce would spin
+ * instead: where ranks share cores, or the node is busy, a rank that
+ * finished early would take CPU time from the ranks still copying data into
+ * the file system.  Every rank joins, failed or not (the barrier is
+ * collective); `mine` is this rank's result so far and is returned unless
+ * it is STS_OK and the barrier itself fails.
+ */
+static int wait_quietly(sts_writer *w, int mine)
+{
+    int rc = STS_OK, flag = 0;
+    MPI_Request req = MPI_REQUEST_NULL;
+    const struct timespec pause = {0, 200000}; /* 0.2 ms: small next to any write */
+    sts_diag d;
+    sts__diag_clear(&d);
+    STS_MPI_CALL(&d, MPI_Ibarrier, (w->comm, &req));
+    while (!flag) {
+        STS_MPI_CALL(&d, MPI_Test, (&req, &flag, MPI_STATUS_IGNORE));
+        if (!flag)
+            nanosleep(&pause, NULL);
+    }
+done:
+    if (mine != STS_OK)
+        return mine; /* w->diag already holds this rank's failure */
+    if (rc != STS_OK)
+        memcpy(&w->diag, &d, sizeof d);
+    return rc;
+}
+
 static void remove_quietly(const char *path)
 {
     if (path)
@@ -630,6 +661,9 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
     rc = plan_files(w);
     if (rc == STS_OK && !w->opts.direct)
         rc = sts__writer_check_dir(w);
+    /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
+    if (rc == STS_OK && w->rank == 0)
+        rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
     if (w->opts.direct) {
         /* No rank file is written: the blocks go straight into the model files. */
@@ -638,6 +672,7 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
         goto finish;
     }
     rc = write_files(w);
+    rc = wait_quietly(w, rc);
     rc = sts__mpiio_agree(w->comm, rc, &w->diag);
     if (rc != STS_OK) {
         cleanup(w);
