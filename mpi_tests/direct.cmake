@@ -9,6 +9,13 @@ sts_test_program(par_direct par_direct.c)
 sts_add_mpi_test(NAME par_direct NP 1 2 3 4 TIMEOUT 300
                  COMMAND $<TARGET_FILE:par_direct> ${STS_TEST_WORK}/par_direct)
 
+# Fault switch (test builds): one rank failing at any point of a direct or one-call save.
+if(STS_FAULT_INJECTION)
+  sts_test_program(par_direct_fault par_direct_fault.c)
+  sts_add_mpi_test(NAME par_direct_fault NP 2 3 TIMEOUT 300
+                   COMMAND $<TARGET_FILE:par_direct_fault> ${STS_TEST_WORK}/par_direct_fault)
+endif()
+
 # --- the tool: direct == two-step == consolidate of the kept rank files ------
 if(NOT TARGET stshard_cli)
   return()
@@ -59,3 +66,16 @@ direct_status_test(bad_align 2 -m "multiple of 8" --
 direct_status_test(same_dir 2 -m "Usage" -m "is the input directory" -m "rank files are kept" --
                    ${DIRECT_SAVE} direct_cli_same --model llama:1MiB --consolidate direct_cli_same
                    --force)
+
+# A rank killed in the middle of a direct save: the job ends, nothing is published.
+if(STS_FAULT_INJECTION)
+  foreach(rank 0 1)
+    add_test(NAME direct_kill_rank${rank}
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/direct/kill.sh $<TARGET_FILE:stshard_cli>
+                     ${STS_TEST_WORK}/direct_kill_rank${rank} ${rank} -- ${MPIEXEC_EXECUTABLE}
+                     ${MPIEXEC_PREFLAGS}
+             WORKING_DIRECTORY ${STS_TEST_WORK})
+    set_tests_properties(direct_kill_rank${rank} PROPERTIES LABELS "mpi;cli;rel" TIMEOUT 120
+                         ENVIRONMENT "${STS_TEST_ENV}")
+  endforeach()
+endif()

@@ -368,6 +368,8 @@ static int phase_plan(dsave *D)
         rc = sts__plan_build(D->blocks, D->nblocks, &po, &D->plan, D->diag);
     if (rc == STS_OK)
         rc = check_global(D, 1);
+    if (rc == STS_OK)
+        rc = STS_FAULT("direct.planned", D->diag);
     return sts__mpiio_agree(D->comm, rc, D->diag);
 }
 

@@ -256,13 +256,16 @@ static const sts__dpiece *next_view(const dsave *D, cursor *c)
 }
 
 /*
- * One collective round: this rank's next slice of at most D->round bytes, or an empty write when it has none left or has failed (it must
- * still make both collective calls).
+ * One collective round: this rank's next slice of at most D->round bytes, or an empty write when it
+ * has none left or has failed (it must still make both collective calls).
  */
 static int round_once(dsave *D, MPI_File fh, cursor *c, int rc)
 {
     static const char none = 0;
-    const sts__dpiece *pc = rc == STS_OK ? next_view(D, c) : NULL;
+    const sts__dpiece *pc;
+    if (rc == STS_OK)
+        rc = STS_FAULT("direct.round", D->diag);
+    pc = rc == STS_OK ? next_view(D, c) : NULL;
     MPI_Datatype ftype = MPI_BYTE;
     MPI_Offset disp = 0;
     uint64_t n = 0;
@@ -351,7 +354,7 @@ static uint64_t round_bytes(void)
     char *end = NULL;
     unsigned long long v = env ? strtoull(env, &end, 10) : 0;
     return env && end && *end == '\0' && v >= 4096 && v <= STS_DIRECT_ROUND ? (uint64_t)v
-                                                                           : STS_DIRECT_ROUND;
+                                                                            : STS_DIRECT_ROUND;
 }
 
 /* This rank's rounds per file, then the maximum over all ranks. */
@@ -367,8 +370,7 @@ static int agree_rounds(dsave *D)
     STS_CHECK(sts__mpiio_agree(D->comm, rc, D->diag));
     for (size_t i = 0; i < D->npieces; i++)
         if (D->pieces[i].kind == STS_DIRECT_VIEW)
-            mine[D->pieces[i].file] +=
-                (D->pieces[i].nbytes + D->round - 1) / D->round;
+            mine[D->pieces[i].file] += (D->pieces[i].nbytes + D->round - 1) / D->round;
     STS_MPI_CALL(D->diag, MPI_Allreduce,
                  (mine, D->rounds, (int)nf, MPI_UINT64_T, MPI_MAX, D->comm));
 done:
