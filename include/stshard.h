@@ -388,8 +388,9 @@ typedef struct sts_global_tensor {
  * a safetensors file; a directory with model.safetensors.index.json (only the
  * files its weight_map names are read, and the map must agree with their
  * headers); a directory with model.safetensors; a directory of rank files
- * (every *.safetensors file in it; files with DCP_SHARDING_INFO contribute
- * blocks at their saved_offsets, others whole tensors).  Each header is read
+ * (every *.safetensors file in it, each with DCP_SHARDING_INFO: its blocks
+ * lie at their saved_offsets; a plain file, given alone, holds whole
+ * tensors).  Each header is read
  * once, by one rank (files are spread over ranks), and the parsed headers are
  * exchanged with MPI_Allgatherv, so every rank holds the same tensor table.
  * Blocks of a tensor must tile its global box (identical duplicates, e.g. a
@@ -505,16 +506,44 @@ typedef struct sts_save_opts {
     int force;                  /* replace existing final-named files */
     sts_progress_fn progress;
     void *progress_ud;
+    /*
+     * Saving straight into a Hugging Face checkpoint (docs/save.md, "Save
+     * modes").  With both fields below unset, the commit writes rank files.
+     *  - consolidate_dir: the commit writes the rank files into dir, then
+     *    consolidates them into consolidate_dir on the same communicator
+     *    (as sts_consolidate), then removes them unless keep_shards.
+     *  - direct: dir receives the consolidated checkpoint itself; every rank
+     *    writes its blocks straight into the model files, no rank file is
+     *    written.  Whole-tensor blocks on any rank ("full-tensor save") are
+     *    the special case where every block is a tensor.
+     * The output files follow `consolidate` (NULL: the defaults of
+     * sts_consolidate_opts_init); its mapping defaults to `mapping` above
+     * when it has neither a mapping nor a max_file_size (the reference
+     * design's fqn_to_index_mapping serves both steps); its fsync and force
+     * are or-ed with the fields above; its progress defaults to the one
+     * above.  Unlike sts_consolidate, every rank must pass the same output
+     * options (as for the mapping above).  The output is byte for byte what
+     * sts_consolidate of the rank files gives.
+     */
+    const char *consolidate_dir;
+    const struct sts_consolidate_opts *consolidate; /* borrowed until free */
+    int keep_shards;                                /* keep the rank files after consolidating */
+    int direct;
 } sts_save_opts;
 
-/* Local.  Fills o with the defaults (no mapping, no fsync, no force). */
+/* Local.  Fills o with the defaults (no mapping, no fsync, no force, rank files only). */
 void sts_save_opts_init(sts_save_opts *o);
 
 typedef struct sts_save_stats {
     uint64_t bytes_local; /* data bytes this rank wrote */
     uint64_t bytes_total; /* data bytes all ranks wrote */
-    uint64_t files_total; /* rank files written */
+    uint64_t files_total; /* rank files written (0 in direct mode) */
     double seconds;       /* wall time of the commit, agreed (max over ranks) */
+    /* With consolidate_dir or direct (else 0): */
+    uint64_t output_files;      /* model-*.safetensors files published */
+    uint64_t output_tensors;    /* tensors in them */
+    uint64_t output_bytes;      /* tensor data bytes in them */
+    double consolidate_seconds; /* part of seconds spent consolidating (consolidate_dir) */
 } sts_save_stats;
 
 /*
@@ -541,6 +570,13 @@ int sts_writer_add(sts_writer *w, const sts_block *b);
  * Collective over the writer's communicator.  Writes every rank's file under
  * a temporary name, then renames all of them once every rank succeeded.
  * stats may be NULL.  Errors: any STS_E_* code, the same on every rank.
+ * With opts.consolidate_dir the rank files are then consolidated (errors of
+ * sts_consolidate; the rank files stay when it fails).  With opts.direct the
+ * plan is built from every rank's blocks (MPI_Allgatherv of their metadata)
+ * with the checks of sts_consolidate, plus: every block of a tensor must
+ * give the same global shape and the blocks must cover it
+ * (STS_E_COVERAGE_GAP); then the files are written under temporary names
+ * and published (index last) only when every rank succeeded.
  */
 int sts_writer_commit(sts_writer *w, sts_save_stats *stats);
 /* Local.  The last error's detail (never NULL; "" when none). */

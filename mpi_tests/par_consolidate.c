@@ -7,8 +7,10 @@
  * into many windows), and hold the right tensors in the other layouts and
  * splits.  Also: existing outputs, force, and OUTDIR == INDIR.
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,6 +127,40 @@ static void test_matrix(const char *base)
     }
 }
 
+/* 40 rank files, column-sharded: more files than the input cache holds at 128 descriptors. */
+static void test_many_files(const char *base)
+{
+    char in[512], out[512];
+    gen_model m;
+    sts_consolidate_opts o;
+    gen_init(&m, 40);
+    gen_split(&m, gen_tensor_add(&m, "wide.col", STS_BF16, 2, (uint64_t[]){33, 200}), GEN_COL);
+    gen_split(&m, gen_tensor_add(&m, "tall.row", STS_F32, 2, (uint64_t[]){90, 7}), GEN_ROW);
+    gen_split(&m, gen_tensor_add(&m, "grid", STS_I16, 2, (uint64_t[]){50, 50}), GEN_GRID);
+    snprintf(in, sizeof in, "%s/in40", base);
+    snprintf(out, sizeof out, "%s/out40", base);
+    if (me == 0)
+        CHECK(gen_write(&m, in) == 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    sts_consolidate_opts_init(&o);
+    o.buffer_size = 512;
+    CHECK_OK(run(in, out, &o, NULL));
+    expect_exact(&m, out);
+    gen_free(&m);
+}
+
+static int count_model_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, "model-", 6) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static void test_existing(const char *base)
 {
     char in[512], out[512];
@@ -141,6 +177,13 @@ static void test_existing(const char *base)
     CHECK_OK(run(in, out, &o, NULL));
     expect_exact(&m, out);
     CHECK_RC(run(in, in, &o, NULL), STS_E_USAGE);
+    /* Forcing a one-file output over a split one removes the earlier run's extra files. */
+    snprintf(out, sizeof out, "%s/split2", base);
+    CHECK_OK(run(in, out, &o, NULL));
+    if (me == 0) {
+        CHECK(count_model_files(out) == 1);
+        CHECK(gen_check_dir(&m, out, NULL, 0) == 0);
+    }
     snprintf(out, sizeof out, "%s/nothing", base);
     if (me == 0)
         mkdir(out, 0777);
@@ -152,6 +195,12 @@ static void test_existing(const char *base)
 int main(int argc, char **argv)
 {
     char base[256];
+    struct rlimit rl;
+    /* Few descriptors, so the input cache (a quarter of them) must evict. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 128) {
+        rl.rlim_cur = 128;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     MPI_Comm_size(MPI_COMM_WORLD, &np);
@@ -162,6 +211,7 @@ int main(int argc, char **argv)
     }
     MPI_Barrier(MPI_COMM_WORLD);
     test_matrix(base);
+    test_many_files(base);
     test_existing(base);
     TEST_AGREE(MPI_COMM_WORLD);
     if (me == 0 && test_failures == 0)

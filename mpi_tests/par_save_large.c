@@ -126,6 +126,7 @@ static void verify(const char *path)
 int main(int argc, char **argv)
 {
     int me, np, room, all_room;
+    long pid;
     char dir[1024], path[1200];
     struct statvfs sv;
     void *data[3] = {NULL, NULL, NULL};
@@ -135,7 +136,11 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     MPI_Comm_size(MPI_COMM_WORLD, &np);
-    snprintf(dir, sizeof dir, "%s_np%d", argc > 1 ? argv[1] : "/dev/shm/par_save_large", np);
+    /* /dev/shm is shared by every build on the host: rank 0's pid keeps the name unique. */
+    pid = (long)getpid();
+    MPI_Bcast(&pid, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    snprintf(dir, sizeof dir, "%s_np%d_%ld", argc > 1 ? argv[1] : "/dev/shm/par_save_large", np,
+             pid);
     snprintf(path, sizeof path, "%s", dir);
     if (strrchr(path, '/'))
         *strrchr(path, '/') = '\0';
@@ -169,6 +174,7 @@ int main(int argc, char **argv)
         b.ndim = 2, b.global_shape = g, b.offsets = o2, b.shape = s2;
         CHECK_OK(sts_writer_add(w, &b));
     }
+    MPI_Barrier(MPI_COMM_WORLD); /* the time printed is the commit's, not rank 0's generation */
     CHECK_OK(sts_writer_commit(w, &st));
     if (me == 0)
         printf("saved %llu bytes in %.2f s\n", (unsigned long long)st.bytes_total, st.seconds);

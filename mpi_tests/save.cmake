@@ -49,7 +49,7 @@ sts_add_mpi_test(NAME par_save_errors NP 1 2 3 4 TIMEOUT 120
 sts_test_program(par_save_large par_save_large.c ${PROJECT_SOURCE_DIR}/src/cli/model.c
                  ${PROJECT_SOURCE_DIR}/src/cli/common.c)
 target_include_directories(par_save_large PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
-sts_add_mpi_test(NAME par_save_large NP 1 2 TIMEOUT 600
+sts_add_mpi_test(NAME par_save_large NP 1 2 TIMEOUT 600 LABELS long
                  COMMAND $<TARGET_FILE:par_save_large> /dev/shm/stshard_par_save_large)
 foreach(np 1 2)
   set_tests_properties(par_save_large_np${np} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds with warnings as errors, and runs every
 # test: the main build, the ASan+UBSan build and the libFuzzer smoke runs.
+# Both test builds compile in fault injection (STS_FAULT_INJECTION, src/fault.c).
 # Usage: scripts/test.sh [--quick]   (--quick: main build only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,13 +21,14 @@ run_build() { # dir, extra cmake args...
 
 mkdir -p build-ci
 echo "== main build (gcc, -Werror)"
-run_build build-ci -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_build build-ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTS_FAULT_INJECTION=ON
 (cd build-ci && ctest --output-on-failure -j "$jobs")
 [ $quick -eq 1 ] && exit 0
 
 echo "== ASan+UBSan build (clang)"
 mkdir -p build-asan
-run_build build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_SANITIZE=ON
+run_build build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_SANITIZE=ON \
+    -DSTS_FAULT_INJECTION=ON
 (cd build-asan && ctest --output-on-failure -j "$jobs" -LE "bench|long")
 
 echo "== libFuzzer smoke runs (clang)"

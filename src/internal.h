@@ -126,4 +126,20 @@ typedef void (*sts__coverage_fn)(void *ud, const sts__coverage_issue *issue);
 int sts__coverage_check(uint32_t ndim, size_t n, const uint64_t *offsets, const uint64_t *shapes,
                        size_t max_each, sts__coverage_fn fn, void *ud, uint64_t *global);
 
+/*
+ * Fault injection (src/fault.c, test builds only: CMake option STS_FAULT_INJECTION).
+ * STS_FAULT("point", diag) is one line at a named point of the code: it returns
+ * STS_OK, or the error that STSHARD_FAULT asks for at that point (with diag
+ * filled), or kills/pauses the process.  A failing point must be handled
+ * exactly like a real failure there (same error agreement), so a caller writes
+ * e.g. `if (rc == STS_OK) rc = STS_FAULT("write", diag);`.  In other builds it
+ * is the constant STS_OK and costs nothing.
+ */
+#ifdef STS_FAULT_INJECTION
+int sts__fault_at(const char *point, sts_diag *diag);
+#define STS_FAULT(point, diag) sts__fault_at((point), (diag))
+#else
+#define STS_FAULT(point, diag) ((void)(diag), STS_OK)
+#endif
+
 #endif /* STS_INTERNAL_H */

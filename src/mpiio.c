@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "mpiio.h"
@@ -123,8 +124,10 @@ int sts__mpiio_open_self(const char *path, int write, MPI_Info info, MPI_File *f
 {
     int rc = STS_OK;
     *fh = MPI_FILE_NULL;
-    if (write)
-        STS_CHECK(remove_stale(path, diag));
+    /* remove_stale's message names the path already; only the rest needs the prefix. */
+    if (write && (rc = remove_stale(path, diag)) != STS_OK)
+        return rc;
+    STS_CHECK(STS_FAULT("open", diag));
     STS_CHECK(file_open(MPI_COMM_SELF, path, open_mode(write), info, fh, diag));
 done:
     if (rc != STS_OK)
@@ -155,6 +158,9 @@ int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info inf
     /* MPI_File_open is collective; on failure MPI returns the error on every rank
      * (the standard requires the same amode everywhere), but we still agree below. */
     rc = file_open(comm, path, open_mode(write), info, fh, diag);
+    /* Injected after the collective open, as a real failure would be: every rank still joins it. */
+    if (rc == STS_OK)
+        rc = STS_FAULT("open", diag);
     if (rc != STS_OK)
         sts__diag_prefix(diag, "%s", path);
     rc = sts__mpiio_agree(comm, rc, diag);
@@ -195,6 +201,7 @@ int sts__mpiio_write_at(MPI_File fh, uint64_t off, const void *buf, uint64_t len
     while (len > 0) {
         int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
         MPI_Status st;
+        STS_CHECK(STS_FAULT("write", diag));
         STS_MPI_CALL(diag, MPI_File_write_at, (fh, (MPI_Offset)off, p, n, MPI_BYTE, &st));
         STS_CHECK(check_count(&st, n, "write", off, diag));
         p += n;
@@ -212,6 +219,7 @@ int sts__mpiio_read_at(MPI_File fh, uint64_t off, void *buf, uint64_t len, sts_d
     while (len > 0) {
         int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
         MPI_Status st;
+        STS_CHECK(STS_FAULT("read", diag));
         STS_MPI_CALL(diag, MPI_File_read_at, (fh, (MPI_Offset)off, p, n, MPI_BYTE, &st));
         STS_CHECK(check_count(&st, n, "read", off, diag));
         p += n;
@@ -233,7 +241,10 @@ int sts__mpiio_write_at_all(MPI_File fh, MPI_Comm comm, uint64_t off, const void
     for (unsigned long long r = 0; r < rounds; r++) {
         int n = (int)(len < STS_MPIIO_CHUNK ? len : STS_MPIIO_CHUNK);
         MPI_Status st;
-        int mrc = MPI_File_write_at_all(fh, (MPI_Offset)off, p, n, MPI_BYTE, &st);
+        int mrc;
+        if (rc == STS_OK)
+            rc = STS_FAULT("write", diag);
+        mrc = MPI_File_write_at_all(fh, (MPI_Offset)off, p, n, MPI_BYTE, &st);
         /* A failure must not make this rank skip the remaining rounds that the
          * other ranks will still enter: record it and keep joining with what is left. */
         if (rc == STS_OK && mrc != MPI_SUCCESS)
@@ -330,10 +341,42 @@ char *sts__tmp_path(const char *final_path)
 
 int sts__rename(const char *tmp, const char *final_path, sts_diag *diag)
 {
+    int rc = STS_FAULT("rename", diag);
+    if (rc != STS_OK)
+        return rc;
     if (rename(tmp, final_path) != 0)
         return sts__fail(diag, sts__err_from_errno(errno), "rename %s -> %s: %s", tmp, final_path,
                          strerror(errno));
     return STS_OK;
+}
+
+int sts__mpiio_check_space(const char *dir, uint64_t need, sts_diag *diag)
+{
+    struct statvfs sv;
+    uint64_t avail;
+    char *at = sts__strdup(dir);
+    int rc = STS_OK;
+    if (!at)
+        return sts__fail(diag, STS_E_NOMEM, "out of memory");
+    /* The directory may not exist yet: its nearest existing ancestor holds the file system. */
+    while (statvfs(at, &sv) != 0) {
+        char *slash = strrchr(at, '/');
+        if (!slash || slash == at)
+            goto done; /* nothing to ask: the write itself will report */
+        *slash = '\0';
+    }
+    /* Some file systems (FUSE, some parallel ones) report no block counts: nothing to check. */
+    if (sv.f_blocks == 0 || sv.f_frsize == 0)
+        goto done;
+    avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    if (avail < need)
+        rc = sts__fail(diag, STS_E_NOSPACE,
+                       "%s: not enough free space: %llu bytes needed, %llu available (%llu short)",
+                       dir, (unsigned long long)need, (unsigned long long)avail,
+                       (unsigned long long)(need - avail));
+done:
+    free(at);
+    return rc;
 }
 
 int sts_mpiio_env_hints(MPI_Info *out, sts_diag *diag)

@@ -92,6 +92,14 @@ char *sts__tmp_path(const char *final_path);
 /* Local.  rename(tmp, final); with the errno mapped and both names in the message. */
 int sts__rename(const char *tmp, const char *final_path, sts_diag *diag);
 
+/*
+ * Local.  Checks, before anything is written, that the file system holding
+ * dir (or its nearest existing ancestor) has need bytes free for an
+ * unprivileged writer (statvfs f_bavail).  File systems that report no sizes
+ * pass.  Errors: STS_E_NOSPACE naming dir, the bytes needed and the shortfall.
+ */
+int sts__mpiio_check_space(const char *dir, uint64_t need, sts_diag *diag);
+
 /* Local.  "<dir>/<name>" as a malloc'd string, or NULL. */
 char *sts__path_join(const char *dir, const char *name);
 

@@ -143,8 +143,10 @@ static int read_my_headers(sts_reader *r, wbuf *b, sts_diag *diag)
         uint64_t data_start = 0;
         STS_CHECK(sts_header_read_file(r->paths[i], &h, &data_start, diag));
         r->stats.header_bytes += data_start;
-        /* Rank files carry their block positions; plain files hold whole tensors. */
-        if (sts_header_meta_get(h, "DCP_SHARDING_INFO") != NULL) {
+        /* Rank files carry their block positions; plain files hold whole tensors.  In a
+         * directory of rank files every file must say where its blocks go: taking a file
+         * without DCP_SHARDING_INFO as whole tensors could silently accept a wrong shape. */
+        if (r->kind == STS_CKPT_SHARDED || sts_header_meta_get(h, "DCP_SHARDING_INFO") != NULL) {
             rc = sts_header_decode_sharding(h, diag);
             if (rc != STS_OK) {
                 sts__diag_prefix(diag, "%s", r->paths[i]);
