@@ -148,6 +148,10 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
              same_dir)
     rel_fault_test(${sc})
   endforeach()
+  if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_reshard.c)
+    rel_fault_test(reshard_fifo_input)
+    rel_fault_test(reshard_dir_input)
+  endif()
   # These drive the run through the fault switch (kills, pauses, one-rank failures).
   if(STS_FAULT_INJECTION)
     foreach(sc kill_switch_rank0 kill_switch_rank1 kill_external vanished_input shrunk_input

@@ -73,8 +73,9 @@ static int list_rank_files(const char *dir, sts__strlist *out, sts_diag *diag)
             continue;
         full = sts__path_join(dir, e->d_name);
         STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
-        if (is_regular(full))
-            STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+        /* Never skipped: that would drop its blocks without a word (and a FIFO would block). */
+        STS_GOTO_IF(!is_regular(full), diag, STS_E_IO, "%s: not a regular file", full);
+        STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
         free(full);
         full = NULL;
     }

@@ -147,14 +147,16 @@ static int matches(const char *pattern, const char *point)
     return strcmp(pattern, point) == 0;
 }
 
+/* MPI_COMM_WORLD rank, or -1 outside MPI (a failing query matches no rank= spec). */
 static int world_rank(void)
 {
-    int init = 0, fin = 0, me = -1;
-    if (MPI_Initialized(&init) != MPI_SUCCESS || !init || MPI_Finalized(&fin) != MPI_SUCCESS || fin)
-        return -1;
-    if (MPI_Comm_rank(MPI_COMM_WORLD, &me) != MPI_SUCCESS)
-        return -1;
-    return me;
+    int rc = STS_OK, init = 0, fin = 0, me = -1;
+    STS_MPI_CALL(NULL, MPI_Initialized, (&init));
+    STS_MPI_CALL(NULL, MPI_Finalized, (&fin));
+    if (init && !fin)
+        STS_MPI_CALL(NULL, MPI_Comm_rank, (MPI_COMM_WORLD, &me));
+done:
+    return rc == STS_OK ? me : -1;
 }
 
 static void touch(const char *path)

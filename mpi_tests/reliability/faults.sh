@@ -19,6 +19,8 @@
 #   unreadable       a rank file is mode 000 and the job runs as nobody
 #   fifo_input       a FIFO named like a rank file (must not hang)
 #   dir_input        a directory named like a rank file
+#   reshard_fifo_input / reshard_dir_input
+#                    the same two for `stshard reshard`
 #   shrunk_input     a rank file is truncated after the headers were read
 #   grown_input      a rank file grows after the headers were read
 #   save_full_disk   `stshard save` into a 1 MiB tmpfs: refused before writing
@@ -86,7 +88,7 @@ consolidate() { # extra args...
     [ "${ABORT:-0}" = 1 ] && abort=1
     OMPI_MCA_orte_abort_on_non_zero_status=$abort STSHARD_FAULT=${FAULT:-} \
         timeout -k 10 "$limit" ${RUNAS:-} "$mpiexec" -n "$np" "${flags[@]}" \
-        "$here/rankwrap.sh" "$st" "$exe" consolidate "$@" >"$log" 2>&1 </dev/null
+        "$here/rankwrap.sh" "$st" "$exe" "${TOOL:-consolidate}" "$@" >"$log" 2>&1 </dev/null
     s=$?
     # timeout's own statuses (124, 137) are also what a killed job returns: go by the clock.
     [ $((SECONDS - t0)) -ge "$limit" ] && touch "$work/hung"
@@ -248,6 +250,17 @@ dir_input)
     mkdir "$in/shard-00005-model-00001-of-00001.safetensors"
     consolidate "$in" "$out"
     expect_failure $? 3 "shard-00005" "$out"
+    ;;
+reshard_fifo_input | reshard_dir_input)
+    make_input 300
+    if [ $scenario = reshard_fifo_input ]; then
+        mkfifo "$in/shard-00005-model-00001-of-00001.safetensors"
+    else
+        mkdir "$in/shard-00005-model-00001-of-00001.safetensors"
+    fi
+    TOOL=reshard consolidate "$in" "$out"
+    expect_failure $? 3 "shard-00005.*not a regular file" "$out"
+    [ -z "$(find "$out" -name 'shard-*' 2>/dev/null)" ] || fail "reshard wrote rank files"
     ;;
 shrunk_input | grown_input)
     make_input 3000
