@@ -14,8 +14,10 @@
  *  - a block that is one run (row sharding, whole tensors) is one
  *    independent write (small neighbours are staged into one write);
  *  - a strided block whose runs are large is one independent write per run;
- *  - a strided block with small runs (column, 2-D, 3-D sharding) is written
- *    through a file view: an hvector type per strided dimension over a
+ *  - a tensor with a strided block of small runs (column, 2-D, 3-D sharding)
+ *    goes through the exchange of writer_direct_agg.c (the default), or, with
+ *    STSHARD_DIRECT_STRIDED=view, each such block is written through a file
+ *    view: an hvector type per strided dimension over a
  *    contiguous run, set with MPI_File_set_view at the block's first byte,
  *    then MPI_File_write_at_all of the block's bytes.  Both calls are
  *    collective, so every rank makes the same number of rounds per file (the
