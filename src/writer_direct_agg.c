@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mpiio.h"
 #include "writer_direct.h"
@@ -301,6 +302,26 @@ static void xfer_free(xfer *X)
     free(X->bdisp);
 }
 
+/*
+ * MPI_MIN of *v over comm, waiting in sleeps between tests of a nonblocking
+ * reduction: a blocking one would spin, and where ranks share cores (or the
+ * node is busy) a rank waiting for the next round would take CPU time from
+ * the ranks still writing their chunks (the writer's wait_quietly does the
+ * same for the same reason).
+ */
+static int quiet_min(MPI_Comm comm, int *v)
+{
+    const struct timespec pause = {0, 200000}; /* 0.2 ms: small next to a chunk's write */
+    MPI_Request req = MPI_REQUEST_NULL;
+    int flag = 0, mrc = MPI_Iallreduce(MPI_IN_PLACE, v, 1, MPI_INT, MPI_MIN, comm, &req);
+    while (mrc == MPI_SUCCESS && !flag) {
+        mrc = MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
+        if (mrc == MPI_SUCCESS && !flag)
+            nanosleep(&pause, NULL);
+    }
+    return mrc;
+}
+
 int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
 {
     xfer X;
@@ -314,9 +335,9 @@ int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
             rc = prepare_round(&X, &any);
         /* One int per round: a failed rank (or the end of every rank's rows) stops all. */
         ok = rc == STS_OK && any;
-        mrc = MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, D->comm);
+        mrc = quiet_min(D->comm, &ok);
         if (mrc != MPI_SUCCESS && rc == STS_OK)
-            rc = sts__mpi_fail(D->diag, "MPI_Allreduce", mrc);
+            rc = sts__mpi_fail(D->diag, "MPI_Iallreduce", mrc);
         if (!ok || mrc != MPI_SUCCESS)
             break;
         for (int r = 0; r < X.np; r++)
