@@ -396,6 +396,8 @@ static int agree_rounds(dsave *D)
     D->budget = (D->co.buffer_size ? D->co.buffer_size : STS_CONS_DEFAULT_BUFFER) / 2;
     if (D->budget < 8)
         D->budget = 8;
+    if (D->budget > STS_MPIIO_CHUNK) /* counts and displacements of the exchange are ints */
+        D->budget = STS_MPIIO_CHUNK;
     size_t nf = D->plan->nfiles;
     uint64_t *mine = sts__calloc_array(nf, sizeof *mine);
     D->rounds = sts__calloc_array(nf, sizeof *D->rounds);
