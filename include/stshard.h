@@ -338,6 +338,22 @@ int sts_verify_path(const char *path, sts_problem_fn fn, void *ud, size_t *nprob
 typedef void (*sts_progress_fn)(void *ud, uint64_t bytes_done, uint64_t bytes_total);
 
 /* ------------------------------------------------------------------------ */
+/* MPI-IO hints                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Local.  The hints libstshard gives MPI_File_open for every file it opens
+ * when the caller passes MPI_INFO_NULL: those of the environment variable
+ * STSHARD_MPI_HINTS ("key=value,key=value", e.g. striping_factor=8,
+ * cb_nodes=4).  *out receives a new MPI_Info the caller frees with
+ * MPI_Info_free, or MPI_INFO_NULL when the variable is unset or empty.  Lets
+ * a program open its own files (a benchmark baseline) exactly as the library
+ * does.  Errors: STS_E_ARG (an entry is not key=value; diag names it),
+ * STS_E_NOMEM, STS_E_MPI.
+ */
+int sts_mpiio_env_hints(MPI_Info *out, sts_diag *diag);
+
+/* ------------------------------------------------------------------------ */
 /* Reader: offset reads of any block of any checkpoint                       */
 /* ------------------------------------------------------------------------ */
 
@@ -372,8 +388,9 @@ typedef struct sts_global_tensor {
  * a safetensors file; a directory with model.safetensors.index.json (only the
  * files its weight_map names are read, and the map must agree with their
  * headers); a directory with model.safetensors; a directory of rank files
- * (every *.safetensors file in it; files with DCP_SHARDING_INFO contribute
- * blocks at their saved_offsets, others whole tensors).  Each header is read
+ * (every *.safetensors file in it, each with DCP_SHARDING_INFO: its blocks
+ * lie at their saved_offsets; a plain file, given alone, holds whole
+ * tensors).  Each header is read
  * once, by one rank (files are spread over ranks), and the parsed headers are
  * exchanged with MPI_Allgatherv, so every rank holds the same tensor table.
  * Blocks of a tensor must tile its global box (identical duplicates, e.g. a

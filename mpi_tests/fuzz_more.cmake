@@ -11,6 +11,9 @@ endif()
 # sanitizers, so the rest of the build stays as configured.
 set(STS_FUZZ_MORE_SOURCES errors.c util.c dtype.c json.c header.c header_access.c
     header_encode.c coverage.c mapping.c verify.c)
+if(EXISTS ${PROJECT_SOURCE_DIR}/src/plan.c)
+  list(APPEND STS_FUZZ_MORE_SOURCES plan.c plan_chunk.c)
+endif()
 list(TRANSFORM STS_FUZZ_MORE_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/src/)
 add_library(stshard_fuzzlib_more STATIC ${STS_FUZZ_MORE_SOURCES})
 target_include_directories(stshard_fuzzlib_more PUBLIC ${PROJECT_SOURCE_DIR}/include
@@ -49,3 +52,6 @@ endfunction()
 
 rel_add_fuzz_target(fuzz_coverage)
 rel_add_fuzz_target(fuzz_mapping DICT ${STS_FUZZ_MORE_DIR}/mapping.dict)
+if(EXISTS ${PROJECT_SOURCE_DIR}/src/plan.c)
+  rel_add_fuzz_target(fuzz_plan)
+endif()

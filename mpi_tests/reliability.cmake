@@ -47,17 +47,35 @@ rel_test(rel_sweep_verify FIXTURES rel_sweep COMMAND ${REL_DIR}/sweep.sh --tool 
          ${REL_SWEEP_ARGS} --work ${REL_WORK}/sweep-verify)
 
 # The MPI tools, 2 ranks, the cases spread over three tests so ctest -j runs them side by side.
+# Every case costs a launch (MPI_Init is slow under ASan): the sanitizer build runs the
+# first third of each tool's cases through the tool (every third case of the manifest),
+# and all of them through the library in one job (par_sweep below).
+set(REL_SWEEP_PARTS 1 2 3)
+if(STS_SANITIZE)
+  set(REL_SWEEP_PARTS 1)
+endif()
 foreach(tool consolidate reshard)
   if(NOT EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_${tool}.c)
     continue()
   endif()
-  foreach(part 1 2 3)
+  foreach(part ${REL_SWEEP_PARTS})
     rel_test(rel_sweep_${tool}_${part} FIXTURES rel_sweep TIMEOUT 900
              COMMAND ${REL_DIR}/sweep.sh --tool ${tool} ${REL_SWEEP_ARGS}
              --work ${REL_WORK}/sweep-${tool} --part ${part}/3 --np 2
              --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
   endforeach()
 endforeach()
+
+# The whole sweep through the library (sts_consolidate, sts_reader_open) in one MPI job.
+if(EXISTS ${PROJECT_SOURCE_DIR}/src/consolidate.c AND EXISTS ${PROJECT_SOURCE_DIR}/src/reader.c)
+  sts_test_program(par_sweep reliability/par_sweep.c)
+  sts_add_unit_test(NAME rel_par_sweep_clean LABELS rel COMMAND ${CMAKE_COMMAND} -E
+                    rm -rf ${REL_WORK}/par_sweep)
+  set_tests_properties(rel_par_sweep_clean PROPERTIES FIXTURES_SETUP rel_par_sweep)
+  sts_add_mpi_test(NAME rel_par_sweep NP 2 3 LABELS rel TIMEOUT 600
+                   FIXTURES_REQUIRED "rel_sweep;rel_par_sweep"
+                   COMMAND $<TARGET_FILE:par_sweep> ${REL_SWEEP} ${REL_WORK}/par_sweep)
+endif()
 
 # --- fault injection (test builds: -DSTS_FAULT_INJECTION=ON) ----------------------
 if(STS_FAULT_INJECTION)
@@ -94,6 +112,20 @@ if(REL_VALGRIND AND NOT STS_SANITIZE)
   rel_vg_test(rel_vg_inspect rel_sweep 0 ${REL_CLI} inspect --json ${REL_SWEEP}/good_index)
   rel_vg_mpi_test(rel_vg_save rel_sweep 0 ${REL_CLI} save ${REL_WORK}/vg_save
                   --model llama:1MiB --strategy mesh2d --force)
+  if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
+    rel_vg_mpi_test(rel_vg_consolidate rel_sweep 0 ${REL_CLI} consolidate ${REL_SWEEP}/good_ranks
+                    ${REL_WORK}/vg_cons --force --max-file-size 100B --buffer-size 64KiB)
+    rel_vg_mpi_test(rel_vg_consolidate_gap rel_sweep 1 ${REL_CLI} consolidate
+                    ${REL_SWEEP}/sem_gap_cols ${REL_WORK}/vg_cons_gap)
+    rel_vg_mpi_test(rel_vg_consolidate_header rel_sweep 1 ${REL_CLI} consolidate
+                    ${REL_SWEEP}/fmt_unterminated__InvalidHeaderDeserialization ${REL_WORK}/vg_cons_hdr)
+  endif()
+  if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_reshard.c)
+    rel_vg_mpi_test(rel_vg_reshard rel_sweep 0 ${REL_CLI} reshard ${REL_SWEEP}/good_ranks_duplicate_replica
+                    ${REL_WORK}/vg_reshard --force)
+    rel_vg_mpi_test(rel_vg_reshard_index rel_sweep 1 ${REL_CLI} reshard
+                    ${REL_SWEEP}/ix_tensor_in_wrong_file ${REL_WORK}/vg_reshard_ix)
+  endif()
   if(STS_FAULT_INJECTION)
     rel_vg_mpi_test(rel_vg_par_fault rel_sweep 0 $<TARGET_FILE:par_fault> ${REL_WORK}/fault_vg)
     file(MAKE_DIRECTORY ${REL_WORK}/fault_vg)

@@ -281,8 +281,9 @@ static int flush_run(copier *C)
         C->out_fd = open(C->a->tmp_paths[C->run_out], O_WRONLY | O_CLOEXEC);
     while (C->range && C->in_fd[slot] >= 0 && C->out_fd >= 0 && moved < C->run_len) {
         loff_t in_off = (loff_t)(C->run_in_off + moved), out_off = (loff_t)(C->run_out_off + moved);
-        ssize_t n =
-            copy_file_range(C->in_fd[slot], &in_off, C->out_fd, &out_off, C->run_len - moved, 0);
+        ssize_t n;
+        STS_CHECK(STS_FAULT("write", C->diag)); /* this path writes without MPI-IO */
+        n = copy_file_range(C->in_fd[slot], &in_off, C->out_fd, &out_off, C->run_len - moved, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && moved == 0 &&

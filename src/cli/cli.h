@@ -17,6 +17,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_save(int argc, char **argv);
 int cmd_mapping(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_reshard(int argc, char **argv);
 int cmd_consolidate(int argc, char **argv);
@@ -41,7 +42,8 @@ void cli_error(const char *cmd, int code, const char *fmt, ...)
 /* Prints a usage error with a hint to run --help, and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* True when both stderr is a terminal (progress is shown only then). */
+/* True when rank 0's stderr reaches a terminal, directly or through mpirun (progress is shown only
+ * then). */
 int cli_stderr_is_tty(void);
 
 /*
@@ -54,6 +56,7 @@ typedef struct cli_progress {
     double t0;
     double last;
     int shown;
+    int on; /* cli_stderr_is_tty() at start */
 } cli_progress;
 void cli_progress_start(cli_progress *p, const char *label);
 void cli_progress_fn(void *ud, uint64_t done, uint64_t total);

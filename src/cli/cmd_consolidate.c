@@ -136,45 +136,6 @@ static int parse(int argc, char **argv, args *a, int me)
     return 0;
 }
 
-/*
- * Whether a person watches rank 0's stderr.  Under mpirun a rank's stderr is
- * a pipe that mpirun forwards to its own stderr (and its stdout is a pty in
- * any case), so ask where the parent's stderr goes: mpirun itself launches
- * the local ranks.  A terminal there means progress lines reach one; a file,
- * a pipe (CTest) or no terminal (batch, nohup) means silence.
- */
-static int watched(void)
-{
-    char path[64], dest[256];
-    ssize_t n;
-    if (isatty(STDERR_FILENO))
-        return 1;
-    snprintf(path, sizeof path, "/proc/%ld/fd/2", (long)getppid());
-    n = readlink(path, dest, sizeof dest - 1);
-    if (n <= 0)
-        return 0;
-    dest[n] = '\0';
-    return strncmp(dest, "/dev/pts/", 9) == 0 || strncmp(dest, "/dev/tty", 8) == 0;
-}
-
-/* The progress line (as cli_progress_fn draws it, with watched() as the test). */
-static void progress(void *ud, uint64_t done, uint64_t total)
-{
-    cli_progress *p = ud;
-    double now = cli_now(), rate, eta;
-    char a[32], b[32];
-    if (now - p->last < 0.25 && done < total)
-        return;
-    p->last = now;
-    p->shown = 1;
-    rate = now > p->t0 ? (double)done / (now - p->t0) : 0.0;
-    eta = rate > 0 && total > done ? (double)(total - done) / rate : 0.0;
-    fprintf(stderr, "\r%s: %s / %s  %.2f GiB/s  ETA %.0fs   ", p->label,
-            cli_format_bytes(done, a, sizeof a), cli_format_bytes(total, b, sizeof b),
-            rate / (1024.0 * 1024.0 * 1024.0), eta);
-    fflush(stderr);
-}
-
 /* Rank 0 loads the mapping; every rank learns the outcome. */
 static int load_mapping(const args *a, int me, sts_mapping **map)
 {
@@ -248,9 +209,9 @@ int cmd_consolidate(int argc, char **argv)
     if (rc != STS_OK)
         return sts_exit_status(rc);
     a.o.mapping = map;
-    if (me == 0 && watched()) {
+    if (me == 0 && cli_stderr_is_tty()) {
         cli_progress_start(&prog, "consolidate");
-        a.o.progress = progress;
+        a.o.progress = cli_progress_fn;
         a.o.progress_ud = &prog;
     }
     memset(&st, 0, sizeof st);

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "model.h"
+#include "shard.h"
 
 /* --buffer-size not given (sts_consolidate then uses its default). */
 #define STS_SAVE_DIRECT_DEFAULT_UNSET 0
@@ -27,15 +28,6 @@ typedef struct save_args {
     int keep_shards, direct, out_opts; /* out_opts: an output option was given */
     sts_consolidate_opts co;
 } save_args;
-
-/* This rank's share of the model: one buffer per block it holds. */
-typedef struct shard {
-    sts_block *blocks;
-    void **data;
-    uint64_t (*dims)[2 * MODEL_MAX_DIMS]; /* offsets, shape */
-    size_t count;
-    uint64_t bytes;
-} shard;
 
 static void save_usage(FILE *f)
 {
@@ -251,50 +243,6 @@ static int parse_args(int argc, char **argv, save_args *a, int me)
     return check_output_args(a, me);
 }
 
-static void shard_free(shard *s)
-{
-    for (size_t i = 0; i < s->count; i++)
-        free(s->data[i]);
-    free(s->blocks);
-    free(s->data);
-    free(s->dims);
-    memset(s, 0, sizeof *s);
-}
-
-/* Allocates and fills this rank's blocks.  Returns STS_OK or STS_E_NOMEM. */
-static int shard_build(const model *m, const save_args *a, int me, int np, shard *s)
-{
-    memset(s, 0, sizeof *s);
-    s->blocks = calloc(m->count ? m->count : 1, sizeof *s->blocks);
-    s->data = calloc(m->count ? m->count : 1, sizeof *s->data);
-    s->dims = calloc(m->count ? m->count : 1, sizeof *s->dims);
-    if (!s->blocks || !s->data || !s->dims)
-        return STS_E_NOMEM;
-    for (size_t t = 0; t < m->count; t++) {
-        const model_tensor *mt = &m->tensors[t];
-        uint64_t *off = s->dims[s->count], *shape = off + MODEL_MAX_DIMS, bytes;
-        int repl;
-        sts_block *b = &s->blocks[s->count];
-        if (!model_local_block(mt, a->strategy, me, np, off, shape, &repl))
-            continue;
-        bytes = model_block_bytes(mt, shape);
-        s->data[s->count] = malloc(bytes ? bytes : 1);
-        if (!s->data[s->count])
-            return STS_E_NOMEM;
-        model_fill(a->seed, mt->key, mt->dtype, mt->ndim, mt->shape, off, shape, s->data[s->count]);
-        b->name = mt->name;
-        b->dtype = mt->dtype;
-        b->ndim = mt->ndim;
-        b->global_shape = mt->shape;
-        b->offsets = off;
-        b->shape = shape;
-        b->data = s->data[s->count];
-        s->bytes += bytes;
-        s->count++;
-    }
-    return STS_OK;
-}
-
 /* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
 static uint64_t peak_rss_kib(void)
 {
@@ -501,7 +449,7 @@ int cmd_save(int argc, char **argv)
     r.a = &a;
     r.m = &m;
     r.np = np;
-    rc = shard_build(&m, &a, me, np, &s);
+    rc = shard_build(&m, a.strategy, a.seed, me, np, &s);
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
     if (all != STS_OK) {
         snprintf(err, sizeof err, "out of memory while building the model (%s)", a.model);

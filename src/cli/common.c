@@ -103,9 +103,25 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return CLI_USAGE;
 }
 
+/*
+ * Whether a person watches rank 0's stderr.  Under mpirun a rank's stderr is
+ * a pipe that mpirun forwards to its own stderr, so when ours is not a
+ * terminal, ask where the parent's stderr goes (mpirun launches the local
+ * ranks itself).  A terminal there means progress lines reach a person; a
+ * file, a pipe (CTest) or no terminal (batch jobs, nohup) means silence.
+ */
 int cli_stderr_is_tty(void)
 {
-    return isatty(STDERR_FILENO);
+    char path[64], dest[256];
+    ssize_t n;
+    if (isatty(STDERR_FILENO))
+        return 1;
+    snprintf(path, sizeof path, "/proc/%ld/fd/2", (long)getppid());
+    n = readlink(path, dest, sizeof dest - 1);
+    if (n <= 0)
+        return 0;
+    dest[n] = '\0';
+    return strncmp(dest, "/dev/pts/", 9) == 0 || strncmp(dest, "/dev/tty", 8) == 0;
 }
 
 double cli_now(void)
@@ -121,6 +137,7 @@ void cli_progress_start(cli_progress *p, const char *label)
     p->t0 = cli_now();
     p->last = 0;
     p->shown = 0;
+    p->on = cli_stderr_is_tty();
 }
 
 void cli_progress_fn(void *ud, uint64_t done, uint64_t total)
@@ -130,7 +147,7 @@ void cli_progress_fn(void *ud, uint64_t done, uint64_t total)
     double el = now - p->t0;
     double rate, eta;
     char a[32], b[32];
-    if (!cli_stderr_is_tty() || (now - p->last < 0.25 && done < total))
+    if (!p->on || (now - p->last < 0.25 && done < total))
         return;
     p->last = now;
     p->shown = 1;
