@@ -476,15 +476,27 @@ static void test_strided(void)
         memcpy(all[i].shape, all[i].gshape, sizeof all[i].shape);
         fill(&t[i]);
     }
-    /* Tiny collective rounds: the column blocks span many of them. */
-    setenv("STSHARD_DIRECT_ROUND", "4096", 1);
+    /* The exchange (default): default chunks, split output, and 512-byte chunks that cut
+     * rows inside the last dimension. */
     direct_vs_two_step("strided", NULL, t, n, all, n, &st);
     sts_consolidate_opts_init(&co);
     co.max_file_size = 200000;
     direct_vs_two_step("strided_split", &co, t, n, all, n, &st);
     CHECK(st.output_files > 2);
+    sts_consolidate_opts_init(&co);
+    co.buffer_size = 1024;
+    direct_vs_two_step("strided_tiny_chunks", &co, t, n, all, n, &st);
+    /* File views and collective writes: tiny rounds (the column blocks span many), then
+     * the default rounds. */
+    setenv("STSHARD_DIRECT_STRIDED", "view", 1);
+    setenv("STSHARD_DIRECT_ROUND", "4096", 1);
+    direct_vs_two_step("strided_view", NULL, t, n, all, n, &st);
+    sts_consolidate_opts_init(&co);
+    co.max_file_size = 200000;
+    direct_vs_two_step("strided_view_split", &co, t, n, all, n, &st);
     unsetenv("STSHARD_DIRECT_ROUND");
-    direct_vs_two_step("strided_big_rounds", NULL, t, n, all, n, &st);
+    direct_vs_two_step("strided_view_big_rounds", NULL, t, n, all, n, &st);
+    unsetenv("STSHARD_DIRECT_STRIDED");
     free_blocks(t, n);
 }
 

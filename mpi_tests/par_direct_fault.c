@@ -77,8 +77,8 @@ static int same_everywhere(int rc, const char *msg)
 
 /*
  * This rank's blocks: a column-split tensor (5 collective rounds of 4 KiB per
- * rank), two row-split ones of 1 MiB per rank (each one independent write,
- * past the staging buffer), a replica.
+ * rank through views, more exchange rounds of 2 KiB chunks), two row-split ones of 1 MiB per rank
+ * (each one independent write, past the staging buffer), a replica.
  */
 typedef struct data {
     uint64_t gcol[2], ocol[2], scol[2], grow[2], orow[2], srow[2], gnorm[1], znorm[1];
@@ -126,6 +126,7 @@ static int save(const data *x, const char *dir, const char *cons_dir, int direct
     int rc;
     sts_consolidate_opts_init(&co);
     co.max_file_size = 40000; /* several output files */
+    co.buffer_size = 4096;    /* exchange chunks of 2 KiB: many rounds */
     sts_save_opts_init(&o);
     o.direct = direct;
     o.consolidate_dir = cons_dir;
@@ -143,11 +144,11 @@ static int save(const data *x, const char *dir, const char *cons_dir, int direct
     return rc;
 }
 
-static void one_case(const data *x, const fcase *c, int target, size_t k)
+static void one_case(const data *x, const fcase *c, int target, size_t k, const char *mode)
 {
     char spec[256], dir[1200], msg[1024];
     int rc, finals = 0, partials = 0, want = c->code;
-    snprintf(dir, sizeof dir, "%s/direct%zu_r%d", root, k, target);
+    snprintf(dir, sizeof dir, "%s/%s%zu_r%d", root, mode, k, target);
     snprintf(spec, sizeof spec, "%s,rank=%d", c->spec, target);
     if (c->rank0_only && target != 0)
         want = STS_OK; /* only rank 0 renames: the point is never reached */
@@ -242,11 +243,18 @@ int main(int argc, char **argv)
     }
     MPI_Barrier(MPI_COMM_WORLD);
     make_data(&x);
+    /* Strided blocks by exchange (the default), then through file views. */
+    for (size_t k = 0; k < sizeof direct_cases / sizeof direct_cases[0]; k++) {
+        one_case(&x, &direct_cases[k], 0, k, "exchange");
+        one_case(&x, &direct_cases[k], np - 1, k, "exchange");
+    }
+    setenv("STSHARD_DIRECT_STRIDED", "view", 1);
     setenv("STSHARD_DIRECT_ROUND", "4096", 1); /* many collective rounds per file */
     for (size_t k = 0; k < sizeof direct_cases / sizeof direct_cases[0]; k++) {
-        one_case(&x, &direct_cases[k], 0, k);
-        one_case(&x, &direct_cases[k], np - 1, k);
+        one_case(&x, &direct_cases[k], 0, k, "view");
+        one_case(&x, &direct_cases[k], np - 1, k, "view");
     }
+    unsetenv("STSHARD_DIRECT_STRIDED");
     one_call_cases(&x);
     free(x.col);
     free(x.row);

@@ -22,6 +22,9 @@
 # when the clock stops, for both variants alike); with --fsync every file
 # is MPI_File_sync'ed and the directory fsync'ed inside it.  Outputs are
 # deleted (and, on disk, `sync`ed) between runs, outside the timed region.
+# CPU: user + system seconds of the commit summed over the ranks ("cpu_seconds"),
+# which a busy host distorts less than wall time (a rank spinning in an MPI wait
+# still counts; the direct exchange and the writer sleep while they wait).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,22 +72,24 @@ echo "model $model, $ranks ranks, $repeats runs per variant; $(nproc) cores; $(u
     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "stshard: $STSHARD; $("$MPIEXEC" --version 2>/dev/null | head -1)"
 echo
-printf '| dir | fsync | strategy | two-step s | of which consolidate s | direct s | direct GiB/s | direct / two-step |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| dir | fsync | strategy | two-step s | of which consolidate s | direct s | direct GiB/s | direct / two-step | CPU s two-step | CPU s direct | CPU direct / two-step |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for dir in "${dirs[@]}"; do
     work=$dir/stshard-bench-direct.$$
     mkdir -p "$work"
     for fsync in "${fsyncs[@]}"; do
         for strategy in $strategies; do
-            two=() cons=() dir_t=() bytes=0
+            two=() cons=() dir_t=() two_c=() dir_c=() bytes=0
             for ((r = 0; r < repeats; r++)); do
                 out=$(run_save "$work" "$strategy" "$fsync" "$work/shards" --consolidate "$work/hf")
                 two+=("$(echo "$out" | json_num seconds)")
+                two_c+=("$(echo "$out" | json_num cpu_seconds)")
                 cons+=("$(echo "$out" | json_num consolidate_seconds)")
                 rm -rf "$work/shards" "$work/hf"
                 settle "$dir"
                 out=$(run_save "$work" "$strategy" "$fsync" "$work/direct" --direct)
                 dir_t+=("$(echo "$out" | json_num seconds)")
+                dir_c+=("$(echo "$out" | json_num cpu_seconds)")
                 bytes=$(echo "$out" | json_num bytes)
                 rm -rf "$work/direct"
                 settle "$dir"
@@ -92,10 +97,13 @@ for dir in "${dirs[@]}"; do
             t=$(printf '%s\n' "${two[@]}" | median)
             c=$(printf '%s\n' "${cons[@]}" | median)
             d=$(printf '%s\n' "${dir_t[@]}" | median)
-            printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.2f | **%.2f** |\n' "$dir" "$fsync" \
-                "$strategy" "$t" "$c" "$d" "$(echo "$bytes / 1073741824 / $d" | bc -l)" \
-                "$(echo "$d / $t" | bc -l)"
+            tc=$(printf '%s\n' "${two_c[@]}" | median)
+            dc=$(printf '%s\n' "${dir_c[@]}" | median)
+            printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.2f | **%.2f** | %.3f | %.3f | %.2f |\n' \
+                "$dir" "$fsync" "$strategy" "$t" "$c" "$d" "$(echo "$bytes / 1073741824 / $d" | bc -l)" \
+                "$(echo "$d / $t" | bc -l)" "$tc" "$dc" "$(echo "$dc / $tc" | bc -l)"
             echo "  runs: two-step ${two[*]} (consolidate ${cons[*]}) | direct ${dir_t[*]}" >&2
+            echo "  CPU:  two-step ${two_c[*]} | direct ${dir_c[*]}" >&2
         done
     done
     rm -rf "$work"

@@ -408,6 +408,7 @@ static void dsave_free(dsave *D)
     free(D->pieces);
     free(D->rounds);
     free(D->byname);
+    free(D->agg);
     free(D->map);
     sts__plan_free(D->plan);
     free(D->blocks);

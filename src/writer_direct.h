@@ -20,7 +20,8 @@ typedef struct sts__dinfo {
 typedef enum sts__dkind {
     STS_DIRECT_CONTIG = 0, /* one contiguous run: an independent write */
     STS_DIRECT_RUNS,       /* strided, runs of at least STS_DIRECT_RUN_MIN: one write per run */
-    STS_DIRECT_VIEW        /* strided, small runs: collective writes through a file view */
+    STS_DIRECT_VIEW,       /* strided, small runs: collective writes through a file view */
+    STS_DIRECT_AGG         /* part of an exchanged tensor: written by the rank owning its rows */
 } sts__dkind;
 
 /* Runs this large are written one by one: each is already a large transfer. */
@@ -65,10 +66,14 @@ typedef struct sts__dsave {
     sts_plan *plan;
     sts_cons_out out;
 
+    int exchange;        /* strided tensors by exchange (default) or through file views */
+    unsigned char *agg;  /* per plan tensor: 1 when it goes through the exchange */
     sts__dpiece *pieces; /* this rank's writes, by (file, start) */
     size_t npieces;
     uint64_t *rounds; /* per output file: collective rounds, agreed (max over ranks) */
     uint64_t round;   /* this rank's bytes per round (STS_DIRECT_ROUND unless overridden) */
+    uint64_t budget;  /* bytes of one exchange chunk: half the buffer */
+    uint64_t written; /* tensor data bytes this rank wrote */
 } sts__dsave;
 
 typedef sts__dsave dsave;
@@ -76,6 +81,17 @@ typedef sts__named named;
 
 /* Local.  Lists this rank's pieces: the kept blocks of the plan that are its own. */
 int sts__direct_pieces(dsave *D);
+
+/*
+ * Collective (not agreed: the caller agrees).  The exchange rounds of output
+ * file f, on the open handle fh: the rows of every exchanged tensor of f are
+ * split evenly over the ranks; in each round every rank assembles its next
+ * chunk of at most half the buffer from the blocks of all ranks
+ * (MPI_Alltoallw straight from the owners' memory) and writes it with one
+ * independent write.  rc is this rank's code so far; a failed rank keeps
+ * joining until every rank has seen the failure.
+ */
+int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc);
 
 /*
  * Collective, agreed.  Writes every output file under its temporary name:

@@ -14,8 +14,10 @@
  *  - a block that is one run (row sharding, whole tensors) is one
  *    independent write (small neighbours are staged into one write);
  *  - a strided block whose runs are large is one independent write per run;
- *  - a strided block with small runs (column, 2-D, 3-D sharding) is written
- *    through a file view: an hvector type per strided dimension over a
+ *  - a tensor with a strided block of small runs (column, 2-D, 3-D sharding)
+ *    goes through the exchange of writer_direct_agg.c (the default), or, with
+ *    STSHARD_DIRECT_STRIDED=view, each such block is written through a file
+ *    view: an hvector type per strided dimension over a
  *    contiguous run, set with MPI_File_set_view at the block's first byte,
  *    then MPI_File_write_at_all of the block's bytes.  Both calls are
  *    collective, so every rank makes the same number of rounds per file (the
@@ -115,10 +117,35 @@ static int cmp_piece(const void *x, const void *y)
     return a->start < b->start ? -1 : a->start > b->start;
 }
 
+/*
+ * Exchange mode: a tensor goes through the exchange (writer_direct_agg.c)
+ * when any of its blocks, on any rank, is strided with small runs.  Every
+ * rank decides the same from the same plan.
+ */
+static int mark_exchanged(dsave *D)
+{
+    const sts_plan *P = D->plan;
+    const char *env = getenv("STSHARD_DIRECT_STRIDED");
+    D->exchange = !(env && strcmp(env, "view") == 0);
+    D->agg = sts__calloc_array(P->ntensors ? P->ntensors : 1, 1);
+    if (!D->agg)
+        return sts__fail(D->diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = 0; D->exchange && t < P->ntensors; t++)
+        for (size_t k = 0; k < P->tensors[t].nblocks && !D->agg[t]; k++) {
+            dgeom g;
+            geometry(&P->tensors[t], &D->blocks[P->order[P->tensors[t].first_block + k]], &g);
+            D->agg[t] = classify(&g) == STS_DIRECT_VIEW;
+        }
+    return STS_OK;
+}
+
 int sts__direct_pieces(dsave *D)
 {
     const sts_plan *P = D->plan;
     size_t n = 0;
+    int rc = mark_exchanged(D);
+    if (rc != STS_OK)
+        return rc;
     for (size_t t = 0; t < P->ntensors; t++)
         for (size_t k = 0; k < P->tensors[t].nblocks; k++)
             n += D->info[P->order[P->tensors[t].first_block + k]].rank == D->rank;
@@ -140,7 +167,7 @@ int sts__direct_pieces(dsave *D)
                                  "tensor '%s': planned %llu bytes for a block of %llu", wb->name,
                                  (unsigned long long)g.nbytes, (unsigned long long)wb->nbytes);
             pc->file = P->tensors[t].file;
-            pc->kind = classify(&g);
+            pc->kind = D->agg[t] ? STS_DIRECT_AGG : classify(&g);
             pc->tensor = t;
             pc->block = bi;
             pc->data = (const unsigned char *)wb->data;
@@ -203,7 +230,7 @@ static int write_independent(dsave *D, sts__writer_stager *s, uint32_t f, size_t
     }
     for (size_t i = lo; i < hi; i++) {
         const sts__dpiece *pc = &D->pieces[i];
-        if (pc->kind == STS_DIRECT_VIEW)
+        if (pc->kind == STS_DIRECT_VIEW || pc->kind == STS_DIRECT_AGG)
             continue;
         rc = write_piece(D, s, pc);
         if (rc != STS_OK) {
@@ -213,6 +240,7 @@ static int write_independent(dsave *D, sts__writer_stager *s, uint32_t f, size_t
             return sts__writer_classify_io(D->w, rc, pc->start, file_end(D, f));
         }
         sts__writer_progress(D->w, pc->nbytes);
+        D->written += pc->nbytes;
     }
     rc = sts__writer_stage_flush(s);
     return sts__writer_classify_io(D->w, rc, s->off, file_end(D, f));
@@ -307,6 +335,7 @@ static int round_once(dsave *D, MPI_File fh, cursor *c, int rc)
     }
     if (pc && (c->sub += n) == pc->nbytes) {
         sts__writer_progress(D->w, pc->nbytes);
+        D->written += pc->nbytes;
         MPI_Type_free(&c->type);
         c->type = MPI_DATATYPE_NULL;
         c->sub = 0;
@@ -327,6 +356,8 @@ static int write_file(dsave *D, sts__writer_stager *s, uint32_t f, size_t lo, si
         return rc; /* agreed by the open */
     s->fh = fh;
     rc = write_independent(D, s, f, lo, hi);
+    if (D->exchange)
+        rc = sts__direct_exchange(D, fh, f, rc);
     for (uint64_t r = 0; r < D->rounds[f]; r++)
         rc = round_once(D, fh, &c, rc);
     if (c.type != MPI_DATATYPE_NULL)
@@ -362,6 +393,11 @@ static int agree_rounds(dsave *D)
 {
     int rc = STS_OK;
     D->round = round_bytes();
+    D->budget = (D->co.buffer_size ? D->co.buffer_size : STS_CONS_DEFAULT_BUFFER) / 2;
+    if (D->budget < 8)
+        D->budget = 8;
+    if (D->budget > STS_MPIIO_CHUNK) /* counts and displacements of the exchange are ints */
+        D->budget = STS_MPIIO_CHUNK;
     size_t nf = D->plan->nfiles;
     uint64_t *mine = sts__calloc_array(nf, sizeof *mine);
     D->rounds = sts__calloc_array(nf, sizeof *D->rounds);
@@ -396,7 +432,6 @@ int sts__direct_write(dsave *D)
 {
     int rc;
     sts__writer_stager s;
-    uint64_t mine = 0;
     STS_CHECK(agree_rounds(D));
     rc = sts__mpiio_agree(D->comm, stager_init(D, &s), D->diag);
     for (size_t f = 0, lo = 0, hi; rc == STS_OK && f < D->plan->nfiles; f++, lo = hi) {
@@ -405,9 +440,7 @@ int sts__direct_write(dsave *D)
         rc = write_file(D, &s, (uint32_t)f, lo, hi);
     }
     free(s.buf);
-    for (size_t i = 0; i < D->npieces; i++)
-        mine += D->pieces[i].nbytes;
-    D->w->bytes_local = mine;
+    D->w->bytes_local = D->written;
 done:
     return rc;
 }
