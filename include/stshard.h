@@ -368,9 +368,10 @@ typedef struct sts_reader sts_reader;
 
 /* What sts_reader_open found. */
 typedef enum sts_ckpt_kind {
-    STS_CKPT_FILE = 0,    /* one safetensors file (its path, or a directory with model.safetensors) */
-    STS_CKPT_INDEXED = 1, /* model.safetensors.index.json and the model files its weight_map names */
-    STS_CKPT_SHARDED = 2  /* rank files with DCP_SHARDING_INFO (stshard save or PyTorch DCP) */
+    STS_CKPT_FILE = 0, /* one safetensors file (its path, or a directory with model.safetensors) */
+    STS_CKPT_INDEXED =
+        1,               /* model.safetensors.index.json and the model files its weight_map names */
+    STS_CKPT_SHARDED = 2 /* rank files with DCP_SHARDING_INFO (stshard save or PyTorch DCP) */
 } sts_ckpt_kind;
 
 /* A tensor of an open checkpoint.  Pointers are owned by the reader. */
