@@ -338,6 +338,22 @@ int sts_verify_path(const char *path, sts_problem_fn fn, void *ud, size_t *nprob
 typedef void (*sts_progress_fn)(void *ud, uint64_t bytes_done, uint64_t bytes_total);
 
 /* ------------------------------------------------------------------------ */
+/* MPI-IO hints                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Local.  The hints libstshard gives MPI_File_open for every file it opens
+ * when the caller passes MPI_INFO_NULL: those of the environment variable
+ * STSHARD_MPI_HINTS ("key=value,key=value", e.g. striping_factor=8,
+ * cb_nodes=4).  *out receives a new MPI_Info the caller frees with
+ * MPI_Info_free, or MPI_INFO_NULL when the variable is unset or empty.  Lets
+ * a program open its own files (a benchmark baseline) exactly as the library
+ * does.  Errors: STS_E_ARG (an entry is not key=value; diag names it),
+ * STS_E_NOMEM, STS_E_MPI.
+ */
+int sts_mpiio_env_hints(MPI_Info *out, sts_diag *diag);
+
+/* ------------------------------------------------------------------------ */
 /* Reader: offset reads of any block of any checkpoint                       */
 /* ------------------------------------------------------------------------ */
 
@@ -352,9 +368,10 @@ typedef struct sts_reader sts_reader;
 
 /* What sts_reader_open found. */
 typedef enum sts_ckpt_kind {
-    STS_CKPT_FILE = 0,    /* one safetensors file (its path, or a directory with model.safetensors) */
-    STS_CKPT_INDEXED = 1, /* model.safetensors.index.json and the model files its weight_map names */
-    STS_CKPT_SHARDED = 2  /* rank files with DCP_SHARDING_INFO (stshard save or PyTorch DCP) */
+    STS_CKPT_FILE = 0, /* one safetensors file (its path, or a directory with model.safetensors) */
+    STS_CKPT_INDEXED =
+        1,               /* model.safetensors.index.json and the model files its weight_map names */
+    STS_CKPT_SHARDED = 2 /* rank files with DCP_SHARDING_INFO (stshard save or PyTorch DCP) */
 } sts_ckpt_kind;
 
 /* A tensor of an open checkpoint.  Pointers are owned by the reader. */
@@ -490,16 +507,44 @@ typedef struct sts_save_opts {
     int force;                  /* replace existing final-named files */
     sts_progress_fn progress;
     void *progress_ud;
+    /*
+     * Saving straight into a Hugging Face checkpoint (docs/save.md, "Save
+     * modes").  With both fields below unset, the commit writes rank files.
+     *  - consolidate_dir: the commit writes the rank files into dir, then
+     *    consolidates them into consolidate_dir on the same communicator
+     *    (as sts_consolidate), then removes them unless keep_shards.
+     *  - direct: dir receives the consolidated checkpoint itself; every rank
+     *    writes its blocks straight into the model files, no rank file is
+     *    written.  Whole-tensor blocks on any rank ("full-tensor save") are
+     *    the special case where every block is a tensor.
+     * The output files follow `consolidate` (NULL: the defaults of
+     * sts_consolidate_opts_init); its mapping defaults to `mapping` above
+     * when it has neither a mapping nor a max_file_size (the reference
+     * design's fqn_to_index_mapping serves both steps); its fsync and force
+     * are or-ed with the fields above; its progress defaults to the one
+     * above.  Unlike sts_consolidate, every rank must pass the same output
+     * options (as for the mapping above).  The output is byte for byte what
+     * sts_consolidate of the rank files gives.
+     */
+    const char *consolidate_dir;
+    const struct sts_consolidate_opts *consolidate; /* borrowed until free */
+    int keep_shards;                                /* keep the rank files after consolidating */
+    int direct;
 } sts_save_opts;
 
-/* Local.  Fills o with the defaults (no mapping, no fsync, no force). */
+/* Local.  Fills o with the defaults (no mapping, no fsync, no force, rank files only). */
 void sts_save_opts_init(sts_save_opts *o);
 
 typedef struct sts_save_stats {
     uint64_t bytes_local; /* data bytes this rank wrote */
     uint64_t bytes_total; /* data bytes all ranks wrote */
-    uint64_t files_total; /* rank files written */
+    uint64_t files_total; /* rank files written (0 in direct mode) */
     double seconds;       /* wall time of the commit, agreed (max over ranks) */
+    /* With consolidate_dir or direct (else 0): */
+    uint64_t output_files;      /* model-*.safetensors files published */
+    uint64_t output_tensors;    /* tensors in them */
+    uint64_t output_bytes;      /* tensor data bytes in them */
+    double consolidate_seconds; /* part of seconds spent consolidating (consolidate_dir) */
 } sts_save_stats;
 
 /*
@@ -526,6 +571,13 @@ int sts_writer_add(sts_writer *w, const sts_block *b);
  * Collective over the writer's communicator.  Writes every rank's file under
  * a temporary name, then renames all of them once every rank succeeded.
  * stats may be NULL.  Errors: any STS_E_* code, the same on every rank.
+ * With opts.consolidate_dir the rank files are then consolidated (errors of
+ * sts_consolidate; the rank files stay when it fails).  With opts.direct the
+ * plan is built from every rank's blocks (MPI_Allgatherv of their metadata)
+ * with the checks of sts_consolidate, plus: every block of a tensor must
+ * give the same global shape and the blocks must cover it
+ * (STS_E_COVERAGE_GAP); then the files are written under temporary names
+ * and published (index last) only when every rank succeeded.
  */
 int sts_writer_commit(sts_writer *w, sts_save_stats *stats);
 /* Local.  The last error's detail (never NULL; "" when none). */

@@ -47,8 +47,7 @@ typedef struct cons {
     sts_plan_block *blocks;
     size_t nblocks;
     sts_plan *plan;
-    char **final_paths, **tmp_paths;
-    int created;          /* rank 0: temporaries may exist */
+    sts_cons_out out;     /* output names, temporaries, publishing */
     struct stat *in_seen; /* the input files this rank read, as they were (size, time, inode) */
 } cons;
 
@@ -61,12 +60,7 @@ void sts_consolidate_opts_init(sts_consolidate_opts *o)
 
 /* ---- byte packing (the broadcast and record buffers are 8-byte aligned) ---- */
 
-typedef struct packer {
-    unsigned char *buf;
-    size_t len, cap;
-} packer;
-
-static int put(packer *k, const void *p, size_t n)
+int sts__cons_put(sts_cons_packer *k, const void *p, size_t n)
 {
     if (k->len + n > k->cap) {
         size_t nc = k->cap ? k->cap : 4096;
@@ -85,22 +79,21 @@ static int put(packer *k, const void *p, size_t n)
     return STS_OK;
 }
 
-static int put_u64(packer *k, uint64_t v)
+int sts__cons_put_u64(sts_cons_packer *k, uint64_t v)
 {
-    return put(k, &v, sizeof v);
+    return sts__cons_put(k, &v, sizeof v);
 }
 
-/* A NUL-terminated string padded with NULs to a multiple of 8 bytes. */
-static int put_str(packer *k, const char *s, size_t len)
+int sts__cons_put_str(sts_cons_packer *k, const char *s, size_t len)
 {
     static const char zeros[8];
-    int rc = put(k, s, len);
+    int rc = sts__cons_put(k, s, len);
     if (rc == STS_OK)
-        rc = put(k, zeros, 8 - len % 8);
+        rc = sts__cons_put(k, zeros, 8 - len % 8);
     return rc;
 }
 
-static size_t str_space(size_t len)
+size_t sts__cons_str_space(size_t len)
 {
     return len + 8 - len % 8;
 }
@@ -181,26 +174,30 @@ static int check_outdir(const cons *C)
 }
 
 /* Rank 0: packs options, input names and mapping for the broadcast. */
-static int pack_setup(cons *C, const sts_consolidate_opts *o, packer *k)
+static int pack_setup(cons *C, const sts_consolidate_opts *o, sts_cons_packer *k)
 {
     int rc = STS_OK;
     char **names = NULL;
     size_t n = 0, nmap = o->mapping ? sts_mapping_count(o->mapping) : 0;
     STS_CHECK(list_inputs(C, &names, &n));
     STS_CHECK(check_outdir(C));
-    STS_GOTO_IF(put_u64(k, n) || put_u64(k, (uint64_t)o->layout) || put_u64(k, o->align) ||
-                    put_u64(k, o->max_file_size) || put_u64(k, (uint64_t)o->drop_unmapped) ||
-                    put_u64(k, (uint64_t)o->fsync) || put_u64(k, (uint64_t)o->force) ||
-                    put_u64(k, o->mapping ? 1 : 0) || put_u64(k, nmap),
+    STS_GOTO_IF(sts__cons_put_u64(k, n) || sts__cons_put_u64(k, (uint64_t)o->layout) ||
+                    sts__cons_put_u64(k, o->align) || sts__cons_put_u64(k, o->max_file_size) ||
+                    sts__cons_put_u64(k, (uint64_t)o->drop_unmapped) ||
+                    sts__cons_put_u64(k, (uint64_t)o->fsync) ||
+                    sts__cons_put_u64(k, (uint64_t)o->force) ||
+                    sts__cons_put_u64(k, o->mapping ? 1 : 0) || sts__cons_put_u64(k, nmap),
                 C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
-        STS_GOTO_IF(put_u64(k, strlen(names[i])) || put_str(k, names[i], strlen(names[i])), C->diag,
-                    STS_E_NOMEM, "out of memory");
+        STS_GOTO_IF(sts__cons_put_u64(k, strlen(names[i])) ||
+                        sts__cons_put_str(k, names[i], strlen(names[i])),
+                    C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < nmap; i++) {
         const char *name;
         unsigned idx;
         STS_CHECK(sts_mapping_at(o->mapping, i, &name, &idx));
-        STS_GOTO_IF(put_u64(k, idx) || put_u64(k, strlen(name)) || put_str(k, name, strlen(name)),
+        STS_GOTO_IF(sts__cons_put_u64(k, idx) || sts__cons_put_u64(k, strlen(name)) ||
+                        sts__cons_put_str(k, name, strlen(name)),
                     C->diag, STS_E_NOMEM, "out of memory");
     }
 done:
@@ -234,7 +231,7 @@ static int unpack_setup(cons *C, unsigned char *p, size_t len)
         uint64_t n;
         memcpy(&n, p + at, 8);
         C->in_names[i] = (char *)(p + at + 8); /* lives in C->setup */
-        at += 8 + str_space(n);
+        at += 8 + sts__cons_str_space(n);
         C->in_paths[i] = sts__path_join(C->indir, C->in_names[i]);
         STS_GOTO_IF(!C->in_paths[i], C->diag, STS_E_NOMEM, "out of memory");
     }
@@ -244,7 +241,7 @@ static int unpack_setup(cons *C, unsigned char *p, size_t len)
         memcpy(&n, p + at + 8, 8);
         C->map[i].file_index = (unsigned)idx;
         C->map[i].name = (const char *)(p + at + 16);
-        at += 16 + str_space(n);
+        at += 16 + sts__cons_str_space(n);
     }
     if (!has_map) {
         free(C->map);
@@ -259,7 +256,7 @@ done:
 static int phase_setup(cons *C, const sts_consolidate_opts *o)
 {
     int rc = STS_OK;
-    packer k = {NULL, 0, 0};
+    sts_cons_packer k = {NULL, 0, 0};
     uint64_t len = 0;
     if (C->rank == 0) {
         rc = pack_setup(C, o, &k);
@@ -292,7 +289,7 @@ done:
  * u32 name_len, u32 dtype, u32 ndim, u64 offsets[ndim], u64 shape[ndim],
  * name + NUL padded to 8.
  */
-static int pack_file(cons *C, size_t fi, packer *k)
+static int pack_file(cons *C, size_t fi, sts_cons_packer *k)
 {
     int rc = STS_OK;
     sts_header *h = NULL;
@@ -310,10 +307,10 @@ static int pack_file(cons *C, size_t fi, packer *k)
         uint32_t w[4] = {(uint32_t)fi, (uint32_t)t->name_len, (uint32_t)t->dtype, t->ndim};
         STS_GOTO_IF(t->name_len > UINT32_MAX / 2, C->diag, STS_E_UNSUPPORTED, "%s: name too long",
                     C->in_paths[fi]);
-        STS_GOTO_IF(put_u64(k, start + t->begin) || put(k, w, sizeof w) ||
-                        put(k, t->saved_offsets, t->ndim * sizeof(uint64_t)) ||
-                        put(k, t->shape, t->ndim * sizeof(uint64_t)) ||
-                        put_str(k, t->name, t->name_len),
+        STS_GOTO_IF(sts__cons_put_u64(k, start + t->begin) || sts__cons_put(k, w, sizeof w) ||
+                        sts__cons_put(k, t->saved_offsets, t->ndim * sizeof(uint64_t)) ||
+                        sts__cons_put(k, t->shape, t->ndim * sizeof(uint64_t)) ||
+                        sts__cons_put_str(k, t->name, t->name_len),
                     C->diag, STS_E_NOMEM, "out of memory");
     }
 done:
@@ -321,44 +318,41 @@ done:
     return rc;
 }
 
-/*
- * Gathers every rank's records on every rank.  MPI_Allgatherv counts and
- * displacements are ints, so the bytes travel in units of a contiguous
- * datatype of U bytes, U the smallest power of two (>= 8) that keeps the
- * total below INT_MAX units; each rank pads its part to a multiple of U.
- * On return start[r] and len[r] locate rank r's records in C->recs.
- */
-static int gather_records(cons *C, packer *k, uint64_t *start, uint64_t *len)
+int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
+                        uint64_t *len, sts_diag *diag)
 {
-    int rc = STS_OK, *counts = NULL, *displs = NULL;
+    int rc = STS_OK, *counts = NULL, *displs = NULL, me = 0, np = 1;
     uint64_t mine = k->len, unit = 8, total = 0;
     MPI_Datatype type = MPI_DATATYPE_NULL;
-    counts = sts__calloc_array((size_t)C->nranks, sizeof *counts);
-    displs = sts__calloc_array((size_t)C->nranks, sizeof *displs);
-    STS_GOTO_IF(!counts || !displs, C->diag, STS_E_NOMEM, "out of memory");
-    STS_MPI_CALL(C->diag, MPI_Allgather, (&mine, 1, MPI_UINT64_T, len, 1, MPI_UINT64_T, C->comm));
+    *all = NULL;
+    STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &me));
+    STS_MPI_CALL(diag, MPI_Comm_size, (comm, &np));
+    counts = sts__calloc_array((size_t)np, sizeof *counts);
+    displs = sts__calloc_array((size_t)np, sizeof *displs);
+    STS_GOTO_IF(!counts || !displs, diag, STS_E_NOMEM, "out of memory");
+    STS_MPI_CALL(diag, MPI_Allgather, (&mine, 1, MPI_UINT64_T, len, 1, MPI_UINT64_T, comm));
     for (;;) {
         total = 0;
-        for (int r = 0; r < C->nranks; r++)
+        for (int r = 0; r < np; r++)
             total += (len[r] + unit - 1) / unit;
         if (total <= INT_MAX)
             break;
         unit *= 2;
     }
-    for (int r = 0; r < C->nranks; r++) {
+    for (int r = 0; r < np; r++) {
         counts[r] = (int)((len[r] + unit - 1) / unit);
         displs[r] = r ? displs[r - 1] + counts[r - 1] : 0;
         start[r] = (uint64_t)displs[r] * unit;
     }
     while (k->len % unit) /* padding is never parsed: len[] bounds each part */
-        STS_GOTO_IF(put(k, "", 1), C->diag, STS_E_NOMEM, "out of memory");
-    C->recs = malloc(total > 0 ? total * unit : 1);
-    STS_GOTO_IF(!C->recs, C->diag, STS_E_NOMEM, "cannot allocate %llu bytes for the headers",
+        STS_GOTO_IF(sts__cons_put(k, "", 1), diag, STS_E_NOMEM, "out of memory");
+    *all = malloc(total > 0 ? total * unit : 1);
+    STS_GOTO_IF(!*all, diag, STS_E_NOMEM, "cannot allocate %llu bytes for the block records",
                 (unsigned long long)(total * unit));
-    STS_MPI_CALL(C->diag, MPI_Type_contiguous, ((int)unit, MPI_BYTE, &type));
-    STS_MPI_CALL(C->diag, MPI_Type_commit, (&type));
-    STS_MPI_CALL(C->diag, MPI_Allgatherv,
-                 (k->buf, counts[C->rank], type, C->recs, counts, displs, type, C->comm));
+    STS_MPI_CALL(diag, MPI_Type_contiguous, ((int)unit, MPI_BYTE, &type));
+    STS_MPI_CALL(diag, MPI_Type_commit, (&type));
+    STS_MPI_CALL(diag, MPI_Allgatherv,
+                 (k->buf, counts[me], type, *all, counts, displs, type, comm));
 done:
     if (type != MPI_DATATYPE_NULL)
         MPI_Type_free(&type);
@@ -392,7 +386,7 @@ static int64_t walk_records(const cons *C, const uint64_t *start, const uint64_t
             b.offsets = (const uint64_t *)(const void *)(p + 24);
             b.shape = b.offsets + b.ndim;
             b.name = (const char *)(b.shape + b.ndim);
-            p = (const unsigned char *)b.name + str_space(b.name_len);
+            p = (const unsigned char *)b.name + sts__cons_str_space(b.name_len);
             /* Blocks go in input-file order (then header order): the planner's
              * first-appearance order depends on it. */
             if (out)
@@ -432,7 +426,7 @@ static int decode_records(cons *C, const uint64_t *start, const uint64_t *len)
 static int phase_headers(cons *C)
 {
     int rc = STS_OK;
-    packer k = {NULL, 0, 0};
+    sts_cons_packer k = {NULL, 0, 0};
     uint64_t *start = sts__calloc_array((size_t)C->nranks, sizeof *start);
     uint64_t *len = sts__calloc_array((size_t)C->nranks, sizeof *len);
     C->in_seen = sts__calloc_array(C->nin, sizeof *C->in_seen);
@@ -441,7 +435,7 @@ static int phase_headers(cons *C)
     for (size_t f = (size_t)C->rank; rc == STS_OK && f < C->nin; f += (size_t)C->nranks)
         rc = pack_file(C, f, &k);
     STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
-    rc = gather_records(C, &k, start, len);
+    rc = sts__cons_allgather(C->comm, &k, &C->recs, start, len, C->diag);
     STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
     rc = decode_records(C, start, len);
     rc = sts__mpiio_agree(C->comm, rc, C->diag);
@@ -475,40 +469,60 @@ static int phase_plan(cons *C)
 
 /* ---- 4. create -------------------------------------------------------------- */
 
-static int output_names(cons *C)
+int sts__cons_out_names(sts_cons_out *o, sts_diag *diag)
 {
-    size_t n = C->plan->nfiles;
-    C->final_paths = sts__calloc_array(n, sizeof *C->final_paths);
-    C->tmp_paths = sts__calloc_array(n, sizeof *C->tmp_paths);
-    if (!C->final_paths || !C->tmp_paths)
-        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+    size_t n = o->plan->nfiles;
+    o->final_paths = sts__calloc_array(n, sizeof *o->final_paths);
+    o->tmp_paths = sts__calloc_array(n, sizeof *o->tmp_paths);
+    if (!o->final_paths || !o->tmp_paths)
+        return sts__fail(diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        C->final_paths[i] = sts__path_join(C->outdir, C->plan->files[i].name);
-        C->tmp_paths[i] = C->final_paths[i] ? sts__tmp_path(C->final_paths[i]) : NULL;
-        if (!C->tmp_paths[i])
-            return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+        o->final_paths[i] = sts__path_join(o->dir, o->plan->files[i].name);
+        o->tmp_paths[i] = o->final_paths[i] ? sts__tmp_path(o->final_paths[i]) : NULL;
+        if (!o->tmp_paths[i])
+            return sts__fail(diag, STS_E_NOMEM, "out of memory");
     }
     return STS_OK;
 }
 
-/* Rank 0: existing final names are an error unless force. */
-static int check_existing(const cons *C)
+/* Existing final names are an error unless force. */
+static int check_existing(const sts_cons_out *o, sts_diag *diag)
 {
     struct stat sb;
     char *index;
     int rc = STS_OK;
-    if (C->o.force)
+    if (o->force)
         return STS_OK;
-    for (size_t i = 0; i < C->plan->nfiles; i++)
-        if (lstat(C->final_paths[i], &sb) == 0)
-            return sts__fail(C->diag, STS_E_EXIST, "%s already exists (force replaces it)",
-                             C->final_paths[i]);
-    index = sts__path_join(C->outdir, "model.safetensors.index.json");
+    for (size_t i = 0; i < o->plan->nfiles; i++)
+        if (lstat(o->final_paths[i], &sb) == 0)
+            return sts__fail(diag, STS_E_EXIST, "%s already exists (force replaces it)",
+                             o->final_paths[i]);
+    index = sts__path_join(o->dir, "model.safetensors.index.json");
     if (!index)
-        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
+        return sts__fail(diag, STS_E_NOMEM, "out of memory");
     if (lstat(index, &sb) == 0)
-        rc = sts__fail(C->diag, STS_E_EXIST, "%s already exists (force replaces it)", index);
+        rc = sts__fail(diag, STS_E_EXIST, "%s already exists (force replaces it)", index);
     free(index);
+    return rc;
+}
+
+/* Every output file, headers included. */
+static uint64_t output_bytes(const sts_plan *p)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->nfiles; i++)
+        n += p->files[i].header_len + p->files[i].data_size;
+    return n;
+}
+
+int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag)
+{
+    int rc = sts__mkdir_p(o->dir, diag);
+    if (rc == STS_OK)
+        rc = check_existing(o, diag);
+    if (rc == STS_OK)
+        rc = sts__mpiio_check_space(o->dir, output_bytes(o->plan), diag);
+    o->created = rc == STS_OK;
     return rc;
 }
 
@@ -518,12 +532,12 @@ static int create_file(cons *C, size_t i)
     int rc = STS_OK;
     const sts_plan_file *F = &C->plan->files[i];
     MPI_File fh = MPI_FILE_NULL;
-    STS_CHECK(sts__mpiio_open_self(C->tmp_paths[i], 1, MPI_INFO_NULL, &fh, C->diag));
+    STS_CHECK(sts__mpiio_open_self(C->out.tmp_paths[i], 1, MPI_INFO_NULL, &fh, C->diag));
     rc = sts__mpiio_write_at(fh, 0, F->header, F->header_len, C->diag);
     if (rc == STS_OK && C->o.fsync && MPI_File_sync(fh) != MPI_SUCCESS)
         rc = sts__fail(C->diag, STS_E_IO, "MPI_File_sync failed");
     if (rc != STS_OK)
-        sts__diag_prefix(C->diag, "%s", C->tmp_paths[i]);
+        sts__diag_prefix(C->diag, "%s", C->out.tmp_paths[i]);
 done:
     if (fh != MPI_FILE_NULL) {
         int crc = sts__mpiio_close(&fh, C->diag);
@@ -533,35 +547,37 @@ done:
     return rc;
 }
 
-static void remove_temporaries(cons *C)
+void sts__cons_out_discard(sts_cons_out *o)
 {
-    if (C->rank != 0 || !C->created || !C->tmp_paths)
+    if (!o->created || !o->tmp_paths)
         return;
-    for (size_t i = 0; i < C->plan->nfiles; i++)
-        if (C->tmp_paths[i])
-            unlink(C->tmp_paths[i]);
-    C->created = 0;
+    for (size_t i = 0; i < o->plan->nfiles; i++)
+        if (o->tmp_paths[i])
+            unlink(o->tmp_paths[i]);
+    o->created = 0;
 }
 
-/* Every output file, headers included. */
-static uint64_t output_bytes(const cons *C)
+void sts__cons_out_free(sts_cons_out *o)
 {
-    uint64_t n = 0;
-    for (size_t i = 0; i < C->plan->nfiles; i++)
-        n += C->plan->files[i].header_len + C->plan->files[i].data_size;
-    return n;
+    for (size_t i = 0; o->plan && o->final_paths && i < o->plan->nfiles; i++) {
+        free(o->final_paths[i]);
+        free(o->tmp_paths ? o->tmp_paths[i] : NULL);
+    }
+    free(o->final_paths);
+    free(o->tmp_paths);
+    o->final_paths = o->tmp_paths = NULL;
 }
 
 static int phase_create(cons *C)
 {
-    int rc = output_names(C);
+    int rc;
+    C->out.plan = C->plan;
+    C->out.dir = C->outdir;
+    C->out.fsync = C->o.fsync;
+    C->out.force = C->o.force;
+    rc = sts__cons_out_names(&C->out, C->diag);
     if (rc == STS_OK && C->rank == 0) {
-        rc = sts__mkdir_p(C->outdir, C->diag);
-        if (rc == STS_OK)
-            rc = check_existing(C);
-        if (rc == STS_OK)
-            rc = sts__mpiio_check_space(C->outdir, output_bytes(C), C->diag);
-        C->created = rc == STS_OK;
+        rc = sts__cons_out_prepare(&C->out, C->diag);
         for (size_t i = 0; rc == STS_OK && i < C->plan->nfiles; i++)
             rc = create_file(C, i);
     }
@@ -600,7 +616,7 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     memset(&a, 0, sizeof a);
     a.plan = C->plan;
     a.in_paths = C->in_paths;
-    a.tmp_paths = C->tmp_paths;
+    a.tmp_paths = C->out.tmp_paths;
     a.rank = C->rank;
     a.nranks = C->nranks;
     a.buffer_size = C->o.buffer_size;
@@ -638,13 +654,13 @@ static int is_model_file(const char *n)
 }
 
 /*
- * Rank 0, with force, after the new index is in place: removes model files
- * of an earlier run that the new index does not name (a run that split into
- * more files), so the directory holds one checkpoint.  Best effort.
+ * With force, after the new index is in place: removes model files of an
+ * earlier run that the new index does not name (a run that split into more
+ * files), so the directory holds one checkpoint.  Best effort.
  */
-static void remove_stale_outputs(const cons *C)
+static void remove_stale_outputs(const sts_cons_out *o)
 {
-    DIR *d = opendir(C->outdir);
+    DIR *d = opendir(o->dir);
     struct dirent *e;
     if (!d)
         return;
@@ -653,9 +669,9 @@ static void remove_stale_outputs(const cons *C)
         char *path;
         if (!is_model_file(e->d_name))
             continue;
-        for (size_t i = 0; i < C->plan->nfiles && !ours; i++)
-            ours = strcmp(e->d_name, C->plan->files[i].name) == 0;
-        if (ours || (path = sts__path_join(C->outdir, e->d_name)) == NULL)
+        for (size_t i = 0; i < o->plan->nfiles && !ours; i++)
+            ours = strcmp(e->d_name, o->plan->files[i].name) == 0;
+        if (ours || (path = sts__path_join(o->dir, e->d_name)) == NULL)
             continue;
         unlink(path);
         free(path);
@@ -663,22 +679,22 @@ static void remove_stale_outputs(const cons *C)
     closedir(d);
 }
 
-/* Rank 0: renames every file, then writes the index last. */
-static int publish(cons *C)
+int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag)
 {
     int rc = STS_OK;
     size_t done_n = 0;
-    for (; done_n < C->plan->nfiles; done_n++)
-        STS_CHECK(sts__rename(C->tmp_paths[done_n], C->final_paths[done_n], C->diag));
-    STS_CHECK(sts__cons_write_index(C->plan, C->outdir, C->o.fsync, C->diag));
-    if (C->o.force)
-        remove_stale_outputs(C);
-    STS_CHECK(sts__fsync_dir(C->outdir, C->diag));
+    for (; done_n < o->plan->nfiles; done_n++)
+        STS_CHECK(sts__rename(o->tmp_paths[done_n], o->final_paths[done_n], diag));
+    STS_CHECK(sts__cons_write_index(o->plan, o->dir, o->fsync, diag));
+    if (o->force)
+        remove_stale_outputs(o);
+    STS_CHECK(sts__fsync_dir(o->dir, diag));
+    o->created = 0;
 done:
     if (rc != STS_OK) {
         /* Take back what this run published, so no partial set is left. */
         for (size_t i = 0; i < done_n; i++)
-            unlink(C->final_paths[i]);
+            unlink(o->final_paths[i]);
     }
     return rc;
 }
@@ -686,11 +702,8 @@ done:
 static int phase_publish(cons *C)
 {
     int rc = STS_OK;
-    if (C->rank == 0) {
-        rc = publish(C);
-        if (rc == STS_OK)
-            C->created = 0;
-    }
+    if (C->rank == 0)
+        rc = sts__cons_out_publish(&C->out, C->diag);
     return sts__mpiio_agree(C->comm, rc, C->diag);
 }
 
@@ -698,15 +711,11 @@ static int phase_publish(cons *C)
 
 static void cons_free(cons *C)
 {
-    remove_temporaries(C);
+    if (C->rank == 0)
+        sts__cons_out_discard(&C->out);
+    sts__cons_out_free(&C->out);
     for (size_t i = 0; C->in_paths && i < C->nin; i++)
         free(C->in_paths[i]);
-    for (size_t i = 0; C->plan && C->final_paths && i < C->plan->nfiles; i++) {
-        free(C->final_paths[i]);
-        free(C->tmp_paths ? C->tmp_paths[i] : NULL);
-    }
-    free(C->final_paths);
-    free(C->tmp_paths);
     free(C->in_paths);
     free(C->in_names);
     free(C->map);

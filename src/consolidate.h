@@ -6,6 +6,8 @@
 #ifndef STS_CONSOLIDATE_H
 #define STS_CONSOLIDATE_H
 
+#include <mpi.h>
+
 #include "plan.h"
 
 /*
@@ -44,5 +46,64 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
  * Python's json.dumps(indent=2, sort_keys=True) bytes and a final newline.
  */
 int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync, sts_diag *diag);
+
+/*
+ * The output side of a consolidation: final and temporary names, the
+ * existing-output check, and the publish step (renames, then the index last,
+ * then a directory sync).  Shared with the direct save (writer_direct.c), so
+ * both publish a checkpoint the same way.
+ */
+typedef struct sts_cons_out {
+    const sts_plan *plan; /* borrowed */
+    const char *dir;      /* borrowed */
+    int fsync, force;
+    char **final_paths, **tmp_paths; /* by plan file index */
+    int created;                     /* temporaries may exist (the preparing rank only) */
+} sts_cons_out;
+
+/* Local.  Fills final_paths and tmp_paths from plan and dir. */
+int sts__cons_out_names(sts_cons_out *o, sts_diag *diag);
+/*
+ * Local, one rank (rank 0).  mkdir -p of dir; without force, any final name
+ * or the index already there is STS_E_EXIST.  Sets created on success: from
+ * then on this rank removes the temporaries on failure (discard).
+ */
+int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag);
+/*
+ * Local, the preparing rank.  Renames every temporary to its final name,
+ * writes model.safetensors.index.json, syncs the directory.  On failure the
+ * files it renamed are removed again, so no partial set is left.
+ */
+int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag);
+/* Local.  Removes the temporaries when created is set. */
+void sts__cons_out_discard(sts_cons_out *o);
+/* Local.  Frees the names. */
+void sts__cons_out_free(sts_cons_out *o);
+
+/* A growing byte buffer for messages that other ranks decode (8-byte aligned fields). */
+typedef struct sts_cons_packer {
+    unsigned char *buf;
+    size_t len, cap;
+} sts_cons_packer;
+
+/* Local.  Appends n bytes; STS_E_NOMEM. */
+int sts__cons_put(sts_cons_packer *k, const void *p, size_t n);
+int sts__cons_put_u64(sts_cons_packer *k, uint64_t v);
+/* Local.  A string of len bytes, NUL-terminated and padded with NULs to a multiple of 8. */
+int sts__cons_put_str(sts_cons_packer *k, const char *s, size_t len);
+/* Local.  The space sts__cons_put_str takes for len bytes. */
+size_t sts__cons_str_space(size_t len);
+
+/*
+ * Collective over comm (not agreed: the caller agrees).  Gathers every
+ * rank's packed bytes k->buf[0..k->len) on every rank into *all (malloc'd).
+ * MPI_Allgatherv counts and displacements are ints, so the bytes travel in
+ * units of a contiguous datatype of U bytes, U the smallest power of two
+ * (>= 8) that keeps the total below INT_MAX units; each rank pads its part
+ * (k may grow).  start[r] and len[r] (nranks entries each) locate rank r's
+ * part in *all; every part starts 8-byte aligned.
+ */
+int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
+                        uint64_t *len, sts_diag *diag);
 
 #endif /* STS_CONSOLIDATE_H */

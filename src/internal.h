@@ -124,7 +124,7 @@ typedef void (*sts__coverage_fn)(void *ud, const sts__coverage_issue *issue);
  * STS_E_VALIDATION_OVERFLOW (offset + size overflows) or STS_E_NOMEM.
  */
 int sts__coverage_check(uint32_t ndim, size_t n, const uint64_t *offsets, const uint64_t *shapes,
-                       size_t max_each, sts__coverage_fn fn, void *ud, uint64_t *global);
+                        size_t max_each, sts__coverage_fn fn, void *ud, uint64_t *global);
 
 /*
  * Fault injection (src/fault.c, test builds only: CMake option STS_FAULT_INJECTION).

@@ -378,3 +378,10 @@ done:
     free(at);
     return rc;
 }
+
+int sts_mpiio_env_hints(MPI_Info *out, sts_diag *diag)
+{
+    if (!out)
+        return sts__fail(diag, STS_E_ARG, "sts_mpiio_env_hints: NULL output");
+    return env_hints(out, diag);
+}

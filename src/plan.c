@@ -35,8 +35,6 @@ typedef struct builder {
     size_t nt, capt;
     size_t *order;
     size_t *scratch; /* sort scratch: as many entries as the largest tensor has blocks */
-    size_t *scratch2;
-    size_t *copy;
     unsigned file_count;
     size_t ndropped;
 } builder;
@@ -339,121 +337,66 @@ static void dedupe(builder *B, tacc *T)
     T->n = n;
 }
 
-typedef struct dimctx {
-    const sts_plan_block *b;
-    uint32_t k;
-} dimctx;
+/* The first problem the coverage check reports, in the tensor's block numbering. */
+typedef struct cov_first {
+    uint32_t ndim;
+    int seen;
+    size_t a, b;
+    char region[160];
+} cov_first;
 
-static int cmp_dim(size_t a, size_t b, const void *ctx)
+static void on_coverage_issue(void *ud, const sts__coverage_issue *is)
 {
-    const dimctx *c = ctx;
-    const sts_plan_block *x = &c->b[a], *y = &c->b[b];
-    uint64_t xs = x->offsets[c->k], ys = y->offsets[c->k];
-    uint64_t xe = xs + x->shape[c->k], ye = ys + y->shape[c->k];
-    if (xs != ys)
-        return xs < ys ? -1 : 1;
-    return xe < ye ? -1 : xe > ye;
-}
-
-static int boxes_meet(const sts_plan_block *x, const sts_plan_block *y)
-{
-    for (uint32_t k = 0; k < x->ndim; k++)
-        if (x->offsets[k] >= y->offsets[k] + y->shape[k] ||
-            y->offsets[k] >= x->offsets[k] + x->shape[k])
-            return 0;
-    return 1;
+    cov_first *c = ud;
+    size_t used = 0;
+    if (c->seen || is->more)
+        return;
+    c->seen = 1;
+    c->a = is->a;
+    c->b = is->b;
+    c->region[0] = '\0';
+    if (!is->lo)
+        return;
+    for (uint32_t k = 0; k < c->ndim && used + 1 < sizeof c->region; k++) {
+        int w = snprintf(c->region + used, sizeof c->region - used, "%s%llu:%llu", k ? ", " : "[",
+                         (unsigned long long)is->lo[k], (unsigned long long)is->hi[k]);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (used + 2 <= sizeof c->region)
+        memcpy(c->region + used, "]", 2);
 }
 
 /*
- * Checks that the non-empty boxes v[0..n) are pairwise disjoint, looking at
- * dimensions k and up (they agree on dimensions below k).  Boxes are sorted
- * by their interval in dimension k; boxes with the same interval form a
- * group checked recursively in the next dimension; a group whose interval
- * starts before an earlier one ends is compared with those earlier boxes
- * directly.  Grids (row, column, 2-D/3-D sharding) never take that path, so
- * the check costs O(n log n) per dimension for them.
+ * Exact tiling of the tensor's global box, by the same check verify and the
+ * reader use (coverage.c).  It runs on every block, before dedupe(), because
+ * empty blocks still widen the global shape and duplicates count once there.
  */
-static int disjoint(builder *B, size_t *v, size_t n, uint32_t k, uint32_t ndim)
-{
-    dimctx c = {B->b, k};
-    uint64_t maxend = 0;
-    if (n < 2)
-        return STS_OK;
-    if (k == ndim)
-        return fail_pair(B, STS_E_COVERAGE_OVERLAP, "repeats the", v[0], v[1]);
-    sort_idx(v, n, B->scratch2, cmp_dim, &c);
-    for (size_t i = 0, j; i < n; i = j) {
-        const sts_plan_block *g = &B->b[v[i]];
-        uint64_t gs = g->offsets[k], ge = gs + g->shape[k];
-        int rc;
-        for (j = i + 1; j < n && cmp_dim(v[i], v[j], &c) == 0; j++)
-            ;
-        if (gs < maxend) {
-            for (size_t e = 0; e < i; e++) {
-                const sts_plan_block *x = &B->b[v[e]];
-                if (x->offsets[k] + x->shape[k] <= gs)
-                    continue;
-                for (size_t m = i; m < j; m++)
-                    if (boxes_meet(x, &B->b[v[m]]))
-                        return fail_pair(B, STS_E_COVERAGE_OVERLAP, "overlaps the", v[e], v[m]);
-            }
-        }
-        if (ge > maxend)
-            maxend = ge;
-        rc = disjoint(B, v + i, j - i, k + 1, ndim);
-        if (rc != STS_OK)
-            return rc;
-    }
-    return STS_OK;
-}
-
-/* Names the first rows of dimension 0 no block covers, if there are any. */
-static int fail_gap(const builder *B, const tacc *T, uint64_t covered, uint64_t numel)
-{
-    const sts_plan_block *f = &B->b[T->first_seen];
-    uint64_t to = 0;
-    char s[160];
-    if (f->ndim > 0) {
-        for (size_t i = T->first; i <= T->first + T->n; i++) {
-            uint64_t st = i < T->first + T->n ? B->b[B->order[i]].offsets[0] : T->shape[0];
-            if (st > to)
-                return sts__fail(B->diag, STS_E_COVERAGE_GAP,
-                                 "tensor '%s' (global shape %s): no block covers indices "
-                                 "[%llu, %llu) of dimension 0",
-                                 f->name, fmt_dims(T->shape, f->ndim, s, sizeof s),
-                                 (unsigned long long)to, (unsigned long long)st);
-            if (i < T->first + T->n) {
-                const sts_plan_block *x = &B->b[B->order[i]];
-                if (x->offsets[0] + x->shape[0] > to)
-                    to = x->offsets[0] + x->shape[0];
-            }
-        }
-    }
-    return sts__fail(B->diag, STS_E_COVERAGE_GAP,
-                     "tensor '%s' (global shape %s): the blocks cover %llu of %llu elements",
-                     f->name, fmt_dims(T->shape, f->ndim, s, sizeof s), (unsigned long long)covered,
-                     (unsigned long long)numel);
-}
-
 static int check_coverage(builder *B, tacc *T)
 {
     const sts_plan_block *f = &B->b[T->first_seen];
-    uint64_t numel = 1, sum = 0;
+    uint32_t nd = f->ndim;
+    cov_first c = {nd, 0, 0, 0, ""};
+    uint64_t *off = sts__malloc_array(T->n, (size_t)nd * 2 * sizeof *off);
+    char s[160];
     int rc;
-    sts__numel(T->shape, f->ndim, &numel);
-    /* disjoint() sorts its input: give it a copy so order[] keeps the dim-0 order. */
-    memcpy(B->copy, B->order + T->first, T->n * sizeof *B->copy);
-    rc = disjoint(B, B->copy, T->n, 0, f->ndim);
-    if (rc != STS_OK)
-        return rc;
-    for (size_t i = T->first; i < T->first + T->n; i++) {
-        uint64_t v;
-        sts__numel(B->b[B->order[i]].shape, f->ndim, &v);
-        sum += v; /* disjoint boxes inside the global box: cannot exceed numel */
+    if (!off)
+        return sts__fail(B->diag, STS_E_NOMEM, "tensor '%s': out of memory", f->name);
+    for (size_t i = 0; i < T->n; i++) {
+        const sts_plan_block *x = &B->b[B->order[T->first + i]];
+        memcpy(off + i * nd, x->offsets, nd * sizeof *off);
+        memcpy(off + (T->n + i) * nd, x->shape, nd * sizeof *off);
     }
-    if (sum != numel)
-        return fail_gap(B, T, sum, numel);
-    return STS_OK;
+    rc = sts__coverage_check(nd, T->n, off, off + T->n * nd, 1, on_coverage_issue, &c, NULL);
+    if (rc == STS_E_COVERAGE_OVERLAP && c.seen && c.b != SIZE_MAX)
+        rc = fail_pair(B, rc, "overlaps the", B->order[T->first + c.a], B->order[T->first + c.b]);
+    else if (rc == STS_E_COVERAGE_GAP)
+        rc = sts__fail(B->diag, rc, "tensor '%s' (global shape %s): no block covers %s", f->name,
+                       fmt_dims(T->shape, nd, s, sizeof s),
+                       c.region[0] ? c.region : "some of its elements");
+    else if (rc != STS_OK)
+        rc = sts__fail(B->diag, rc, "tensor '%s': coverage check: %s", f->name, sts_strerror(rc));
+    free(off);
+    return rc;
 }
 
 static int check_tensors(builder *B, uint64_t *pool)
@@ -465,8 +408,8 @@ static int check_tensors(builder *B, uint64_t *pool)
         STS_CHECK(tensor_shape(B, T, pool));
         pool += f->ndim;
         STS_CHECK(check_subbyte(B, T));
-        dedupe(B, T);
         STS_CHECK(check_coverage(B, T));
+        dedupe(B, T);
         if (memchr(f->name, '\0', f->name_len))
             STS_GOTO_IF(1, B->diag, STS_E_UNSUPPORTED,
                         "a tensor name contains U+0000 (input %u): it cannot be written", f->file);
@@ -734,9 +677,7 @@ static int alloc_work(builder *B)
         if (B->t[t].n > most)
             most = B->t[t].n;
     B->scratch = sts__malloc_array(most, sizeof *B->scratch);
-    B->scratch2 = sts__malloc_array(most, sizeof *B->scratch2);
-    B->copy = sts__malloc_array(most, sizeof *B->copy);
-    if (!B->scratch || !B->scratch2 || !B->copy)
+    if (!B->scratch)
         return sts__fail(B->diag, STS_E_NOMEM, "out of memory");
     return STS_OK;
 }
@@ -782,8 +723,6 @@ done:
     free(B.t);
     free(B.order);
     free(B.scratch);
-    free(B.scratch2);
-    free(B.copy);
     return rc;
 }
 

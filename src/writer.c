@@ -11,6 +11,9 @@
  *   4. data: headers (sts_header_encode, canonical) and blocks written under
  *      temporary names through MPI_COMM_SELF handles;
  *   5. publish: renames once every rank succeeded; else temporaries removed.
+ * With opts.consolidate_dir a consolidation of the published rank files
+ * follows; with opts.direct phases 4-5 are replaced by writing the
+ * consolidated checkpoint itself (both in writer_direct.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,9 +30,9 @@
 /* Blocks smaller than this go through the staging buffer, so thousands of
  * small tensors become a few large writes; larger ones are written straight
  * from the caller's memory. */
-#define STAGE_DIRECT ((uint64_t)1 << 20)
+#define STAGE_DIRECT STS_WRITER_STAGE_DIRECT
 /* The staging buffer's bound: the only memory a save allocates for data. */
-#define STAGE_CAP ((uint64_t)16 << 20)
+#define STAGE_CAP STS_WRITER_STAGE_CAP
 
 /* ---- blocks and the name table ------------------------------------------ */
 
@@ -219,8 +222,10 @@ static int make_dir(sts_writer *w)
 {
     int rc = STS_OK;
     struct stat sb;
-    if (w->rank == 0)
+    if (w->rank == 0) {
+        w->made_dir = stat(w->dir, &sb) != 0;
         rc = sts__mkdir_p(w->dir, &w->diag);
+    }
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
     if (stat(w->dir, &sb) != 0)
         rc = sts__fail(&w->diag, sts__err_from_errno(errno), "%s: %s", w->dir, strerror(errno));
@@ -363,14 +368,9 @@ done:
 
 /* ---- data: one file --------------------------------------------------- */
 
-typedef struct stager {
-    MPI_File fh;
-    char *buf;
-    uint64_t cap, len, off; /* off: file offset of buf[0] */
-    sts_diag *diag;
-} stager;
+typedef sts__writer_stager stager;
 
-static int stage_flush(stager *s)
+int sts__writer_stage_flush(stager *s)
 {
     int rc = STS_OK;
     if (s->len > 0)
@@ -380,17 +380,17 @@ static int stage_flush(stager *s)
 }
 
 /* Writes len bytes at off, through the staging buffer when they are small. */
-static int stage_put(stager *s, uint64_t off, const void *p, uint64_t len)
+int sts__writer_stage_put(stager *s, uint64_t off, const void *p, uint64_t len)
 {
     int rc = STS_OK;
     if (len == 0)
         return STS_OK;
     if (len >= STAGE_DIRECT || len > s->cap) {
-        STS_CHECK(stage_flush(s));
+        STS_CHECK(sts__writer_stage_flush(s));
         return sts__mpiio_write_at(s->fh, off, p, len, s->diag);
     }
     if (s->len > 0 && (s->off + s->len != off || s->cap - s->len < len))
-        STS_CHECK(stage_flush(s));
+        STS_CHECK(sts__writer_stage_flush(s));
     if (s->len == 0)
         s->off = off;
     memcpy(s->buf + s->len, p, len);
@@ -399,7 +399,7 @@ done:
     return rc;
 }
 
-static void report_progress(sts_writer *w, uint64_t bytes)
+void sts__writer_progress(sts_writer *w, uint64_t bytes)
 {
     /* Rank 0 stands for all ranks: its fraction done, scaled to the global total. */
     w->done_local += bytes;
@@ -455,7 +455,7 @@ done:
  * (errno does not come through).  When the directory's file system has less
  * room left than the file still needed from byte `at`, say so.
  */
-static int classify_io_error(sts_writer *w, int rc, uint64_t at, uint64_t file_end)
+int sts__writer_classify_io(sts_writer *w, int rc, uint64_t at, uint64_t file_end)
 {
     struct statvfs sv;
     uint64_t avail;
@@ -476,19 +476,19 @@ static int write_body(sts_writer *w, const sts__writer_file *f, stager *s, const
 {
     int rc = STS_OK;
     s->len = 0;
-    STS_CHECK(stage_put(s, 0, hdr, hlen));
+    STS_CHECK(sts__writer_stage_put(s, 0, hdr, hlen));
     for (size_t i = 0; i < f->nblocks; i++) {
         const sts__writer_block *b = w->order[f->first + i];
         *at = hlen + begin[i];
-        rc = stage_put(s, *at, b->data, b->nbytes);
+        rc = sts__writer_stage_put(s, *at, b->data, b->nbytes);
         if (rc != STS_OK) {
             sts__diag_prefix(&w->diag, "tensor '%s' (%llu bytes at file offset %llu)", b->name,
                              (unsigned long long)b->nbytes, (unsigned long long)*at);
             goto done;
         }
-        report_progress(w, b->nbytes);
+        sts__writer_progress(w, b->nbytes);
     }
-    STS_CHECK(stage_flush(s));
+    STS_CHECK(sts__writer_stage_flush(s));
     if (w->opts.fsync)
         STS_MPI_CALL(&w->diag, MPI_File_sync, (s->fh));
     STS_CHECK(sts__mpiio_close(&s->fh, &w->diag));
@@ -507,7 +507,7 @@ static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
     STS_CHECK(encode_header(w, f, &hdr, &hlen, begin));
     end = hlen + begin[f->nblocks - 1] + w->order[f->first + f->nblocks - 1]->nbytes;
     STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &s->fh, &w->diag));
-    rc = classify_io_error(w, write_body(w, f, s, hdr, hlen, begin, &at), at, end);
+    rc = sts__writer_classify_io(w, write_body(w, f, s, hdr, hlen, begin, &at), at, end);
 done:
     if (s->fh != MPI_FILE_NULL)
         MPI_File_close(&s->fh);
@@ -612,10 +612,15 @@ static int finish_stats(sts_writer *w, double t0, sts_save_stats *stats)
     STS_MPI_CALL(&w->diag, MPI_Allreduce, (mine, all, 2, MPI_UINT64_T, MPI_SUM, w->comm));
     STS_MPI_CALL(&w->diag, MPI_Allreduce, (&secs, &max, 1, MPI_DOUBLE, MPI_MAX, w->comm));
     if (stats) {
+        memset(stats, 0, sizeof *stats);
         stats->bytes_local = w->bytes_local;
         stats->bytes_total = all[0];
         stats->files_total = all[1];
         stats->seconds = max;
+        stats->output_files = w->out_files;
+        stats->output_tensors = w->out_tensors;
+        stats->output_bytes = w->out_bytes;
+        stats->consolidate_seconds = w->cons_seconds;
     }
 done:
     return rc;
@@ -647,17 +652,25 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
         rc = sts__fail(&w->diag, STS_E_ARG, "sts_writer_commit called twice");
     else if (w->add_rc != STS_OK)
         rc = sts__fail(&w->diag, w->add_rc, "%s", w->add_diag.message);
+    else if (w->opts.direct && w->opts.consolidate_dir)
+        rc = sts__fail(&w->diag, STS_E_ARG, "direct and consolidate_dir exclude each other");
     w->committed = 1;
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
     STS_CHECK(make_dir(w));
     STS_CHECK(sts__writer_resolve_replicas(w));
     rc = plan_files(w);
-    if (rc == STS_OK)
+    if (rc == STS_OK && !w->opts.direct)
         rc = sts__writer_check_dir(w);
     /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
     if (rc == STS_OK && w->rank == 0)
         rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    if (w->opts.direct) {
+        /* No rank file is written: the blocks go straight into the model files. */
+        STS_CHECK(sts__writer_direct(w));
+        free_files(w);
+        goto finish;
+    }
     rc = write_files(w);
     rc = wait_quietly(w, rc);
     rc = sts__mpiio_agree(w->comm, rc, &w->diag);
@@ -666,6 +679,9 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
         goto done;
     }
     STS_CHECK(publish(w));
+    if (w->opts.consolidate_dir)
+        STS_CHECK(sts__writer_consolidate(w));
+finish:
     if (w->rank == 0 && w->opts.progress)
         w->opts.progress(w->opts.progress_ud, w->bytes_total, w->bytes_total);
     STS_CHECK(finish_stats(w, t0, stats));

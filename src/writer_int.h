@@ -50,6 +50,11 @@ struct sts_writer {
     size_t nfiles, renamed;
 
     uint64_t bytes_local, bytes_total, done_local;
+    /* Saving into a Hugging Face checkpoint (writer_direct.c). */
+    int made_dir; /* rank 0: this commit created dir (removed again with the rank files) */
+    uint64_t out_files, out_tensors, out_bytes;
+    double cons_seconds;
+
     int add_rc; /* first failure of sts_writer_add, reported by commit */
     sts_diag add_diag;
     int committed;
@@ -90,5 +95,58 @@ int sts__writer_check_dir(sts_writer *w);
  * caller agrees on the result.
  */
 int sts__writer_remove_stale(sts_writer *w);
+
+/* ---- shared with writer_direct.c ---------------------------------------- */
+
+/*
+ * A staging buffer for independent writes to one open file: small pieces
+ * that follow each other in the file are gathered into one write; pieces of
+ * STS_WRITER_STAGE_DIRECT bytes or more go straight from the caller's memory.
+ */
+#define STS_WRITER_STAGE_DIRECT ((uint64_t)1 << 20)
+#define STS_WRITER_STAGE_CAP    ((uint64_t)16 << 20)
+typedef struct sts__writer_stager {
+    MPI_File fh;
+    char *buf;
+    uint64_t cap, len, off; /* off: file offset of buf[0] */
+    sts_diag *diag;
+} sts__writer_stager;
+
+/* Local.  Writes len bytes at off (independent MPI-IO), staged when small. */
+int sts__writer_stage_put(sts__writer_stager *s, uint64_t off, const void *p, uint64_t len);
+/* Local.  Writes what is staged. */
+int sts__writer_stage_flush(sts__writer_stager *s);
+
+/*
+ * Local.  A short write or generic I/O error (rc == STS_E_IO) with less room
+ * left on the directory's file system than the file still needed from byte
+ * `at` to `file_end` becomes STS_E_NOSPACE, with both numbers in the message.
+ */
+int sts__writer_classify_io(sts_writer *w, int rc, uint64_t at, uint64_t file_end);
+
+/* Local.  Adds bytes to this rank's progress and reports on rank 0. */
+void sts__writer_progress(sts_writer *w, uint64_t bytes);
+
+/*
+ * Local.  The output options of a consolidating or direct save: opts.consolidate
+ * or the defaults, with the mapping, fsync, force and progress of the save
+ * opts merged in as stshard.h describes.
+ */
+void sts__writer_cons_opts(const sts_writer *w, sts_consolidate_opts *o);
+
+/*
+ * Collective.  Direct mode, after the replicas are resolved and plan_files
+ * ordered this rank's kept blocks as its rank files would hold them: plans
+ * the consolidated checkpoint from every rank's blocks and writes it into
+ * w->dir.  Agreed.
+ */
+int sts__writer_direct(sts_writer *w);
+
+/*
+ * Collective.  One-call mode, after the rank files are published:
+ * sts_consolidate of w->dir into opts.consolidate_dir, then (unless
+ * keep_shards) removal of the rank files.  Agreed.
+ */
+int sts__writer_consolidate(sts_writer *w);
 
 #endif /* STS_WRITER_INT_H */

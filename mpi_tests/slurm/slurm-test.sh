@@ -2,12 +2,17 @@
 # Runs a batch job on a real, private, one-node Slurm cluster.
 #
 #   slurm-test.sh STATE_DIR [sbatch options] JOB_SCRIPT [job args...]
+#   slurm-test.sh STATE_DIR --run COMMAND [args...]
 #
 # Installs slurm-wlm and munge when missing, starts munged (as the munge
 # user), slurmctld and slurmd with SLURM_CONF pointing at a config made from
-# slurm.conf.in, submits the job with `sbatch --wait` under a timeout, and
-# always stops the daemons by PID.  Exits with the job's status; 77 (CTest
-# skip) when not root, since slurmd and munge need root here.
+# slurm.conf.in, submits the job and waits for it under a timeout
+# (submit-wait.sh), and always stops the daemons by PID.  Exits with the job's
+# status; 77 (CTest skip) when not root, since slurmd and munge need root here.
+# With --run, COMMAND runs instead while the cluster is up, with SLURM_CONF,
+# STS_SLURM_STATE=STATE_DIR and STS_SUBMIT_WAIT (the path of submit-wait.sh)
+# exported, so it can submit several jobs and check what they wrote; the
+# status is COMMAND's.  STS_SLURM_TIMEOUT bounds each job (default 600 s).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$1
@@ -31,15 +36,23 @@ sed -e "s|@HOST@|$host|g" -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" \
     -e "s|@PORT1@|$((port + 1))|g" "$here/slurm.conf.in" >"$dir/slurm.conf"
 export SLURM_CONF=$dir/slurm.conf
 
-stop() {
-    local f pid
-    for f in slurmd.pid slurmctld.pid munge/munged.pid; do
-        [ -f "$dir/$f" ] || continue
-        pid=$(cat "$dir/$f")
-        kill "$pid" 2>/dev/null || true
+# The Slurm daemons stop together (each takes 1-2 s to exit), then munged,
+# which they need until they are gone.
+stop_pids() {
+    local pid pids=()
+    for f in "$@"; do
+        [ -f "$dir/$f" ] && pids+=("$(cat "$dir/$f")")
+    done
+    [ ${#pids[@]} -eq 0 ] && return 0
+    kill "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
     done
+}
+stop() {
+    stop_pids slurmd.pid slurmctld.pid
+    stop_pids munge/munged.pid
 }
 trap stop EXIT
 
@@ -58,10 +71,15 @@ for i in $(seq 60); do
     sleep 0.5
 done
 
+export STS_SLURM_STATE=$dir STS_SUBMIT_WAIT=$here/submit-wait.sh
 set +e
-timeout 600 sbatch --wait -o "$dir/job-%j.out" "$@"
+if [ "${1:-}" = "--run" ]; then
+    shift
+    "$@"
+else
+    "$STS_SUBMIT_WAIT" "${STS_SLURM_TIMEOUT:-600}" "$@"
+fi
 rc=$?
 set -e
-cat "$dir"/job-*.out 2>/dev/null || true
 [ $rc -eq 124 ] && echo "slurm-test: job timed out" >&2
 exit $rc

@@ -9,6 +9,9 @@
 #   STS_CB_NODES=N             number of collective-buffering aggregators
 #   STS_ROMIO_CB_WRITE=enable|disable|automatic
 #   STS_EXTRA_HINTS=k=v,...    any other hints, passed through
+#   STS_LFS_DIR=DIR            on Lustre: `lfs setstripe` DIR with the striping knobs
+#                              before the launch, so files created in it inherit the
+#                              layout whichever MPI-IO component opens them
 #   STSHARD=path               the stshard binary (default: stshard on PATH)
 set -euo pipefail
 
@@ -29,6 +32,18 @@ fi
 [ -n "${STS_STRIPING_FACTOR:-}" ] && export OMPI_MCA_fs_lustre_stripe_width=$STS_STRIPING_FACTOR
 [ -n "${STS_STRIPING_UNIT:-}" ] && export OMPI_MCA_fs_lustre_stripe_size=$STS_STRIPING_UNIT
 [ -n "${STS_IO:-}" ] && export OMPI_MCA_io=$STS_IO
+
+# A directory's default layout is the one striping setting every Lustre client honours.
+if [ -n "${STS_LFS_DIR:-}" ]; then
+    if command -v lfs >/dev/null 2>&1; then
+        mkdir -p "$STS_LFS_DIR"
+        lfs setstripe ${STS_STRIPING_FACTOR:+-c "$STS_STRIPING_FACTOR"} \
+            ${STS_STRIPING_UNIT:+-S "$STS_STRIPING_UNIT"} "$STS_LFS_DIR"
+        echo "stshard: lfs setstripe on $STS_LFS_DIR: $(lfs getstripe -d "$STS_LFS_DIR" | tr '\n' ' ')" >&2
+    else
+        echo "stshard: STS_LFS_DIR is set but there is no lfs command (not Lustre?); ignored" >&2
+    fi
+fi
 
 sts_launch() {
     case "$STS_LAUNCH" in

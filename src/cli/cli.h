@@ -17,6 +17,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_save(int argc, char **argv);
 int cmd_mapping(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_reshard(int argc, char **argv);
 int cmd_consolidate(int argc, char **argv);

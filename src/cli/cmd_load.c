@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "loadpass.h"
 #include "share.h"
 
 typedef struct load_args {
@@ -20,13 +21,6 @@ typedef struct load_args {
     uint64_t batch, seed, repeat;
     int check, whole, json;
 } load_args;
-
-/* This rank's measurements of one offset-read pass. */
-typedef struct pass {
-    uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked;
-    double seconds;
-    char first_bad[256];
-} pass;
 
 static void load_usage(FILE *f)
 {
@@ -126,143 +120,6 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
     return CLI_OK;
 }
 
-/* ---- verification --------------------------------------------------------- */
-
-/* Compares a chunk with the generator; records the first differing element. */
-static void verify_chunk(const load_args *a, const share_block *b, const uint64_t *off,
-                         const uint64_t *shape, const unsigned char *got, uint64_t bytes,
-                         unsigned char *want, pass *p)
-{
-    const sts_global_tensor *t = b->t;
-    uint64_t esize = sts_dtype_bits(t->dtype) / 8;
-    if (sts_dtype_bits(t->dtype) % 8 != 0) {
-        p->unchecked += bytes;
-        return;
-    }
-    model_fill(a->seed, model_name_key(t->name), t->dtype, t->ndim, t->shape, off, shape, want);
-    p->elements += bytes / esize;
-    if (memcmp(want, got, bytes) == 0)
-        return;
-    for (uint64_t i = 0; i < bytes / esize; i++) {
-        if (memcmp(want + i * esize, got + i * esize, esize) == 0)
-            continue;
-        if (p->mismatches == 0)
-            snprintf(p->first_bad, sizeof p->first_bad,
-                     "tensor '%s', element %llu of the block at offset [%llu%s]", t->name,
-                     (unsigned long long)i, (unsigned long long)(t->ndim ? off[0] : 0),
-                     t->ndim > 1 ? ", ..." : "");
-        p->mismatches++;
-    }
-}
-
-/* ---- the offset-read pass --------------------------------------------------- */
-
-/* Grows *buf to hold need bytes; 0 or -1. */
-static int ensure(unsigned char **buf, uint64_t *cap, uint64_t need)
-{
-    unsigned char *p;
-    if (need <= *cap)
-        return 0;
-    p = realloc(*buf, need);
-    if (!p)
-        return -1;
-    *buf = p;
-    *cap = need;
-    return 0;
-}
-
-/* Requests for a round's chunks, packed back to back in the arena; at[i] is chunk i's place. */
-static void make_reqs(const share_chunk *c, size_t n, unsigned char *arena, sts_read_req *reqs,
-                      uint64_t *at)
-{
-    uint64_t pos = 0;
-    for (size_t i = 0; i < n; i++) {
-        const sts_global_tensor *t = c[i].b->t;
-        reqs[i].name = t->name;
-        reqs[i].dtype = t->dtype;
-        reqs[i].ndim = t->ndim;
-        reqs[i].offsets = c[i].off;
-        reqs[i].shape = c[i].shape;
-        reqs[i].buf = arena + pos;
-        at[i] = pos;
-        pos += c[i].bytes;
-    }
-}
-
-static long long read_rchar(void)
-{
-    char line[128];
-    long long v = 0;
-    FILE *f = fopen("/proc/self/io", "r");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "rchar:", 6) == 0)
-            v = atoll(line + 6);
-    fclose(f);
-    return v;
-}
-
-#define ROUND_CAP 4096
-
-typedef struct bufs {
-    share_chunk *chunks;
-    sts_read_req *reqs;
-    uint64_t *at;
-    unsigned char *arena, *want;
-    uint64_t arena_cap, want_cap;
-} bufs;
-
-/*
- * Collective.  One offset-read pass over this rank's share, in rounds of at
- * most --batch bytes.  The rounds are local reads (no collective between
- * them, so a rank never waits for a slower one mid-pass); one agreement at
- * the end gives every rank the same code and the failing rank's message.
- */
-static int offset_pass(MPI_Comm comm, sts_reader *r, const load_args *a, bufs *m,
-                       const share_block *bl, size_t nb, pass *p, char *err, size_t errlen)
-{
-    share_walk w;
-    sts_read_stats s0, s1;
-    long long k0 = read_rchar();
-    int rc = STS_OK;
-    double t0 = MPI_Wtime();
-    share_walk_init(&w, bl, nb, a->batch, 0);
-    sts_reader_stats(r, &s0);
-    while (rc == STS_OK && share_walk_more(&w)) {
-        uint64_t used = 0;
-        size_t n = share_walk_round(&w, m->chunks, ROUND_CAP, &used);
-        if (ensure(&m->arena, &m->arena_cap, used) != 0 ||
-            (a->check && ensure(&m->want, &m->want_cap, used) != 0)) {
-            snprintf(err, errlen, "out of memory for a read round of %llu bytes",
-                     (unsigned long long)used);
-            rc = STS_E_NOMEM;
-            break;
-        }
-        make_reqs(m->chunks, n, m->arena, m->reqs, m->at);
-        rc = sts_reader_read_local(r, m->reqs, n);
-        if (rc != STS_OK) {
-            snprintf(err, errlen, "%s", sts_reader_errmsg(r));
-            break;
-        }
-        if (a->check) {
-            /* Verification is not reading: keep it out of the timed part. */
-            double v0 = MPI_Wtime();
-            for (size_t i = 0; i < n; i++)
-                verify_chunk(a, m->chunks[i].b, m->chunks[i].off, m->chunks[i].shape,
-                             m->arena + m->at[i], m->chunks[i].bytes, m->want, p);
-            t0 += MPI_Wtime() - v0;
-        }
-    }
-    p->seconds = MPI_Wtime() - t0;
-    sts_reader_stats(r, &s1);
-    p->needed = s1.bytes_needed - s0.bytes_needed;
-    p->read = s1.bytes_read - s0.bytes_read;
-    p->transfers = s1.transfers - s0.transfers;
-    p->rchar = (uint64_t)(read_rchar() - k0);
-    return share_agree(comm, rc, err, errlen);
-}
-
 /* ---- the whole-file baseline ------------------------------------------------ */
 
 static int boxes_meet(uint32_t nd, const uint64_t *ao, const uint64_t *as, const uint64_t *bo,
@@ -320,12 +177,12 @@ static int read_whole(const char *path, unsigned char *buf, uint64_t cap, uint64
 }
 
 /* Collective.  Every rank reads whole each file its share touches; agreed code. */
-static int whole_pass(MPI_Comm comm, const sts_reader *r, bufs *m, const share_block *bl, size_t nb,
-                      pass *p, char *err, size_t errlen)
+static int whole_pass(MPI_Comm comm, const sts_reader *r, load_bufs *m, const share_block *bl,
+                      size_t nb, load_pass *p, char *err, size_t errlen)
 {
     size_t nf = sts_reader_file_count(r);
     char *touch = calloc(nf ? nf : 1, 1);
-    long long k0 = read_rchar();
+    long long k0 = load_read_rchar();
     int rc = touch ? STS_OK : STS_E_NOMEM;
     uint64_t chunk = m->arena_cap < WHOLE_CHUNK ? m->arena_cap : WHOLE_CHUNK;
     double t0 = MPI_Wtime();
@@ -335,7 +192,7 @@ static int whole_pass(MPI_Comm comm, const sts_reader *r, bufs *m, const share_b
         if (touch[f])
             rc = read_whole(sts_reader_file_path(r, f), m->arena, chunk, &p->read, err, errlen);
     p->seconds = MPI_Wtime() - t0;
-    p->rchar = (uint64_t)(read_rchar() - k0);
+    p->rchar = (uint64_t)(load_read_rchar() - k0);
     free(touch);
     return share_agree(comm, rc, err, errlen);
 }
@@ -363,7 +220,7 @@ static uint64_t peak_rss_kib(void)
     return kib;
 }
 
-static void reduce_pass(MPI_Comm comm, const pass *p, totals *t)
+static void reduce_pass(MPI_Comm comm, const load_pass *p, totals *t)
 {
     uint64_t rss = peak_rss_kib();
     uint64_t mine[7] = {p->needed,   p->read,       p->rchar,    p->transfers,
@@ -428,50 +285,23 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
                    : 0.0);
 }
 
-/* The first mismatch, from the lowest rank that has one, printed by that rank. */
-static void report_mismatch(MPI_Comm comm, int me, const pass *p)
-{
-    int mine = p->mismatches ? me : 1 << 30, first = 0;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (me == first)
-        fprintf(stderr,
-                "stshard load: DataMismatch: %llu elements differ from the generator on rank "
-                "%d; first: %s\n",
-                (unsigned long long)p->mismatches, me, p->first_bad);
-}
-
-/* ---- the command ----------------------------------------------------------------- */
-
 /* Collective.  The passes and their reports; *bad_data is set when an element differs. */
 static int run(MPI_Comm comm, const load_args *a, sts_reader *r, const share_block *bl, size_t nb,
                int *bad_data, char *err, size_t errlen)
 {
-    bufs m = {calloc(ROUND_CAP, sizeof(share_chunk)),
-              calloc(ROUND_CAP, sizeof(sts_read_req)),
-              calloc(ROUND_CAP, sizeof(uint64_t)),
-              malloc(a->batch),
-              NULL,
-              a->batch,
-              0};
-    int me = 0, np = 1, rc = STS_OK, ok = m.chunks && m.reqs && m.at && m.arena, all = 0;
+    load_bufs m;
+    int me = 0, np = 1, rc;
     MPI_Comm_rank(comm, &me);
     MPI_Comm_size(comm, &np);
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
-    if (!all) {
-        snprintf(err, errlen, "out of memory for a %llu-byte batch", (unsigned long long)a->batch);
-        rc = STS_E_NOMEM;
-    } else {
-        /* Fault the pages in now, so neither timed pass pays for first touches. */
-        memset(m.arena, 0, a->batch);
-    }
+    rc = load_bufs_init(comm, &m, a->batch, err, errlen);
     for (uint64_t rep = 0; rc == STS_OK && rep < a->repeat; rep++) {
-        pass op, wp;
+        load_pass op, wp;
         totals ot, wt;
         memset(&op, 0, sizeof op);
         memset(&wp, 0, sizeof wp);
         memset(&wt, 0, sizeof wt);
         MPI_Barrier(comm);
-        rc = offset_pass(comm, r, a, &m, bl, nb, &op, err, errlen);
+        rc = load_pass_run(comm, r, bl, nb, a->batch, a->check, a->seed, &m, &op, err, errlen);
         if (rc == STS_OK && a->whole) {
             MPI_Barrier(comm);
             rc = whole_pass(comm, r, &m, bl, nb, &wp, err, errlen);
@@ -484,16 +314,12 @@ static int run(MPI_Comm comm, const load_args *a, sts_reader *r, const share_blo
             report(a, np, sts_reader_count(r), rep + 1, &ot, &wt);
         if (ot.mismatches) {
             fflush(stdout);
-            report_mismatch(comm, me, &op);
+            load_report_mismatch(comm, "load", &op);
             *bad_data = 1;
             break;
         }
     }
-    free(m.chunks);
-    free(m.reqs);
-    free(m.at);
-    free(m.arena);
-    free(m.want);
+    load_bufs_free(&m);
     return rc;
 }
 

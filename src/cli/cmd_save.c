@@ -1,14 +1,21 @@
 /*
  * cmd_save.c - `stshard save`: builds a deterministic synthetic model in
  * every rank's memory, sharded by a strategy, and saves it with the sharded
- * writer.  It measures the save (commit) alone, not the model generation.
+ * writer: as rank files, as rank files consolidated in the same call
+ * (--consolidate), or straight into the consolidated files (--direct).  It
+ * measures the save (commit) alone, not the model generation.
  */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 #include "model.h"
+#include "shard.h"
+
+/* --buffer-size not given (sts_consolidate then uses its default). */
+#define STS_SAVE_DIRECT_DEFAULT_UNSET 0
 
 typedef struct save_args {
     const char *dir, *model, *mapping;
@@ -16,33 +23,49 @@ typedef struct save_args {
     sts_dtype dtype;
     uint64_t seed;
     int fsync, force, json;
+    /* Hugging Face output: --consolidate FINALDIR or --direct, and their options. */
+    const char *consolidate, *reference;
+    int keep_shards, direct, out_opts; /* out_opts: an output option was given */
+    sts_consolidate_opts co;
 } save_args;
-
-/* This rank's share of the model: one buffer per block it holds. */
-typedef struct shard {
-    sts_block *blocks;
-    void **data;
-    uint64_t (*dims)[2 * MODEL_MAX_DIMS]; /* offsets, shape */
-    size_t count;
-    uint64_t bytes;
-} shard;
 
 static void save_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: mpirun -n P stshard save OUTDIR --model PRESET:SIZE [options]\n\n"
+            "Usage: mpirun -n P stshard save OUTDIR --model PRESET:SIZE [options]\n"
+            "       mpirun -n P stshard save OUTDIR --model ... --consolidate FINALDIR\n"
+            "       mpirun -n P stshard save FINALDIR --model ... --direct\n\n"
             "Builds a synthetic transformer in every rank's memory, sharded across the\n"
             "ranks, and saves it as rank files shard-RRRRR-model-KKKKK-of-NNNNN.safetensors\n"
             "(one per rank and output file) with MPI-IO.  Prints the time, bytes and GiB/s\n"
             "of the save itself (model generation is not timed).\n\n"
+            "Hugging Face output (model-KKKKK-of-NNNNN.safetensors + index.json), byte for\n"
+            "byte what `stshard consolidate` of the rank files gives:\n"
+            "  --consolidate FINALDIR  write the rank files into OUTDIR, consolidate them into\n"
+            "                       FINALDIR in the same run, then remove them\n"
+            "  --keep-shards        keep the rank files (with --consolidate)\n"
+            "  --direct             no rank files: every rank writes its blocks straight\n"
+            "                       into the model files in FINALDIR\n"
+            "Output options (with --consolidate or --direct; as in `stshard consolidate`):\n"
+            "  --reference DIR      output files of an existing checkpoint (also the mapping\n"
+            "                       of the rank files)\n"
+            "  --max-file-size SIZE split in canonical order, e.g. 5GB (default: --mapping,\n"
+            "                       else one file)\n"
+            "  --layout canonical|pytorch   header layout (default canonical)\n"
+            "  --align BYTES        data sections start on this boundary (multiple of 8)\n"
+            "  --drop-unmapped      leave out tensors the mapping lacks\n"
+            "  --buffer-size SIZE   data buffer per rank: the consolidation's (default 4MiB),\n"
+            "                       or the direct mode's exchange (default 32MiB)\n\n"
             "Options:\n"
             "  --model PRESET:SIZE  llama or mixed, scaled to SIZE (64MiB, 1GiB, 8GiB, 5GB)\n"
             "  --strategy S         tp (default: Megatron tensor parallelism), row, col, mesh2d\n"
             "  --dtype NAME         weight dtype: BF16 (default), F16, F32, F64, F8_E4M3, ...\n"
             "  --seed S             seed of the element values (default 0)\n"
             "  --mapping FILE       JSON {\"tensor\": file index}: several files per rank\n"
+            "                       (and the output files of --consolidate/--direct)\n"
             "  --fsync              sync every file (and the directory) before publishing\n"
-            "  --force              replace the rank files of an existing checkpoint\n"
+            "  --force              replace the rank files of an existing checkpoint (and\n"
+            "                       existing output files)\n"
             "  --json               print the summary as JSON (includes peak RSS per rank)\n"
             "  --help               this text\n\n"
             "Strategies: tp splits q/k/v/gate/up and lm_head along dim 0, o/down along\n"
@@ -52,9 +75,92 @@ static void save_usage(FILE *f)
             "over all ranks).  Scalars are replicated.  Uneven sizes split unevenly.\n");
 }
 
+enum {
+    O_MODEL = 256,
+    O_STRATEGY,
+    O_DTYPE,
+    O_SEED,
+    O_MAPPING,
+    O_FSYNC,
+    O_FORCE,
+    O_JSON,
+    O_CONSOLIDATE,
+    O_KEEP,
+    O_DIRECT,
+    O_REFERENCE,
+    O_MAX_SIZE,
+    O_LAYOUT,
+    O_ALIGN,
+    O_DROP,
+    O_BUFFER
+};
+
+/* The Hugging Face output options: 0 when c is one of them, CLI_USAGE when bad, 1 otherwise. */
+static int parse_output_opt(int c, save_args *a, int me)
+{
+    uint64_t n = 0;
+    switch (c) {
+    case O_CONSOLIDATE:
+        a->consolidate = optarg;
+        return 0;
+    case O_KEEP:
+        a->keep_shards = 1;
+        return 0;
+    case O_DIRECT:
+        a->direct = 1;
+        return 0;
+    case O_REFERENCE:
+        a->reference = optarg;
+        break;
+    case O_MAX_SIZE:
+        if (cli_parse_size(optarg, &a->co.max_file_size) != 0 || a->co.max_file_size == 0)
+            return me ? CLI_USAGE : cli_usage_error("save", "invalid size '%s'", optarg);
+        break;
+    case O_LAYOUT:
+        if (strcmp(optarg, "canonical") != 0 && strcmp(optarg, "pytorch") != 0)
+            return me ? CLI_USAGE : cli_usage_error("save", "--layout is canonical or pytorch");
+        a->co.layout = strcmp(optarg, "pytorch") ? STS_LAYOUT_CANONICAL : STS_LAYOUT_PYTORCH;
+        break;
+    case O_ALIGN:
+        if (cli_parse_size(optarg, &a->co.align) != 0 || a->co.align % 8 != 0)
+            return me ? CLI_USAGE : cli_usage_error("save", "--align takes a multiple of 8");
+        break;
+    case O_DROP:
+        a->co.drop_unmapped = 1;
+        break;
+    case O_BUFFER:
+        if (cli_parse_size(optarg, &n) != 0 || n < 64 || n > SIZE_MAX)
+            return me ? CLI_USAGE : cli_usage_error("save", "invalid --buffer-size '%s'", optarg);
+        a->co.buffer_size = (size_t)n;
+        break;
+    default:
+        return 1;
+    }
+    a->out_opts = 1;
+    return 0;
+}
+
+/* Combinations of the output options. */
+static int check_output_args(const save_args *a, int me)
+{
+    const char *why = NULL;
+    if (a->direct && a->consolidate)
+        why = "--direct and --consolidate exclude each other";
+    else if (a->keep_shards && !a->consolidate)
+        why = "--keep-shards needs --consolidate";
+    else if (a->out_opts && !a->consolidate && !a->direct)
+        why = "output options need --consolidate or --direct";
+    else if (a->mapping && a->reference)
+        why = "--mapping and --reference exclude each other";
+    else if (a->co.drop_unmapped && !a->mapping && !a->reference)
+        why = "--drop-unmapped needs a mapping";
+    if (!why)
+        return CLI_OK;
+    return me ? CLI_USAGE : cli_usage_error("save", "%s", why);
+}
+
 static int parse_args(int argc, char **argv, save_args *a, int me)
 {
-    enum { O_MODEL = 256, O_STRATEGY, O_DTYPE, O_SEED, O_MAPPING, O_FSYNC, O_FORCE, O_JSON };
     static const struct option opts[] = {{"model", required_argument, NULL, O_MODEL},
                                          {"strategy", required_argument, NULL, O_STRATEGY},
                                          {"dtype", required_argument, NULL, O_DTYPE},
@@ -63,15 +169,31 @@ static int parse_args(int argc, char **argv, save_args *a, int me)
                                          {"fsync", no_argument, NULL, O_FSYNC},
                                          {"force", no_argument, NULL, O_FORCE},
                                          {"json", no_argument, NULL, O_JSON},
+                                         {"consolidate", required_argument, NULL, O_CONSOLIDATE},
+                                         {"keep-shards", no_argument, NULL, O_KEEP},
+                                         {"direct", no_argument, NULL, O_DIRECT},
+                                         {"reference", required_argument, NULL, O_REFERENCE},
+                                         {"max-file-size", required_argument, NULL, O_MAX_SIZE},
+                                         {"layout", required_argument, NULL, O_LAYOUT},
+                                         {"align", required_argument, NULL, O_ALIGN},
+                                         {"drop-unmapped", no_argument, NULL, O_DROP},
+                                         {"buffer-size", required_argument, NULL, O_BUFFER},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    int c;
+    int c, r;
     memset(a, 0, sizeof *a);
+    sts_consolidate_opts_init(&a->co);
+    a->co.buffer_size = STS_SAVE_DIRECT_DEFAULT_UNSET; /* 0: the library's default */
     a->strategy = MODEL_TP;
     a->dtype = STS_BF16;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if ((r = parse_output_opt(c, a, me)) != 1) {
+            if (r != 0)
+                return r;
+            continue;
+        }
         switch (c) {
         case O_MODEL:
             a->model = optarg;
@@ -114,51 +236,11 @@ static int parse_args(int argc, char **argv, save_args *a, int me)
     if (!a->model)
         return me ? CLI_USAGE : cli_usage_error("save", "--model PRESET:SIZE is required");
     a->dir = argv[optind];
-    return CLI_OK;
-}
-
-static void shard_free(shard *s)
-{
-    for (size_t i = 0; i < s->count; i++)
-        free(s->data[i]);
-    free(s->blocks);
-    free(s->data);
-    free(s->dims);
-    memset(s, 0, sizeof *s);
-}
-
-/* Allocates and fills this rank's blocks.  Returns STS_OK or STS_E_NOMEM. */
-static int shard_build(const model *m, const save_args *a, int me, int np, shard *s)
-{
-    memset(s, 0, sizeof *s);
-    s->blocks = calloc(m->count ? m->count : 1, sizeof *s->blocks);
-    s->data = calloc(m->count ? m->count : 1, sizeof *s->data);
-    s->dims = calloc(m->count ? m->count : 1, sizeof *s->dims);
-    if (!s->blocks || !s->data || !s->dims)
-        return STS_E_NOMEM;
-    for (size_t t = 0; t < m->count; t++) {
-        const model_tensor *mt = &m->tensors[t];
-        uint64_t *off = s->dims[s->count], *shape = off + MODEL_MAX_DIMS, bytes;
-        int repl;
-        sts_block *b = &s->blocks[s->count];
-        if (!model_local_block(mt, a->strategy, me, np, off, shape, &repl))
-            continue;
-        bytes = model_block_bytes(mt, shape);
-        s->data[s->count] = malloc(bytes ? bytes : 1);
-        if (!s->data[s->count])
-            return STS_E_NOMEM;
-        model_fill(a->seed, mt->key, mt->dtype, mt->ndim, mt->shape, off, shape, s->data[s->count]);
-        b->name = mt->name;
-        b->dtype = mt->dtype;
-        b->ndim = mt->ndim;
-        b->global_shape = mt->shape;
-        b->offsets = off;
-        b->shape = shape;
-        b->data = s->data[s->count];
-        s->bytes += bytes;
-        s->count++;
-    }
-    return STS_OK;
+    /* The direct mode's exchange chunks are half the buffer: fewer, larger
+     * rounds measured faster than consolidation's 4 MiB default (docs/save.md). */
+    if (a->direct && a->co.buffer_size == STS_SAVE_DIRECT_DEFAULT_UNSET)
+        a->co.buffer_size = (size_t)32 << 20;
+    return check_output_args(a, me);
 }
 
 /* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
@@ -182,7 +264,18 @@ typedef struct run_info {
     int np;
     sts_save_stats st;
     uint64_t *rss, *share; /* per rank, rank 0 only */
+    double cpu;            /* user + system seconds of the commit, summed over ranks */
 } run_info;
+
+/* User + system CPU seconds of this process so far. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
 
 static void print_u64_list(const uint64_t *v, int n)
 {
@@ -204,15 +297,29 @@ static void report(const run_info *r)
     }
     if (!a->json) {
         printf("save: %s in %.3f s, %.2f GiB/s, %d ranks, %llu files (%s, %s, %s, %zu tensors; "
-               "peak RSS %s/rank, largest share %s)\n",
+               "peak RSS %s/rank, largest share %s)",
                cli_format_bytes(r->st.bytes_total, b1, sizeof b1), r->st.seconds, gibs, r->np,
-               (unsigned long long)r->st.files_total, a->model, model_strategy_name(a->strategy),
-               sts_dtype_name(a->dtype), r->m->count, cli_format_bytes(rss * 1024, b2, sizeof b2),
-               cli_format_bytes(share, b3, sizeof b3));
+               (unsigned long long)(a->direct ? r->st.output_files : r->st.files_total), a->model,
+               model_strategy_name(a->strategy), sts_dtype_name(a->dtype), r->m->count,
+               cli_format_bytes(rss * 1024, b2, sizeof b2), cli_format_bytes(share, b3, sizeof b3));
+        if (a->direct)
+            printf(" written directly -> %s\n", a->dir);
+        else if (a->consolidate)
+            printf(", consolidated into %llu file%s in %.3f s -> %s (rank files %s)\n",
+                   (unsigned long long)r->st.output_files, r->st.output_files == 1 ? "" : "s",
+                   r->st.consolidate_seconds, a->consolidate, a->keep_shards ? "kept" : "removed");
+        else
+            printf("\n");
         return;
     }
     printf("{\"command\": \"save\", \"dir\": ");
     cli_json_string(stdout, a->dir);
+    printf(", \"mode\": \"%s\", \"output_dir\": ", a->direct        ? "direct"
+                                                   : a->consolidate ? "consolidate"
+                                                                    : "shards");
+    cli_json_string(stdout, a->direct ? a->dir : a->consolidate ? a->consolidate : "");
+    printf(", \"output_files\": %llu, \"consolidate_seconds\": %.6f, \"cpu_seconds\": %.6f",
+           (unsigned long long)r->st.output_files, r->st.consolidate_seconds, r->cpu);
     printf(", \"model\": ");
     cli_json_string(stdout, a->model);
     printf(", \"strategy\": \"%s\", \"dtype\": \"%s\", \"seed\": %llu, \"fsync\": %s, "
@@ -235,11 +342,16 @@ static int save_model(MPI_Comm comm, const save_args *a, const shard *s, const s
     sts_writer *w = NULL;
     cli_progress prog;
     int rc, me = 0;
+    double cpu;
     MPI_Comm_rank(comm, &me);
     sts_save_opts_init(&o);
     o.mapping = mapping;
     o.fsync = a->fsync;
     o.force = a->force;
+    o.consolidate_dir = a->consolidate;
+    o.consolidate = &a->co;
+    o.keep_shards = a->keep_shards;
+    o.direct = a->direct;
     if (me == 0 && !a->json && cli_stderr_is_tty()) {
         cli_progress_start(&prog, "save");
         o.progress = cli_progress_fn;
@@ -256,7 +368,11 @@ static int save_model(MPI_Comm comm, const save_args *a, const shard *s, const s
     /* Start the clock together: otherwise the commit's time would include waiting for
      * the slowest rank to finish generating its part of the model. */
     MPI_Barrier(comm);
+    cpu = cpu_seconds();
     rc = sts_writer_commit(w, &r->st);
+    cpu = cpu_seconds() - cpu;
+    /* CPU time is what a busy host distorts least: a figure to compare runs by. */
+    MPI_Reduce(&cpu, &r->cpu, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
     if (o.progress)
         cli_progress_end(&prog);
     snprintf(err, errlen, "%s", sts_writer_errmsg(w));
@@ -284,15 +400,18 @@ static void gather_memory(MPI_Comm comm, const shard *s, run_info *r)
     free(all);
 }
 
-/* Loads --mapping on every rank; the result is agreed. */
-static int load_mapping(MPI_Comm comm, const char *path, sts_mapping **m, char *err, size_t errlen)
+/* Loads --mapping (or the mapping of --reference) on every rank; the result is agreed. */
+static int load_mapping(MPI_Comm comm, const save_args *a, sts_mapping **m, char *err,
+                        size_t errlen)
 {
     sts_diag d;
     int rc = STS_OK, all = STS_OK;
     *m = NULL;
     memset(&d, 0, sizeof d);
-    if (path)
-        rc = sts_mapping_load_json(path, m, &d);
+    if (a->mapping)
+        rc = sts_mapping_load_json(a->mapping, m, &d);
+    else if (a->reference)
+        rc = sts_mapping_from_reference(a->reference, m, &d);
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
     if (all != STS_OK)
         snprintf(err, errlen, "%s", rc != STS_OK ? d.message : "another rank failed to load it");
@@ -330,12 +449,12 @@ int cmd_save(int argc, char **argv)
     r.a = &a;
     r.m = &m;
     r.np = np;
-    rc = shard_build(&m, &a, me, np, &s);
+    rc = shard_build(&m, a.strategy, a.seed, me, np, &s);
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
     if (all != STS_OK) {
         snprintf(err, sizeof err, "out of memory while building the model (%s)", a.model);
         rc = all;
-    } else if ((rc = load_mapping(comm, a.mapping, &mapping, err, sizeof err)) == STS_OK) {
+    } else if ((rc = load_mapping(comm, &a, &mapping, err, sizeof err)) == STS_OK) {
         rc = save_model(comm, &a, &s, mapping, &r, err, sizeof err);
     }
     if (rc == STS_OK)

@@ -22,6 +22,7 @@ static const struct {
     {"load", cmd_load, 1, "load a checkpoint into a new sharding with offset reads"},
     {"reshard", cmd_reshard, 1, "rewrite a checkpoint as rank files with a new sharding"},
     {"consolidate", cmd_consolidate, 1, "merge rank files into a Hugging Face checkpoint"},
+    {"bench", cmd_bench, 1, "IOR-style throughput of save, consolidate and load"},
 };
 
 static void usage(FILE *f)

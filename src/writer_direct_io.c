@@ -1,0 +1,446 @@
+/*
+ * writer_direct_io.c - the data phase of a direct save: every rank writes the
+ * blocks it holds straight to their places in the consolidated files.
+ *
+ * Geometry: as in the planner, a tensor is seen in a "byte view" (the last
+ * dimension counts bytes), so every dtype has 1-byte elements and sub-byte
+ * dtypes work when blocks start and end on bytes (the planner checks that).
+ * In the output a block is a set of equal runs: the run covers the block's
+ * extent in the last dimension j where it differs from the tensor, times the
+ * full dimensions after j; the dimensions before j (those where the block
+ * has more than one index) repeat it at fixed strides.
+ *
+ * Transfers, per output file:
+ *  - a block that is one run (row sharding, whole tensors) is one
+ *    independent write (small neighbours are staged into one write);
+ *  - a strided block whose runs are large is one independent write per run;
+ *  - a tensor with a strided block of small runs (column, 2-D, 3-D sharding)
+ *    goes through the exchange of writer_direct_agg.c (the default), or, with
+ *    STSHARD_DIRECT_STRIDED=view, each such block is written through a file
+ *    view: an hvector type per strided dimension over a
+ *    contiguous run, set with MPI_File_set_view at the block's first byte,
+ *    then MPI_File_write_at_all of the block's bytes.  Both calls are
+ *    collective, so every rank makes the same number of rounds per file (the
+ *    maximum, agreed with MPI_Allreduce); a rank with nothing left joins with
+ *    a plain byte view and a count of 0.  MPI-IO's two-phase collective
+ *    buffering then aggregates the interleaved rows of all ranks into large
+ *    contiguous writes, so no rank ever issues one small write per row.
+ * Independent writes come first and the collective rounds after: the first
+ * collective call synchronises the ranks, so an aggregator that reads part
+ * of the file to fill holes (ROMIO's read-modify-write) never reads a region
+ * that an independent write is still filling.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpiio.h"
+#include "writer_direct.h"
+
+typedef struct dgeom {
+    uint32_t n; /* strided dimensions, outer to inner */
+    uint64_t count[STS_PLAN_MAX_NDIM], stride[STS_PLAN_MAX_NDIM];
+    uint64_t run;    /* bytes per run */
+    uint64_t start;  /* absolute offset of the first byte */
+    uint64_t nbytes; /* bytes of the block */
+} dgeom;
+
+/* The runs of block b of tensor t in its output file (byte view). */
+static void geometry(const sts_plan_tensor *t, const sts_plan_block *b, dgeom *g)
+{
+    uint64_t G[STS_PLAN_MAX_NDIM], S[STS_PLAN_MAX_NDIM], O[STS_PLAN_MAX_NDIM];
+    uint64_t st[STS_PLAN_MAX_NDIM];
+    uint32_t nd = t->ndim, last;
+    unsigned bits = sts_dtype_bits(t->dtype);
+    long j = -1;
+    memset(g, 0, sizeof *g);
+    g->start = t->out_off;
+    if (nd == 0) { /* a scalar: one element, one run */
+        g->run = g->nbytes = t->nbytes;
+        return;
+    }
+    last = nd - 1;
+    for (uint32_t k = 0; k < nd; k++) {
+        G[k] = t->shape[k];
+        S[k] = b->shape[k];
+        O[k] = b->offsets[k];
+    }
+    /* Whole bytes: the planner rejected sub-byte blocks off byte boundaries. */
+    G[last] = G[last] * bits / 8;
+    S[last] = S[last] * bits / 8;
+    O[last] = O[last] * bits / 8;
+    st[last] = 1;
+    for (uint32_t k = last; k > 0; k--)
+        st[k - 1] = st[k] * G[k];
+    g->nbytes = 1;
+    for (uint32_t k = 0; k < nd; k++) {
+        g->start += O[k] * st[k];
+        g->nbytes *= S[k];
+        if (S[k] != G[k])
+            j = (long)k;
+    }
+    if (j < 0 || g->nbytes == 0) {
+        g->run = g->nbytes;
+        return;
+    }
+    g->run = S[j] * st[j];
+    for (long k = 0; k < j; k++) {
+        if (S[k] == 1)
+            continue; /* a single index only moves the start */
+        g->count[g->n] = S[k];
+        g->stride[g->n++] = st[k];
+    }
+}
+
+static sts__dkind classify(const dgeom *g)
+{
+    if (g->n == 0)
+        return STS_DIRECT_CONTIG;
+    if (g->run >= STS_DIRECT_RUN_MIN)
+        return STS_DIRECT_RUNS;
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->count[i] > INT_MAX)
+            return STS_DIRECT_RUNS; /* beyond an int count: slow, but correct */
+    return STS_DIRECT_VIEW;
+}
+
+static void piece_geometry(const dsave *D, const sts__dpiece *pc, dgeom *g)
+{
+    geometry(&D->plan->tensors[pc->tensor], &D->blocks[pc->block], g);
+}
+
+static int cmp_piece(const void *x, const void *y)
+{
+    const sts__dpiece *a = x, *b = y;
+    if (a->file != b->file)
+        return a->file < b->file ? -1 : 1;
+    return a->start < b->start ? -1 : a->start > b->start;
+}
+
+/*
+ * Exchange mode: a tensor goes through the exchange (writer_direct_agg.c)
+ * when any of its blocks, on any rank, is strided with small runs.  Every
+ * rank decides the same from the same plan.
+ */
+static int mark_exchanged(dsave *D)
+{
+    const sts_plan *P = D->plan;
+    const char *env = getenv("STSHARD_DIRECT_STRIDED");
+    D->exchange = !(env && strcmp(env, "view") == 0);
+    D->agg = sts__calloc_array(P->ntensors ? P->ntensors : 1, 1);
+    if (!D->agg)
+        return sts__fail(D->diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = 0; D->exchange && t < P->ntensors; t++)
+        for (size_t k = 0; k < P->tensors[t].nblocks && !D->agg[t]; k++) {
+            dgeom g;
+            geometry(&P->tensors[t], &D->blocks[P->order[P->tensors[t].first_block + k]], &g);
+            D->agg[t] = classify(&g) == STS_DIRECT_VIEW;
+        }
+    return STS_OK;
+}
+
+int sts__direct_pieces(dsave *D)
+{
+    const sts_plan *P = D->plan;
+    size_t n = 0;
+    int rc = mark_exchanged(D);
+    if (rc != STS_OK)
+        return rc;
+    for (size_t t = 0; t < P->ntensors; t++)
+        for (size_t k = 0; k < P->tensors[t].nblocks; k++)
+            n += D->info[P->order[P->tensors[t].first_block + k]].rank == D->rank;
+    D->pieces = sts__calloc_array(n ? n : 1, sizeof *D->pieces);
+    if (!D->pieces)
+        return sts__fail(D->diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = 0; t < P->ntensors; t++) {
+        for (size_t k = 0; k < P->tensors[t].nblocks; k++) {
+            size_t bi = P->order[P->tensors[t].first_block + k];
+            const sts__writer_block *wb;
+            sts__dpiece *pc = &D->pieces[D->npieces];
+            dgeom g;
+            if (D->info[bi].rank != D->rank)
+                continue;
+            wb = &D->w->blocks[D->info[bi].local];
+            geometry(&P->tensors[t], &D->blocks[bi], &g);
+            if (g.nbytes != wb->nbytes)
+                return sts__fail(D->diag, STS_E_INTERNAL,
+                                 "tensor '%s': planned %llu bytes for a block of %llu", wb->name,
+                                 (unsigned long long)g.nbytes, (unsigned long long)wb->nbytes);
+            pc->file = P->tensors[t].file;
+            pc->kind = D->agg[t] ? STS_DIRECT_AGG : classify(&g);
+            pc->tensor = t;
+            pc->block = bi;
+            pc->data = (const unsigned char *)wb->data;
+            pc->start = g.start;
+            pc->nbytes = g.nbytes;
+            D->npieces++;
+        }
+    }
+    if (D->npieces > 1)
+        qsort(D->pieces, D->npieces, sizeof *D->pieces, cmp_piece);
+    return STS_OK;
+}
+
+/* ---- independent writes ------------------------------------------------------ */
+
+/* Writes the runs of a strided block one by one, in file order (an odometer over dims). */
+static int write_runs(sts__writer_stager *s, const dgeom *g, const unsigned char *data)
+{
+    int rc = STS_OK;
+    uint64_t idx[STS_PLAN_MAX_NDIM], off = g->start, nruns = g->nbytes / g->run;
+    memset(idx, 0, sizeof idx);
+    for (uint64_t r = 0; r < nruns; r++) {
+        STS_CHECK(sts__writer_stage_put(s, off, data + r * g->run, g->run));
+        for (uint32_t i = g->n; i-- > 0;) {
+            off += g->stride[i];
+            if (++idx[i] < g->count[i])
+                break;
+            off -= g->count[i] * g->stride[i];
+            idx[i] = 0;
+        }
+    }
+done:
+    return rc;
+}
+
+static int write_piece(dsave *D, sts__writer_stager *s, const sts__dpiece *pc)
+{
+    dgeom g;
+    if (pc->kind == STS_DIRECT_CONTIG)
+        return sts__writer_stage_put(s, pc->start, pc->data, pc->nbytes);
+    piece_geometry(D, pc, &g);
+    return write_runs(s, &g, pc->data);
+}
+
+static uint64_t file_end(const dsave *D, uint32_t f)
+{
+    return D->plan->files[f].header_len + D->plan->files[f].data_size;
+}
+
+/* Rank 0's header, then this rank's pieces [lo, hi) of file f that are not views. */
+static int write_independent(dsave *D, sts__writer_stager *s, uint32_t f, size_t lo, size_t hi)
+{
+    int rc = STS_OK;
+    const sts_plan_file *F = &D->plan->files[f];
+    s->len = 0;
+    if (D->rank == 0) {
+        rc = sts__writer_stage_put(s, 0, F->header, F->header_len);
+        if (rc != STS_OK)
+            return sts__writer_classify_io(D->w, rc, 0, file_end(D, f));
+    }
+    for (size_t i = lo; i < hi; i++) {
+        const sts__dpiece *pc = &D->pieces[i];
+        if (pc->kind == STS_DIRECT_VIEW || pc->kind == STS_DIRECT_AGG)
+            continue;
+        rc = write_piece(D, s, pc);
+        if (rc != STS_OK) {
+            sts__diag_prefix(D->diag, "tensor '%s' (%llu bytes at file offset %llu)",
+                             D->plan->tensors[pc->tensor].name, (unsigned long long)pc->nbytes,
+                             (unsigned long long)pc->start);
+            return sts__writer_classify_io(D->w, rc, pc->start, file_end(D, f));
+        }
+        sts__writer_progress(D->w, pc->nbytes);
+        D->written += pc->nbytes;
+    }
+    rc = sts__writer_stage_flush(s);
+    return sts__writer_classify_io(D->w, rc, s->off, file_end(D, f));
+}
+
+/* ---- collective rounds --------------------------------------------------------- */
+
+/* The file type of a strided block: hvectors (outer dims) over one contiguous run. */
+static int view_type(const dgeom *g, MPI_Datatype *out, sts_diag *diag)
+{
+    int rc = STS_OK;
+    MPI_Datatype t = MPI_DATATYPE_NULL, v;
+    STS_MPI_CALL(diag, MPI_Type_contiguous, ((int)g->run, MPI_BYTE, &t));
+    for (uint32_t i = g->n; i-- > 0;) {
+        STS_MPI_CALL(diag, MPI_Type_create_hvector,
+                     ((int)g->count[i], 1, (MPI_Aint)g->stride[i], t, &v));
+        MPI_Type_free(&t);
+        t = v;
+    }
+    STS_MPI_CALL(diag, MPI_Type_commit, (&t));
+    *out = t;
+    t = MPI_DATATYPE_NULL;
+done:
+    if (t != MPI_DATATYPE_NULL)
+        MPI_Type_free(&t);
+    return rc;
+}
+
+/* One round cursor: the view piece being written and how far. */
+typedef struct cursor {
+    size_t at, end; /* pieces [at, end) of the file, views among them */
+    uint64_t sub;   /* bytes of pieces[at] already written */
+    MPI_Datatype type;
+} cursor;
+
+static const sts__dpiece *next_view(const dsave *D, cursor *c)
+{
+    while (c->at < c->end && D->pieces[c->at].kind != STS_DIRECT_VIEW)
+        c->at++;
+    return c->at < c->end ? &D->pieces[c->at] : NULL;
+}
+
+/*
+ * One collective round: this rank's next slice of at most D->round bytes, or an empty write when it
+ * has none left or has failed (it must still make both collective calls).
+ */
+static int round_once(dsave *D, MPI_File fh, cursor *c, int rc)
+{
+    static const char none = 0;
+    const sts__dpiece *pc;
+    if (rc == STS_OK)
+        rc = STS_FAULT("direct.round", D->diag);
+    pc = rc == STS_OK ? next_view(D, c) : NULL;
+    MPI_Datatype ftype = MPI_BYTE;
+    MPI_Offset disp = 0;
+    uint64_t n = 0;
+    MPI_Status st;
+    int mrc, got = 0;
+    if (pc && c->type == MPI_DATATYPE_NULL) {
+        dgeom g;
+        piece_geometry(D, pc, &g);
+        rc = view_type(&g, &c->type, D->diag);
+        if (rc != STS_OK)
+            pc = NULL;
+    }
+    if (pc) {
+        ftype = c->type;
+        disp = (MPI_Offset)pc->start;
+        n = pc->nbytes - c->sub < D->round ? pc->nbytes - c->sub : D->round;
+    }
+    mrc = MPI_File_set_view(fh, disp, MPI_BYTE, ftype, "native", MPI_INFO_NULL);
+    if (mrc != MPI_SUCCESS) {
+        if (rc == STS_OK)
+            rc = sts__mpi_fail(D->diag, "MPI_File_set_view", mrc);
+        n = 0; /* a failed view must not receive data */
+    }
+    /* Offsets are counted in bytes of the view's visible data, from the block's first byte. */
+    mrc =
+        MPI_File_write_at_all(fh, (MPI_Offset)c->sub, n ? (const void *)(pc->data + c->sub) : &none,
+                              (int)n, MPI_BYTE, &st);
+    if (mrc != MPI_SUCCESS && rc == STS_OK)
+        rc = sts__mpi_fail(D->diag, "MPI_File_write_at_all", mrc);
+    else if (rc == STS_OK && n > 0 &&
+             (MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS || (uint64_t)got != n))
+        rc = sts__fail(D->diag, STS_E_IO, "short collective write: %d of %llu bytes", got,
+                       (unsigned long long)n);
+    if (rc != STS_OK && pc) {
+        sts__diag_prefix(D->diag, "tensor '%s' (%llu bytes from file offset %llu)",
+                         D->plan->tensors[pc->tensor].name, (unsigned long long)pc->nbytes,
+                         (unsigned long long)pc->start);
+        return sts__writer_classify_io(D->w, rc, pc->start, file_end(D, pc->file));
+    }
+    if (pc && (c->sub += n) == pc->nbytes) {
+        sts__writer_progress(D->w, pc->nbytes);
+        D->written += pc->nbytes;
+        MPI_Type_free(&c->type);
+        c->type = MPI_DATATYPE_NULL;
+        c->sub = 0;
+        c->at++;
+    }
+    return rc;
+}
+
+/* ---- one file, all files ------------------------------------------------------------ */
+
+static int write_file(dsave *D, sts__writer_stager *s, uint32_t f, size_t lo, size_t hi)
+{
+    int rc, mrc;
+    MPI_File fh = MPI_FILE_NULL;
+    cursor c = {lo, hi, 0, MPI_DATATYPE_NULL};
+    rc = sts__mpiio_open_all(D->comm, D->out.tmp_paths[f], 1, MPI_INFO_NULL, &fh, D->diag);
+    if (rc != STS_OK)
+        return rc; /* agreed by the open */
+    s->fh = fh;
+    rc = write_independent(D, s, f, lo, hi);
+    if (D->exchange)
+        rc = sts__direct_exchange(D, fh, f, rc);
+    for (uint64_t r = 0; r < D->rounds[f]; r++)
+        rc = round_once(D, fh, &c, rc);
+    if (c.type != MPI_DATATYPE_NULL)
+        MPI_Type_free(&c.type);
+    /* MPI_File_sync is collective: every rank calls it, each syncing its own writes. */
+    if (D->co.fsync && (mrc = MPI_File_sync(fh)) != MPI_SUCCESS && rc == STS_OK)
+        rc = sts__mpi_fail(D->diag, "MPI_File_sync", mrc);
+    mrc = MPI_File_close(&fh);
+    if (mrc != MPI_SUCCESS && rc == STS_OK)
+        rc = sts__mpi_fail(D->diag, "MPI_File_close", mrc);
+    if (rc != STS_OK && !strstr(D->diag->message, D->out.tmp_paths[f]))
+        sts__diag_prefix(D->diag, "%s", D->out.tmp_paths[f]);
+    /* After the collective close and this agreement every byte is in the file. */
+    return sts__mpiio_agree(D->comm, rc, D->diag);
+}
+
+/*
+ * STSHARD_DIRECT_ROUND (bytes, at least 4 KiB) replaces STS_DIRECT_ROUND: the
+ * tests use it to make one block span several rounds.  Ranks may differ: each
+ * counts its own rounds and all join the maximum.
+ */
+static uint64_t round_bytes(void)
+{
+    const char *env = getenv("STSHARD_DIRECT_ROUND");
+    char *end = NULL;
+    unsigned long long v = env ? strtoull(env, &end, 10) : 0;
+    return env && end && *end == '\0' && v >= 4096 && v <= STS_DIRECT_ROUND ? (uint64_t)v
+                                                                            : STS_DIRECT_ROUND;
+}
+
+/* This rank's rounds per file, then the maximum over all ranks. */
+static int agree_rounds(dsave *D)
+{
+    int rc = STS_OK;
+    D->round = round_bytes();
+    D->budget = (D->co.buffer_size ? D->co.buffer_size : STS_CONS_DEFAULT_BUFFER) / 2;
+    if (D->budget < 8)
+        D->budget = 8;
+    if (D->budget > STS_MPIIO_CHUNK) /* counts and displacements of the exchange are ints */
+        D->budget = STS_MPIIO_CHUNK;
+    size_t nf = D->plan->nfiles;
+    uint64_t *mine = sts__calloc_array(nf, sizeof *mine);
+    D->rounds = sts__calloc_array(nf, sizeof *D->rounds);
+    rc = mine && D->rounds ? STS_OK : sts__fail(D->diag, STS_E_NOMEM, "out of memory");
+    STS_GOTO_IF(nf > INT_MAX, D->diag, STS_E_UNSUPPORTED, "%zu output files", nf);
+    STS_CHECK(sts__mpiio_agree(D->comm, rc, D->diag));
+    for (size_t i = 0; i < D->npieces; i++)
+        if (D->pieces[i].kind == STS_DIRECT_VIEW)
+            mine[D->pieces[i].file] += (D->pieces[i].nbytes + D->round - 1) / D->round;
+    STS_MPI_CALL(D->diag, MPI_Allreduce,
+                 (mine, D->rounds, (int)nf, MPI_UINT64_T, MPI_MAX, D->comm));
+done:
+    free(mine);
+    return rc;
+}
+
+/* The staging buffer holds rank 0's headers and the small contiguous pieces. */
+static int stager_init(dsave *D, sts__writer_stager *s)
+{
+    uint64_t small = 64 * 1024;
+    memset(s, 0, sizeof *s);
+    s->diag = D->diag;
+    for (size_t i = 0; i < D->npieces; i++)
+        if (D->pieces[i].kind == STS_DIRECT_CONTIG && D->pieces[i].nbytes < STS_WRITER_STAGE_DIRECT)
+            small += D->pieces[i].nbytes;
+    s->cap = small < STS_WRITER_STAGE_CAP ? small : STS_WRITER_STAGE_CAP;
+    s->buf = malloc(s->cap);
+    return s->buf ? STS_OK : sts__fail(D->diag, STS_E_NOMEM, "out of memory (staging buffer)");
+}
+
+int sts__direct_write(dsave *D)
+{
+    int rc;
+    sts__writer_stager s;
+    STS_CHECK(agree_rounds(D));
+    rc = sts__mpiio_agree(D->comm, stager_init(D, &s), D->diag);
+    for (size_t f = 0, lo = 0, hi; rc == STS_OK && f < D->plan->nfiles; f++, lo = hi) {
+        for (hi = lo; hi < D->npieces && D->pieces[hi].file == f; hi++)
+            ;
+        rc = write_file(D, &s, (uint32_t)f, lo, hi);
+    }
+    free(s.buf);
+    D->w->bytes_local = D->written;
+done:
+    return rc;
+}
