@@ -41,6 +41,9 @@ foreach(np 1 2 3 4)
   direct_equal_test(mixed_col_split ${np} mixed:3MiB col F8_E4M3 --max-file-size 300KiB
                     --align 4096)
   direct_equal_test(reference_tp ${np} llama:2MiB tp F16 --reference-split 500KB)
+  # A mapping of four tensors (two column-split under tp), the rest dropped.
+  direct_equal_test(drop_unmapped ${np} llama:4MiB tp BF16 --mapping
+                    ${CMAKE_CURRENT_SOURCE_DIR}/direct/partial_mapping.json --drop-unmapped)
 endforeach()
 
 # Usage errors of the new options (exit 2 on every rank, message on rank 0).

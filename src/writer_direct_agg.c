@@ -309,17 +309,32 @@ static void xfer_free(xfer *X)
  * the ranks still writing their chunks (the writer's wait_quietly does the
  * same for the same reason).
  */
-static int quiet_min(MPI_Comm comm, int *v)
+static int quiet_wait(MPI_Request *req)
 {
     const struct timespec pause = {0, 200000}; /* 0.2 ms: small next to a chunk's write */
-    MPI_Request req = MPI_REQUEST_NULL;
-    int flag = 0, mrc = MPI_Iallreduce(MPI_IN_PLACE, v, 1, MPI_INT, MPI_MIN, comm, &req);
+    int flag = 0, mrc = MPI_SUCCESS;
     while (mrc == MPI_SUCCESS && !flag) {
-        mrc = MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
+        mrc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
         if (mrc == MPI_SUCCESS && !flag)
             nanosleep(&pause, NULL);
     }
     return mrc;
+}
+
+static int quiet_min(MPI_Comm comm, int *v)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int mrc = MPI_Iallreduce(MPI_IN_PLACE, v, 1, MPI_INT, MPI_MIN, comm, &req);
+    return mrc == MPI_SUCCESS ? quiet_wait(&req) : mrc;
+}
+
+/* The round's exchange, waited for the same way (each test also moves the data along). */
+static int quiet_alltoallw(xfer *X)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int mrc = MPI_Ialltoallw(MPI_BOTTOM, X->scount, X->sdisp, X->stype, X->stage, X->rcount,
+                             X->rdisp, X->rtype, X->D->comm, &req);
+    return mrc == MPI_SUCCESS ? quiet_wait(&req) : mrc;
 }
 
 int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
@@ -342,11 +357,10 @@ int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
             break;
         for (int r = 0; r < X.np; r++)
             X.sdisp[r] = 0;
-        mrc = MPI_Alltoallw(MPI_BOTTOM, X.scount, X.sdisp, X.stype, X.stage, X.rcount, X.rdisp,
-                            X.rtype, D->comm);
+        mrc = quiet_alltoallw(&X);
         free_types(&X);
         if (mrc != MPI_SUCCESS)
-            rc = sts__mpi_fail(D->diag, "MPI_Alltoallw", mrc);
+            rc = sts__mpi_fail(D->diag, "MPI_Ialltoallw", mrc);
         else if (X.have[X.me])
             rc = assemble_write(&X, fh);
     }

@@ -343,13 +343,20 @@ static int save_model(MPI_Comm comm, const save_args *a, const shard *s, const s
     cli_progress prog;
     int rc, me = 0;
     double cpu;
+    sts_consolidate_opts co;
     MPI_Comm_rank(comm, &me);
     sts_save_opts_init(&o);
     o.mapping = mapping;
     o.fsync = a->fsync;
     o.force = a->force;
     o.consolidate_dir = a->consolidate;
-    o.consolidate = &a->co;
+    co = a->co;
+    /* Dropping tensors is the output's business: the rank files keep every tensor. */
+    if (co.drop_unmapped) {
+        co.mapping = mapping;
+        o.mapping = NULL;
+    }
+    o.consolidate = &co;
     o.keep_shards = a->keep_shards;
     o.direct = a->direct;
     if (me == 0 && !a->json && cli_stderr_is_tty()) {
