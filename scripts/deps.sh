@@ -4,7 +4,7 @@
 set -euo pipefail
 
 STS_PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev
-              openmpi-bin libopenmpi-dev libcjson-dev libhdf5-dev)
+              openmpi-bin libopenmpi-dev libcjson-dev libhdf5-dev python3)
 
 sts_install_deps() {
     local missing=() p
