@@ -39,6 +39,8 @@ const char *cli_format_bytes(uint64_t bytes, char *buf, size_t len);
 /* Prints "stshard CMD: ErrorName: message" to stderr. */
 void cli_error(const char *cmd, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* d's message without a leading or "path: "-prefixed "ErrorName: " (cli_error prints the name). */
+const char *cli_diag_text(sts_diag *d);
 /* Prints a usage error with a hint to run --help, and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

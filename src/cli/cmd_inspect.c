@@ -32,23 +32,6 @@ static const char inspect_usage[] =
     "\n"
     "Exit status: 0 ok, 1 a file is invalid, 2 usage, 3 I/O error.\n";
 
-/* The diag text without a repeated "ErrorName: " (cli_error prints the name already). */
-static const char *diag_text(sts_diag *d)
-{
-    const char *name = sts_errname(d->code);
-    size_t n = strlen(name);
-    char *at = d->message;
-    /* The name may follow a "path: " prefix; drop its first occurrence at a field start. */
-    for (char *p = at; (p = strstr(p, name)) != NULL; p++) {
-        if ((p == at || (p >= at + 2 && p[-2] == ':' && p[-1] == ' ')) && p[n] == ':' &&
-            p[n + 1] == ' ') {
-            memmove(p, p + n + 2, strlen(p + n + 2) + 1);
-            break;
-        }
-    }
-    return d->message;
-}
-
 typedef struct totals {
     uint64_t files, tensors, bytes;
     int status;
@@ -231,7 +214,7 @@ static void inspect_file(const char *path, int json, totals *t)
     t->files++;
     if (rc != STS_OK) {
         fail(t, rc);
-        cli_error("inspect", rc, "%s", diag_text(&diag));
+        cli_error("inspect", rc, "%s", cli_diag_text(&diag));
         if (json)
             print_error_json(path, rc, diag.message);
         return;
@@ -241,7 +224,7 @@ static void inspect_file(const char *path, int json, totals *t)
         decoded = rc == STS_OK;
         if (rc != STS_OK) {
             fail(t, rc);
-            cli_error("inspect", rc, "%s: %s", path, diag_text(&diag));
+            cli_error("inspect", rc, "%s: %s", path, cli_diag_text(&diag));
         }
     }
     for (size_t i = 0; i < sts_header_count(h); i++) {

@@ -24,23 +24,6 @@ static const char mapping_usage[] =
     "Exit status: 0 ok, 1 invalid index or model file, 2 usage, 3 I/O error\n"
     "(e.g. neither file exists).\n";
 
-/* The diag text without a repeated "ErrorName: " (cli_error prints the name already). */
-static const char *diag_text(sts_diag *d)
-{
-    const char *name = sts_errname(d->code);
-    size_t n = strlen(name);
-    char *at = d->message;
-    /* The name may follow a "path: " prefix; drop its first occurrence at a field start. */
-    for (char *p = at; (p = strstr(p, name)) != NULL; p++) {
-        if ((p == at || (p >= at + 2 && p[-2] == ':' && p[-1] == ' ')) && p[n] == ':' &&
-            p[n + 1] == ' ') {
-            memmove(p, p + n + 2, strlen(p + n + 2) + 1);
-            break;
-        }
-    }
-    return d->message;
-}
-
 /* Takes the value of option argv[*i] (as the next argument or after '='). */
 static const char *option_value(int argc, char **argv, int *i, const char *name)
 {
@@ -87,7 +70,7 @@ int cmd_mapping(int argc, char **argv)
     if (rc == STS_OK)
         rc = sts_mapping_write_json(m, out, &diag);
     if (rc != STS_OK)
-        cli_error("mapping", rc, "%s", diag_text(&diag));
+        cli_error("mapping", rc, "%s", cli_diag_text(&diag));
     sts_mapping_free(m);
     return sts_exit_status(rc);
 }

@@ -196,3 +196,20 @@ void cli_json_string(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+/* The diag text without a repeated "ErrorName: " (cli_error prints the name already). */
+const char *cli_diag_text(sts_diag *d)
+{
+    const char *name = sts_errname(d->code);
+    size_t n = strlen(name);
+    char *at = d->message;
+    /* The name may follow a "path: " prefix; drop its first occurrence at a field start. */
+    for (char *p = at; (p = strstr(p, name)) != NULL; p++) {
+        if ((p == at || (p >= at + 2 && p[-2] == ':' && p[-1] == ' ')) && p[n] == ':' &&
+            p[n + 1] == ' ') {
+            memmove(p, p + n + 2, strlen(p + n + 2) + 1);
+            break;
+        }
+    }
+    return d->message;
+}
