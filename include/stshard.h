@@ -401,7 +401,9 @@ typedef struct sts_global_tensor {
  * blocks are read one exact contiguous run per call) or "view" (one call
  * through a subarray file view; the reader then sets "romio_ds_read" to
  * "disable", which ROMIO honours, but Open MPI's OMPIO may still read the
- * gaps between runs).  Errors: STS_E_NOENT, STS_E_EMPTY_INPUT,
+ * gaps between runs); "stshard_exchange": "auto" (default) or "off" (see
+ * sts_reader_read); "stshard_exchange_buffer": staging bytes per rank for
+ * the exchange, decimal (default 33554432).  Errors: STS_E_NOENT, STS_E_EMPTY_INPUT,
  * STS_E_INDEX, every header error, STS_E_SHARDING_INFO, STS_E_DTYPE_MISMATCH,
  * STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_NOMEM, STS_E_MPI,
  * STS_E_IO; the same on every rank, diag names the file or tensor.
@@ -450,18 +452,27 @@ typedef struct sts_read_req {
  * Collective over the reader's communicator.  Every rank passes its own list
  * of n requests (n may differ between ranks, and may be 0).  All requests of
  * all ranks are validated before any byte is read; then each rank reads its
- * blocks with independent MPI-IO reads of exactly the bytes needed.  For
+ * blocks with independent MPI-IO reads of exactly the bytes needed.
+ * Two-phase reads ("stshard_exchange" "auto"): where the ranks' requests
+ * together tile whole rows of a stored block and some of them are strided
+ * in the file (short runs), the rows are split among all ranks, each reads
+ * its part with large contiguous reads, and MPI_Alltoallw delivers the
+ * pieces; every byte is still read once and only if requested, and a rank
+ * reads about its own share, though not always its own bytes
+ * (sts_read_stats.bytes_received counts what others read for it).  The
+ * requests are gathered on every rank (MPI_Allgatherv) to plan this.  For
  * sub-byte dtypes (F4, F6_*) the offsets and extents of the last dimension
  * must cover whole bytes.  Errors: STS_E_ARG (NULL buffer, bad request),
  * STS_E_NO_TENSOR, STS_E_DTYPE_MISMATCH, STS_E_BLOCK_RANGE (the message names
  * the tensor, the dimension and the bounds), STS_E_UNSUPPORTED (sub-byte
  * block not on byte boundaries), STS_E_IO, STS_E_MPI, STS_E_NOMEM; the same on
  * every rank, detail in sts_reader_errmsg.  On error buffer contents are
- * unspecified.
+ * unspecified.  Buffers must not overlap each other.
  */
 int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n);
 /*
- * Local.  The same reads without the agreement: for callers that read from
+ * Local.  The same reads without the agreement and without two-phase reads
+ * (each rank reads its own bytes): for callers that read from
  * inside another collective (e.g. a streaming writer) and agree on errors
  * themselves.  Returns this rank's code only.
  */
@@ -469,12 +480,13 @@ int sts_reader_read_local(sts_reader *r, const sts_read_req *reqs, size_t n);
 
 /* This rank's counters since open. */
 typedef struct sts_read_stats {
-    uint64_t requests;     /* blocks requested */
-    uint64_t bytes_needed; /* sum of requested block sizes */
-    uint64_t bytes_read;   /* tensor data bytes requested from MPI-IO */
-    uint64_t transfers;    /* MPI-IO read calls issued for tensor data */
-    uint64_t header_bytes; /* header bytes this rank read at open */
-    double seconds;        /* wall time spent in reads */
+    uint64_t requests;       /* blocks requested */
+    uint64_t bytes_needed;   /* sum of requested block sizes */
+    uint64_t bytes_read;     /* tensor data bytes requested from MPI-IO */
+    uint64_t transfers;      /* MPI-IO read calls issued for tensor data */
+    uint64_t header_bytes;   /* header bytes this rank read at open */
+    uint64_t bytes_received; /* bytes of its blocks other ranks read and sent (two-phase reads) */
+    double seconds;          /* wall time spent in reads */
 } sts_read_stats;
 
 /* Local.  Fills *out with this rank's counters. */

@@ -6,6 +6,17 @@ sts_add_mpi_test(NAME par_read_errors NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_
                  TIMEOUT 120)
 sts_test_program(par_read_bytes par_read_bytes.c)
 sts_add_mpi_test(NAME par_read_bytes NP 1 2 4 COMMAND $<TARGET_FILE:par_read_bytes> TIMEOUT 120)
+# Two-phase reads: exact bytes once per byte, against the direct path, and a failed read.
+sts_test_program(par_read_xchg par_read_xchg.c)
+sts_add_mpi_test(NAME par_read_xchg NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_xchg> TIMEOUT 120)
+if(STS_FAULT_INJECTION)
+  sts_add_mpi_test(NAME par_read_xchg_fault NP 2 4 COMMAND $<TARGET_FILE:par_read_xchg> fault
+                   TIMEOUT 120)
+  foreach(np 2 4)
+    set_tests_properties(par_read_xchg_fault_np${np} PROPERTIES ENVIRONMENT
+                         "${STS_TEST_ENV};STSHARD_FAULT=point=xchg.read,rank=1,hit=1")
+  endforeach()
+endif()
 # Past the int limits: a 2 GiB + 16 byte tensor (label long: it writes and reads 2 GiB).
 sts_test_program(par_read_large par_read_large.c)
 sts_add_mpi_test(NAME par_read_large NP 1 COMMAND $<TARGET_FILE:par_read_large> TIMEOUT 600

@@ -429,13 +429,32 @@ done:
 static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
 {
     int rc = STS_OK, flag = 0;
-    char val[16] = "";
+    char val[32] = "";
     if (user != MPI_INFO_NULL)
         STS_MPI_CALL(diag, MPI_Info_get,
                      (user, "stshard_strided_reads", (int)sizeof val - 1, val, &flag));
     STS_GOTO_IF(flag && strcmp(val, "view") != 0 && strcmp(val, "runs") != 0, diag, STS_E_ARG,
                 "stshard_strided_reads must be \"runs\" or \"view\", not \"%s\"", val);
     r->view_mode = flag && strcmp(val, "view") == 0;
+    flag = 0;
+    if (user != MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_get,
+                     (user, "stshard_exchange", (int)sizeof val - 1, val, &flag));
+    STS_GOTO_IF(flag && strcmp(val, "auto") != 0 && strcmp(val, "off") != 0, diag, STS_E_ARG,
+                "stshard_exchange must be \"auto\" or \"off\", not \"%s\"", val);
+    r->exchange = !(flag && strcmp(val, "off") == 0);
+    r->exchange_buffer = (uint64_t)32 << 20;
+    flag = 0;
+    if (user != MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_get,
+                     (user, "stshard_exchange_buffer", (int)sizeof val - 1, val, &flag));
+    if (flag) {
+        char *end = NULL;
+        unsigned long long v = strtoull(val, &end, 10);
+        STS_GOTO_IF(val[0] < '0' || val[0] > '9' || *end != '\0' || v == 0, diag, STS_E_ARG,
+                    "stshard_exchange_buffer must be a positive number of bytes, not \"%s\"", val);
+        r->exchange_buffer = v;
+    }
     if (user != MPI_INFO_NULL)
         STS_MPI_CALL(diag, MPI_Info_dup, (user, &r->info));
     if (r->view_mode)
@@ -613,6 +632,7 @@ void sts_reader_free(sts_reader *r)
     free(r->gshapes);
     free(r->records);
     free(r->bounce);
+    free(r->stage);
     if (r->info != MPI_INFO_NULL)
         MPI_Info_free(&r->info);
     if (r->comm != MPI_COMM_NULL)

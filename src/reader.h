@@ -23,7 +23,9 @@ struct sts_reader {
     int rank;
     int nranks;
     sts_ckpt_kind kind;
-    int view_mode; /* strided file sides through a subarray view instead of exact runs */
+    int view_mode;            /* strided file sides through a subarray view instead of exact runs */
+    int exchange;             /* two-phase reads in sts_reader_read (readxchg.c) */
+    uint64_t exchange_buffer; /* staging bytes per rank and round of the two-phase reads */
 
     size_t nfiles;
     char **paths;
@@ -39,6 +41,9 @@ struct sts_reader {
     size_t records_len;
 
     unsigned char *bounce; /* readio.c's buffer for gathering small runs; NULL until needed */
+    unsigned char *stage;  /* readxchg.c's staging buffer, kept across calls: a fresh large
+                            * buffer per call would fault in every page again */
+    uint64_t stage_cap;
 
     sts_read_stats stats;
     sts_diag diag;
@@ -93,5 +98,29 @@ typedef struct sts__box {
 } sts__box;
 
 int sts__readio_box(sts_reader *r, MPI_File fh, const sts__box *box, sts_diag *diag);
+
+/*
+ * readxchg.c: two-phase reads.  A plan says which stored blocks the ranks
+ * read together (large contiguous reads, then MPI_Alltoallw) instead of each
+ * reading its own strided runs.
+ */
+typedef struct sts__xplan sts__xplan;
+
+/*
+ * Collective.  Gathers every rank's requests (already checked and agreed
+ * valid) and plans the two-phase reads; every rank gets the same plan.
+ * Errors (STS_E_NOMEM, STS_E_MPI) are not agreed.
+ */
+int sts__xplan_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
+                    sts_diag *diag);
+/* Local.  1 when stored block blk (index into r->blocks) is read by the plan. */
+int sts__xplan_skips(const sts__xplan *p, size_t blk);
+/*
+ * Collective.  Runs the plan's rounds; rc is this rank's result so far and
+ * joins every agreement.  Returns the agreed result.
+ */
+int sts__xplan_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag);
+/* Local.  NULL is a no-op. */
+void sts__xplan_free(sts__xplan *p);
 
 #endif /* STS_READER_H */

@@ -445,7 +445,8 @@ static int intersect(const sts_global_tensor *t, const sts_read_req *q, const st
     return 1;
 }
 
-static int read_one(sts_reader *r, const sts_read_req *q, size_t tix, isect *x, sts_diag *diag)
+static int read_one(sts_reader *r, const sts_read_req *q, size_t tix, const sts__xplan *xp,
+                    isect *x, sts_diag *diag)
 {
     int rc = STS_OK;
     const sts_global_tensor *t = &r->tensors[tix];
@@ -454,6 +455,8 @@ static int read_one(sts_reader *r, const sts_read_req *q, size_t tix, isect *x, 
         const sts__rblock *b = &r->blocks[k];
         sts__box box;
         MPI_File fh;
+        if (sts__xplan_skips(xp, k))
+            continue; /* read in two phases */
         rc = intersect(t, q, b, x, diag);
         if (rc < 0)
             goto done;
@@ -496,7 +499,7 @@ done:
 }
 
 static int read_all(sts_reader *r, const sts_read_req *reqs, size_t n, uint32_t maxdim,
-                    sts_diag *diag)
+                    const sts__xplan *xp, sts_diag *diag)
 {
     int rc = STS_OK;
     double t0 = MPI_Wtime();
@@ -512,7 +515,7 @@ static int read_all(sts_reader *r, const sts_read_req *reqs, size_t n, uint32_t 
         sts_dtype_nbytes(reqs[i].dtype, numel, &nbytes);
         r->stats.requests++;
         r->stats.bytes_needed += nbytes;
-        STS_CHECK(read_one(r, &reqs[i], tix, &x, diag));
+        STS_CHECK(read_one(r, &reqs[i], tix, xp, &x, diag));
     }
 done:
     /* Keep the number of open descriptors bounded across many calls. */
@@ -531,7 +534,7 @@ int sts_reader_read_local(sts_reader *r, const sts_read_req *reqs, size_t n)
     uint32_t maxdim = 0;
     sts__diag_clear(&r->diag);
     STS_CHECK(check_all(r, reqs, n, &maxdim, &r->diag));
-    STS_CHECK(read_all(r, reqs, n, maxdim, &r->diag));
+    STS_CHECK(read_all(r, reqs, n, maxdim, NULL, &r->diag));
 done:
     return rc;
 }
@@ -540,13 +543,27 @@ int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n)
 {
     int rc = STS_OK;
     uint32_t maxdim = 0;
+    sts__xplan *xp = NULL;
+    double t0;
     sts__diag_clear(&r->diag);
     /* Every rank's requests are checked before anyone reads, so a bad request
      * anywhere fails the call everywhere with the same message. */
     rc = check_all(r, reqs, n, &maxdim, &r->diag);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
-    rc = read_all(r, reqs, n, maxdim, &r->diag);
+    t0 = MPI_Wtime();
+    if (r->exchange) {
+        rc = sts__xplan_make(r, reqs, n, &xp, &r->diag);
+        r->stats.seconds += MPI_Wtime() - t0;
+        STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
+    }
+    rc = read_all(r, reqs, n, maxdim, xp, &r->diag);
+    if (xp) {
+        t0 = MPI_Wtime();
+        rc = sts__xplan_run(r, xp, rc, &r->diag);
+        r->stats.seconds += MPI_Wtime() - t0;
+    }
     STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
 done:
+    sts__xplan_free(xp);
     return rc;
 }

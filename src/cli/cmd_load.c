@@ -16,7 +16,7 @@
 #include "share.h"
 
 typedef struct load_args {
-    const char *dir, *strided;
+    const char *dir, *strided, *exchange;
     share_opts so;
     uint64_t batch, seed, repeat;
     int check, whole, json;
@@ -39,6 +39,10 @@ static void load_usage(FILE *f)
                "  --compare-whole   also read every file the share touches whole (baseline)\n"
                "  --strided-reads M runs (default: one exact read per run of a strided block)\n"
                "                    or view (MPI-IO subarray file views; exact with ROMIO)\n"
+               "  --exchange M      auto (default: where the ranks together need whole rows of\n"
+               "                    a stored block, each reads a contiguous part and the ranks\n"
+               "                    exchange the pieces with MPI) or off (every rank reads its\n"
+               "                    own runs)\n"
                "  --repeat N        run the passes N times (default 1)\n"
                "  --json            print the summary as JSON\n"
                "  --help            this text\n");
@@ -46,7 +50,17 @@ static void load_usage(FILE *f)
 
 static int parse_args(int argc, char **argv, load_args *a, int me)
 {
-    enum { O_STRATEGY = 256, O_DIM, O_SEED, O_BATCH, O_WHOLE, O_REPEAT, O_JSON, O_STRIDED };
+    enum {
+        O_STRATEGY = 256,
+        O_DIM,
+        O_SEED,
+        O_BATCH,
+        O_WHOLE,
+        O_REPEAT,
+        O_JSON,
+        O_STRIDED,
+        O_EXCHANGE
+    };
     static const struct option opts[] = {{"strategy", required_argument, NULL, O_STRATEGY},
                                          {"dim", required_argument, NULL, O_DIM},
                                          {"check-seed", required_argument, NULL, O_SEED},
@@ -55,6 +69,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
                                          {"repeat", required_argument, NULL, O_REPEAT},
                                          {"json", no_argument, NULL, O_JSON},
                                          {"strided-reads", required_argument, NULL, O_STRIDED},
+                                         {"exchange", required_argument, NULL, O_EXCHANGE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c, dim_set = 0;
@@ -99,6 +114,12 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
                           : cli_usage_error("load", "--strided-reads is runs or view, not '%s'",
                                             optarg);
             a->strided = optarg;
+            break;
+        case O_EXCHANGE:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "off") != 0)
+                return me ? CLI_USAGE
+                          : cli_usage_error("load", "--exchange is auto or off, not '%s'", optarg);
+            a->exchange = optarg;
             break;
         case O_JSON:
             a->json = 1;
@@ -200,7 +221,7 @@ static int whole_pass(MPI_Comm comm, const sts_reader *r, load_bufs *m, const sh
 /* ---- reporting ----------------------------------------------------------------- */
 
 typedef struct totals {
-    uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked;
+    uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked, received;
     uint64_t vmhwm_kib;          /* max over ranks: peak resident set */
     double seconds, worst_ratio; /* max over ranks: time, and kernel bytes / needed bytes */
 } totals;
@@ -223,14 +244,14 @@ static uint64_t peak_rss_kib(void)
 static void reduce_pass(MPI_Comm comm, const load_pass *p, totals *t)
 {
     uint64_t rss = peak_rss_kib();
-    uint64_t mine[7] = {p->needed,   p->read,       p->rchar,    p->transfers,
-                        p->elements, p->mismatches, p->unchecked};
-    uint64_t sum[7];
+    uint64_t mine[8] = {p->needed,   p->read,       p->rchar,     p->transfers,
+                        p->elements, p->mismatches, p->unchecked, p->received};
+    uint64_t sum[8];
     double dm[2] = {p->seconds, p->needed ? (double)p->rchar / (double)p->needed : 0.0}, dx[2];
-    MPI_Allreduce(mine, sum, 7, MPI_UINT64_T, MPI_SUM, comm);
+    MPI_Allreduce(mine, sum, 8, MPI_UINT64_T, MPI_SUM, comm);
     MPI_Allreduce(dm, dx, 2, MPI_DOUBLE, MPI_MAX, comm);
     t->needed = sum[0], t->read = sum[1], t->rchar = sum[2], t->transfers = sum[3];
-    t->elements = sum[4], t->mismatches = sum[5], t->unchecked = sum[6];
+    t->elements = sum[4], t->mismatches = sum[5], t->unchecked = sum[6], t->received = sum[7];
     t->seconds = dx[0], t->worst_ratio = dx[1];
     MPI_Allreduce(&rss, &t->vmhwm_kib, 1, MPI_UINT64_T, MPI_MAX, comm);
 }
@@ -243,19 +264,20 @@ static double gibs(uint64_t bytes, double s)
 static void report(const load_args *a, int np, size_t tensors, uint64_t rep, const totals *o,
                    const totals *w)
 {
-    char b1[32], b2[32], b3[32];
+    char b1[32], b2[32], b3[32], b4[32];
     if (a->json) {
         printf("{\"command\": \"load\", \"dir\": ");
         cli_json_string(stdout, a->dir);
         printf(", \"strategy\": \"%s\", \"ranks\": %d, \"tensors\": %zu, \"repeat\": %llu, "
                "\"bytes_needed\": %llu, \"bytes_read\": %llu, \"kernel_rchar\": %llu, "
                "\"worst_rank_read_ratio\": %.4f, \"read_calls\": %llu, \"seconds\": %.6f, "
-               "\"gib_per_s\": %.4f, \"batch\": %llu, \"max_vmhwm_kib\": %llu",
+               "\"gib_per_s\": %.4f, \"batch\": %llu, \"max_vmhwm_kib\": %llu, "
+               "\"bytes_received\": %llu",
                model_strategy_name(a->so.strategy), np, tensors, (unsigned long long)rep,
                (unsigned long long)o->needed, (unsigned long long)o->read,
                (unsigned long long)o->rchar, o->worst_ratio, (unsigned long long)o->transfers,
                o->seconds, gibs(o->needed, o->seconds), (unsigned long long)a->batch,
-               (unsigned long long)o->vmhwm_kib);
+               (unsigned long long)o->vmhwm_kib, (unsigned long long)o->received);
         if (a->check)
             printf(", \"checked_elements\": %llu, \"mismatches\": %llu, \"unchecked_bytes\": %llu",
                    (unsigned long long)o->elements, (unsigned long long)o->mismatches,
@@ -267,12 +289,13 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
         printf("}\n");
         return;
     }
-    printf("load: %s needed, %s read (kernel: %s, worst rank %.3fx its share) in %.3f s, "
-           "%.2f GiB/s, %d ranks, %zu tensors, %s; peak RSS %.0f MiB/rank\n",
+    printf("load: %s needed, %s read (kernel: %s, worst rank %.3fx its share; %s read by "
+           "another rank and exchanged) in %.3f s, %.2f GiB/s, %d ranks, %zu tensors, %s; "
+           "peak RSS %.0f MiB/rank\n",
            cli_format_bytes(o->needed, b1, sizeof b1), cli_format_bytes(o->read, b2, sizeof b2),
-           cli_format_bytes(o->rchar, b3, sizeof b3), o->worst_ratio, o->seconds,
-           gibs(o->needed, o->seconds), np, tensors, model_strategy_name(a->so.strategy),
-           (double)o->vmhwm_kib / 1024.0);
+           cli_format_bytes(o->rchar, b3, sizeof b3), o->worst_ratio,
+           cli_format_bytes(o->received, b4, sizeof b4), o->seconds, gibs(o->needed, o->seconds),
+           np, tensors, model_strategy_name(a->so.strategy), (double)o->vmhwm_kib / 1024.0);
     if (a->check)
         printf("check: %llu elements compared, %llu differ%s\n", (unsigned long long)o->elements,
                (unsigned long long)o->mismatches,
@@ -340,10 +363,12 @@ int cmd_load(int argc, char **argv)
     rc = parse_args(argc, argv, &a, me);
     if (rc != CLI_OK)
         return rc < 0 ? CLI_OK : rc;
-    if (a.strided) {
+    if (a.strided || a.exchange)
         MPI_Info_create(&info);
+    if (a.strided)
         MPI_Info_set(info, "stshard_strided_reads", a.strided);
-    }
+    if (a.exchange)
+        MPI_Info_set(info, "stshard_exchange", a.exchange);
     rc = sts_reader_open(comm, a.dir, info, &r, &d);
     if (rc != STS_OK) {
         snprintf(err, sizeof err, "%s", d.message);

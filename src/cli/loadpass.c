@@ -87,6 +87,11 @@ long long load_read_rchar(void)
 
 #define ROUND_CAP 4096
 
+/*
+ * Collective.  Rounds are taken in lock step: sts_reader_read is collective
+ * (ranks may read for each other in it), so a rank whose share is done joins
+ * the remaining rounds with no requests.
+ */
 int load_pass_run(MPI_Comm comm, sts_reader *r, const share_block *bl, size_t nb, uint64_t batch,
                   int check, uint64_t seed, load_bufs *m, load_pass *p, char *err, size_t errlen)
 {
@@ -97,21 +102,29 @@ int load_pass_run(MPI_Comm comm, sts_reader *r, const share_block *bl, size_t nb
     double t0 = MPI_Wtime();
     share_walk_init(&w, bl, nb, batch, 0);
     sts_reader_stats(r, &s0);
-    while (rc == STS_OK && share_walk_more(&w)) {
+    for (;;) {
         uint64_t used = 0;
-        size_t n = share_walk_round(&w, m->chunks, ROUND_CAP, &used);
+        size_t n = 0;
+        int more = share_walk_more(&w), any = 0;
+        MPI_Allreduce(&more, &any, 1, MPI_INT, MPI_MAX, comm);
+        if (!any)
+            break;
+        if (more)
+            n = share_walk_round(&w, m->chunks, ROUND_CAP, &used);
         if (ensure(&m->arena, &m->arena_cap, used) != 0 ||
             (check && ensure(&m->want, &m->want_cap, used) != 0)) {
             snprintf(err, errlen, "out of memory for a read round of %llu bytes",
                      (unsigned long long)used);
             rc = STS_E_NOMEM;
-            break;
         }
+        rc = share_agree(comm, rc, err, errlen);
+        if (rc != STS_OK)
+            break;
         make_reqs(m->chunks, n, m->arena, m->reqs, m->at);
-        rc = sts_reader_read_local(r, m->reqs, n);
+        rc = sts_reader_read(r, m->reqs, n);
         if (rc != STS_OK) {
             snprintf(err, errlen, "%s", sts_reader_errmsg(r));
-            break;
+            break; /* agreed by the read */
         }
         if (check) {
             /* Verification is not reading: keep it out of the timed part. */
@@ -126,6 +139,7 @@ int load_pass_run(MPI_Comm comm, sts_reader *r, const share_block *bl, size_t nb
     sts_reader_stats(r, &s1);
     p->needed = s1.bytes_needed - s0.bytes_needed;
     p->read = s1.bytes_read - s0.bytes_read;
+    p->received = s1.bytes_received - s0.bytes_received;
     p->transfers = s1.transfers - s0.transfers;
     p->rchar = (uint64_t)(load_read_rchar() - k0);
     return share_agree(comm, rc, err, errlen);

@@ -16,6 +16,7 @@
 /* This rank's measurements of one pass. */
 typedef struct load_pass {
     uint64_t needed, read, rchar, transfers, elements, mismatches, unchecked;
+    uint64_t received; /* bytes other ranks read for this one (two-phase reads) */
     double seconds;
     char first_bad[256];
 } load_pass;
