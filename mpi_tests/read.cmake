@@ -121,6 +121,12 @@ read_status_test(load_bad_strategy 2 -m "unknown strategy 'diag'" --
                  ${READ_MPI2} load reshard_src_np2 --strategy diag)
 read_status_test(load_dim_col 2 -m "--dim applies to --strategy row only" --
                  ${READ_MPI2} load reshard_src_np2 --strategy col --dim 1)
+read_status_test(load_bad_exchange 2 -m "--exchange is auto or off, not 'maybe'" --
+                 ${READ_MPI2} load reshard_src_np2 --exchange maybe)
+# Cold-cache passes (CI runs as root, which the drop needs).
+read_status_test(load_drop_caches 0 -m "\"drop_caches\": true" -m "\"exchange\": \"off\"" --
+                 ${READ_MPI2} load reshard_src_np2 --strategy col --drop-caches --exchange off
+                 --compare-whole --json)
 read_status_test(reshard_same_dir 2 -m "OUTDIR must not be the input's directory" --
                  ${READ_MPI2} reshard reshard_src_np2 reshard_src_np2 --force)
 read_status_test(reshard_args 2 -m "expected INDIR and OUTDIR" -- ${READ_MPI2} reshard x)

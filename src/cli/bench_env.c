@@ -3,7 +3,6 @@
  * nodes, date, the MPI library, the MPI-IO component and the hints in effect,
  * and the page-cache drops between phases.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,23 +250,6 @@ int bench_env_init(bench_run *r, char *err, size_t errlen)
     return all;
 }
 
-/* Asks the kernel to drop clean page-cache pages, dentries and inodes (after a sync). */
-static int drop_once(char *note, size_t len)
-{
-    int fd, e;
-    fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
-    if (fd >= 0 && write(fd, "3\n", 2) == 2) {
-        close(fd);
-        return 1;
-    }
-    e = errno;
-    if (fd >= 0)
-        close(fd);
-    snprintf(note, len, "cannot write /proc/sys/vm/drop_caches: %s%s", strerror(e),
-             geteuid() != 0 ? " (needs root)" : "");
-    return 0;
-}
-
 void bench_settle(bench_run *r)
 {
     MPI_Comm node;
@@ -281,7 +263,7 @@ void bench_settle(bench_run *r)
     if (nme == 0) {
         sync();
         if (r->a.drop_caches) {
-            done = drop_once(note, sizeof note);
+            done = cli_drop_page_cache(note, sizeof note);
             mine[done ? 0 : 1] = 1;
         }
     }

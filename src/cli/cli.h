@@ -41,6 +41,12 @@ void cli_error(const char *cmd, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* d's message without a leading or "path: "-prefixed "ErrorName: " (cli_error prints the name). */
 const char *cli_diag_text(sts_diag *d);
+/*
+ * Local.  Asks the kernel to drop clean page-cache pages, dentries and
+ * inodes (the caller syncs first).  1 when done; 0 with the reason in note
+ * (it needs root).
+ */
+int cli_drop_page_cache(char *note, size_t len);
 /* Prints a usage error with a hint to run --help, and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "loadpass.h"
@@ -19,7 +20,7 @@ typedef struct load_args {
     const char *dir, *strided, *exchange;
     share_opts so;
     uint64_t batch, seed, repeat;
-    int check, whole, json;
+    int check, whole, json, drop;
 } load_args;
 
 static void load_usage(FILE *f)
@@ -44,6 +45,8 @@ static void load_usage(FILE *f)
                "                    exchange the pieces with MPI) or off (every rank reads its\n"
                "                    own runs)\n"
                "  --repeat N        run the passes N times (default 1)\n"
+               "  --drop-caches     sync and drop the page cache before every timed pass, so\n"
+               "                    reads come from the storage (needs root; one rank per node)\n"
                "  --json            print the summary as JSON\n"
                "  --help            this text\n");
 }
@@ -59,7 +62,8 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
         O_REPEAT,
         O_JSON,
         O_STRIDED,
-        O_EXCHANGE
+        O_EXCHANGE,
+        O_DROP
     };
     static const struct option opts[] = {{"strategy", required_argument, NULL, O_STRATEGY},
                                          {"dim", required_argument, NULL, O_DIM},
@@ -70,6 +74,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
                                          {"json", no_argument, NULL, O_JSON},
                                          {"strided-reads", required_argument, NULL, O_STRIDED},
                                          {"exchange", required_argument, NULL, O_EXCHANGE},
+                                         {"drop-caches", no_argument, NULL, O_DROP},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c, dim_set = 0;
@@ -123,6 +128,9 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
             break;
         case O_JSON:
             a->json = 1;
+            break;
+        case O_DROP:
+            a->drop = 1;
             break;
         case 'h':
             if (me == 0)
@@ -272,12 +280,13 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
                "\"bytes_needed\": %llu, \"bytes_read\": %llu, \"kernel_rchar\": %llu, "
                "\"worst_rank_read_ratio\": %.4f, \"read_calls\": %llu, \"seconds\": %.6f, "
                "\"gib_per_s\": %.4f, \"batch\": %llu, \"max_vmhwm_kib\": %llu, "
-               "\"bytes_received\": %llu",
+               "\"bytes_received\": %llu, \"exchange\": \"%s\", \"drop_caches\": %s",
                model_strategy_name(a->so.strategy), np, tensors, (unsigned long long)rep,
                (unsigned long long)o->needed, (unsigned long long)o->read,
                (unsigned long long)o->rchar, o->worst_ratio, (unsigned long long)o->transfers,
                o->seconds, gibs(o->needed, o->seconds), (unsigned long long)a->batch,
-               (unsigned long long)o->vmhwm_kib, (unsigned long long)o->received);
+               (unsigned long long)o->vmhwm_kib, (unsigned long long)o->received,
+               a->exchange ? a->exchange : "auto", a->drop ? "true" : "false");
         if (a->check)
             printf(", \"checked_elements\": %llu, \"mismatches\": %llu, \"unchecked_bytes\": %llu",
                    (unsigned long long)o->elements, (unsigned long long)o->mismatches,
@@ -308,6 +317,27 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
                    : 0.0);
 }
 
+/*
+ * Collective.  Before a timed pass: one rank per node syncs and, with
+ * --drop-caches, drops the node's page cache; the barrier keeps every rank
+ * from starting before every node is done.  A refused drop is an error, so
+ * a cold-cache figure is never silently a warm one.
+ */
+static int settle(MPI_Comm comm, const load_args *a, char *err, size_t errlen)
+{
+    MPI_Comm node;
+    int nme = 0, rc = STS_OK;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &nme);
+    if (nme == 0 && a->drop) {
+        sync();
+        if (!cli_drop_page_cache(err, errlen))
+            rc = STS_E_ACCESS;
+    }
+    MPI_Comm_free(&node);
+    return share_agree(comm, rc, err, errlen);
+}
+
 /* Collective.  The passes and their reports; *bad_data is set when an element differs. */
 static int run(MPI_Comm comm, const load_args *a, sts_reader *r, const share_block *bl, size_t nb,
                int *bad_data, char *err, size_t errlen)
@@ -323,10 +353,12 @@ static int run(MPI_Comm comm, const load_args *a, sts_reader *r, const share_blo
         memset(&op, 0, sizeof op);
         memset(&wp, 0, sizeof wp);
         memset(&wt, 0, sizeof wt);
-        MPI_Barrier(comm);
-        rc = load_pass_run(comm, r, bl, nb, a->batch, a->check, a->seed, &m, &op, err, errlen);
+        rc = settle(comm, a, err, errlen);
+        if (rc == STS_OK)
+            rc = load_pass_run(comm, r, bl, nb, a->batch, a->check, a->seed, &m, &op, err, errlen);
+        if (rc == STS_OK && a->whole)
+            rc = settle(comm, a, err, errlen);
         if (rc == STS_OK && a->whole) {
-            MPI_Barrier(comm);
             rc = whole_pass(comm, r, &m, bl, nb, &wp, err, errlen);
         }
         if (rc != STS_OK)

@@ -2,6 +2,7 @@
  * common.c - argument parsing, messages, progress and JSON helpers of the tool.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,4 +213,20 @@ const char *cli_diag_text(sts_diag *d)
         }
     }
     return d->message;
+}
+
+int cli_drop_page_cache(char *note, size_t len)
+{
+    int fd, e;
+    fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+    if (fd >= 0 && write(fd, "3\n", 2) == 2) {
+        close(fd);
+        return 1;
+    }
+    e = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(note, len, "cannot write /proc/sys/vm/drop_caches: %s%s", strerror(e),
+             geteuid() != 0 ? " (needs root)" : "");
+    return 0;
 }
