@@ -236,6 +236,15 @@ static uint64_t file_run(uint32_t ndim, const uint64_t *bs, const uint64_t *ext,
     return run;
 }
 
+/* Whether a box of block shape bs is read as short runs: not one run, and runs under the limit. */
+static int short_runs(uint32_t ndim, const uint64_t *bs, const uint64_t *ext, uint64_t esize)
+{
+    uint64_t bytes = esize, run = file_run(ndim, bs, ext, esize);
+    for (uint32_t d = 0; d < ndim; d++)
+        bytes *= ext[d];
+    return run < bytes && run < XCHG_RUN_BYTES;
+}
+
 /* Scratch for judging one block: boxes of up to cap / ndim requests, and a global shape. */
 typedef struct judge {
     uint64_t *lo, *ext;
@@ -287,13 +296,8 @@ static int eligible(const sts_reader *r, const sts__xplan *p, size_t k, const si
         uint64_t *l = j->lo + i * nd, *e = j->ext + i * nd;
         if (!fits_int(p->g[cand[i]].shape, nd))
             return 0;
-        uint64_t bytes = es, run;
         meet(b, nd, &p->g[cand[i]], l, e);
-        for (uint32_t d = 0; d < nd; d++)
-            bytes *= e[d];
-        run = file_run(nd, b->shape, e, es);
-        if (run < bytes && run < XCHG_RUN_BYTES)
-            strided = 1;
+        strided |= short_runs(nd, b->shape, e, es);
         rlo = l[0] < rlo ? l[0] : rlo;
         rhi = l[0] + e[0] > rhi ? l[0] + e[0] : rhi;
     }
@@ -458,12 +462,42 @@ done:
     return rc;
 }
 
+/*
+ * Local.  Whether one of this rank's requests reads short strided runs from
+ * some stored block, the only case a plan can help.  Computed before any
+ * gathering, so that loads that read contiguous ranges (row loads, whole
+ * tensors) cost one MPI_Allreduce and nothing else.
+ */
+static int wants_exchange(const sts_reader *r, const sts_read_req *reqs, size_t n)
+{
+    uint64_t lo[64], ext[64];
+    for (size_t i = 0; i < n; i++) {
+        size_t t = (size_t)sts_reader_find(r, reqs[i].name);
+        const sts_global_tensor *g = &r->tensors[t];
+        greq q = {0, t, reqs[i].offsets, reqs[i].shape, NULL};
+        uint64_t es = sts_dtype_bits(g->dtype) / 8;
+        if (g->ndim < 2 || g->ndim > 64 || sts_dtype_bits(g->dtype) % 8 != 0)
+            continue;
+        for (size_t k = r->first[t]; k < r->first[t + 1]; k++) {
+            if (meet(&r->blocks[k], g->ndim, &q, lo, ext) &&
+                short_runs(g->ndim, r->blocks[k].shape, ext, es))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 int sts__xplan_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
                     sts_diag *diag)
 {
-    int rc = STS_OK;
-    sts__xplan *p = calloc(1, sizeof *p);
+    int rc = STS_OK, any = 0;
+    sts__xplan *p = NULL;
     *out = NULL;
+    STS_MPI_CALL(diag, MPI_Allreduce,
+                 (&(int){wants_exchange(r, reqs, n)}, &any, 1, MPI_INT, MPI_MAX, r->comm));
+    if (!any)
+        goto done; /* no plan: every block is read directly */
+    p = calloc(1, sizeof *p);
     /* With p NULL the gather fails on every rank at its first agreement. */
     STS_CHECK(gather_reqs(r, reqs, n, p, diag));
     STS_CHECK(choose_blocks(r, p, diag));
