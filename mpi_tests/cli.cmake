@@ -118,6 +118,22 @@ cli_test(verify_rank_length 1
          -n "Coverage" -- ${CLI} verify ${CLI_DATA}/ranks-wrong-length)
 cli_test(verify_rank_file_no_sharding 1 -m "InvalidShardingInfo" --
          ${CLI} verify ${CLI_DATA}/ranks-missing-sharding/shard-00001-model-00001-of-00001.safetensors)
+# Entries loaders would trip over or never read: a FIFO and a directory named like
+# safetensors files, and a model file the index does not name.
+# (Exit 3: the reader cannot read them, as for any other I/O error.)
+cli_test(verify_rank_fifo 3
+         -m "shard-00005-model-00001-of-00001.safetensors: IoError: is a FIFO, not a regular file"
+         -m "could not be verified: 1 problem$" -- sh -c
+         "rm -rf \"$1\" && cp -r \"$2\" \"$1\" && mkfifo \"$1/shard-00005-model-00001-of-00001.safetensors\" && exec \"$3\" verify \"$1\""
+         sh ${CLI_DATA}/ranks-fifo ${CLI_DATA}/ranks ${CLI})
+cli_test(verify_dir_named 3 -m "extra.safetensors: IoError: is a directory, not a regular file"
+         -- sh -c "rm -rf \"$1\" && cp -r \"$2\" \"$1\" && mkdir \"$1/extra.safetensors\" && exec \"$3\" verify \"$1\""
+         sh ${CLI_DATA}/single-dirnamed ${CLI_DATA}/single ${CLI})
+cli_test(verify_index_unnamed 1
+         -m "model-00003-of-00003.safetensors: InvalidIndex: model.safetensors.index.json does not name this file"
+         -m "INVALID: 1 problem$" -- sh -c
+         "rm -rf \"$1\" && cp -r \"$2\" \"$1\" && cp \"$1/model-00001-of-00002.safetensors\" \"$1/model-00003-of-00003.safetensors\" && exec \"$3\" verify \"$1\""
+         sh ${CLI_DATA}/index-unnamed ${CLI_DATA}/index ${CLI})
 cli_test(verify_json_gap 1 -m "\"valid\": false" -m "\"error\": \"CoverageGap\""
          -m "\"file\": \"${CLI_DATA}/ranks-gap\"" -- ${CLI} verify --json ${CLI_DATA}/ranks-gap)
 cli_test(verify_quiet_gap 1 -n "." -- ${CLI} verify --quiet ${CLI_DATA}/ranks-gap)

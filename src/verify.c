@@ -154,7 +154,32 @@ static sts_header *check_file(vctx *v, const char *path, int need_sharding)
     return h;
 }
 
-/* The directory's regular files, sorted bytewise.  Entries and the array are malloc'd. */
+/* What a non-regular directory entry is, for the message. */
+static const char *entry_kind(const char *full)
+{
+    struct stat st;
+    if (stat(full, &st) != 0)
+        return "a dangling link";
+    if (S_ISDIR(st.st_mode))
+        return "a directory";
+    if (S_ISFIFO(st.st_mode))
+        return "a FIFO";
+    if (S_ISSOCK(st.st_mode))
+        return "a socket";
+    return S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a regular file";
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/*
+ * The directory's regular files, sorted bytewise.  Entries and the array are
+ * malloc'd.  A *.safetensors entry that is not a regular file is a problem:
+ * the reader refuses it (it would drop its blocks, or block on a FIFO).
+ */
 static int list_dir(const char *dir, char ***out, size_t *nout, vctx *v)
 {
     int rc = STS_OK;
@@ -171,6 +196,8 @@ static int list_dir(const char *dir, char ***out, size_t *nout, vctx *v)
         char *full = sts__mapping_join(dir, e->d_name);
         struct stat st;
         int regular = full && stat(full, &st) == 0 && S_ISREG(st.st_mode);
+        if (full && !regular && has_suffix(e->d_name, ".safetensors"))
+            problem(v, full, STS_E_IO, "is %s, not a regular file", entry_kind(full));
         free(full);
         if (!regular)
             continue;
@@ -307,7 +334,32 @@ static uint64_t check_file_tensors(vctx *v, const sts_mapping *tmap, const char 
     return sum;
 }
 
-static int check_index(vctx *v, const char *dir)
+/*
+ * Safetensors files in an index checkpoint's directory that its weight_map
+ * does not name: loaders never read them, so they are leftovers (an earlier
+ * save into more files) or the index lost entries.  Rank files are left to
+ * check_ranks.
+ */
+static void unnamed_files(vctx *v, const char *dir, char **names, size_t n, const char **files,
+                          size_t nfiles)
+{
+    for (size_t i = 0; i < n; i++) {
+        int named = 0;
+        if (!has_suffix(names[i], ".safetensors") || is_rank_file_name(names[i]))
+            continue;
+        for (size_t f = 0; f < nfiles && !named; f++)
+            named = strcmp(files[f], names[i]) == 0;
+        if (!named) {
+            char *p = sts__mapping_join(dir, names[i]);
+            problem(v, p ? p : dir, STS_E_INDEX,
+                    "%s does not name this file: no loader reads it (left from an earlier save?)",
+                    INDEX_NAME);
+            free(p);
+        }
+    }
+}
+
+static int check_index(vctx *v, const char *dir, char **names, size_t n)
 {
     int rc = STS_OK;
     char *path = sts__mapping_join(dir, INDEX_NAME);
@@ -347,6 +399,7 @@ static int check_index(vctx *v, const char *dir)
             problem(v, paths[fi - 1], STS_E_INDEX,
                     "weight_map maps tensor \"%s\" to this file, which does not hold it", name);
     }
+    unnamed_files(v, dir, names, n, files, nfiles);
     sum = check_file_tensors(v, tmap, files, paths, h, nfiles);
     if (nok == nfiles && has_total && sum != total)
         problem(v, path, STS_E_INDEX,
@@ -543,12 +596,6 @@ done:
 /* Entry point                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int has_suffix(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 static void check_dir(vctx *v, const char *dir)
 {
     char **names = NULL;
@@ -563,7 +610,7 @@ static void check_dir(vctx *v, const char *dir)
         nother += has_suffix(names[i], ".safetensors");
     }
     if (has_index) {
-        check_index(v, dir);
+        check_index(v, dir, names, n);
     } else if (has_single) {
         char *p = sts__mapping_join(dir, SINGLE_NAME);
         if (p)
