@@ -78,8 +78,9 @@ struct sts__xplan {
     xunit *u;
     size_t nu, cap_u;
     size_t nrounds;
-    uint64_t stage_bytes; /* this rank's largest round */
-    unsigned char *skip;  /* per r->blocks entry: read in two phases */
+    size_t *rstart, *rorder; /* round t's units: rorder[rstart[t] .. rstart[t + 1]), plan order */
+    uint64_t stage_bytes;    /* this rank's largest round */
+    unsigned char *skip;     /* per r->blocks entry: read in two phases */
 };
 
 void sts__xplan_free(sts__xplan *p)
@@ -91,6 +92,8 @@ void sts__xplan_free(sts__xplan *p)
     free(p->xb);
     free(p->xreq);
     free(p->u);
+    free(p->rstart);
+    free(p->rorder);
     free(p->skip);
     free(p);
 }
@@ -456,6 +459,17 @@ static int make_units(const sts_reader *r, sts__xplan *p, sts_diag *diag)
             p->stage_bytes = used[u->owner];
         p->nrounds = u->round + 1 > p->nrounds ? u->round + 1 : p->nrounds;
     }
+    /* Units by round (a counting sort keeps plan order within a round), so that each
+     * round touches only its own units. */
+    p->rstart = sts__calloc_array(p->nrounds + 2, sizeof *p->rstart);
+    p->rorder = sts__malloc_array(p->nu + 1, sizeof *p->rorder);
+    STS_GOTO_IF(!p->rstart || !p->rorder, diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < p->nu; i++)
+        p->rstart[p->u[i].round + 2]++;
+    for (size_t t = 0; t < p->nrounds; t++)
+        p->rstart[t + 2] += p->rstart[t + 1];
+    for (size_t i = 0; i < p->nu; i++)
+        p->rorder[p->rstart[p->u[i].round + 1]++] = i;
 done:
     free(round);
     free(used);
@@ -559,10 +573,11 @@ static int list_pieces(const sts_reader *r, const sts__xplan *p, size_t t, int s
             if (!l->v)
                 return -1;
         }
-        for (size_t i = 0; i < p->nu; i++) {
+        for (size_t ri = p->rstart[t]; ri < p->rstart[t + 1]; ri++) {
+            size_t i = p->rorder[ri];
             const xunit *u = &p->u[i];
             const xblock *x = &p->xb[u->xb];
-            if (u->round != t || (sending && u->owner != r->rank))
+            if (sending && u->owner != r->rank)
                 continue;
             for (size_t j = x->first; j < x->first + x->nreq; j++) {
                 piece c = {i, p->xreq[j]};
@@ -682,13 +697,13 @@ static int read_units(sts_reader *r, const sts__xplan *p, size_t t, unsigned cha
                       sts_diag *diag)
 {
     int rc = STS_OK;
-    for (size_t i = 0; i < p->nu; i++) {
-        const xunit *u = &p->u[i];
+    for (size_t ri = p->rstart[t]; ri < p->rstart[t + 1]; ri++) {
+        const xunit *u = &p->u[p->rorder[ri]];
         const xblock *x = &p->xb[u->xb];
         const sts__rblock *b = &r->blocks[x->blk];
         uint64_t len = (u->hi - u->lo) * x->rowbytes, at = b->data_off + u->lo * x->rowbytes;
         MPI_File fh;
-        if (u->round != t || u->owner != r->rank)
+        if (u->owner != r->rank)
             continue;
         STS_CHECK(sts__reader_file(r, b->file, &fh, diag));
         rc = STS_FAULT("xchg.read", diag);

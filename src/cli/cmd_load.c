@@ -19,7 +19,7 @@
 typedef struct load_args {
     const char *dir, *strided, *exchange;
     share_opts so;
-    uint64_t batch, seed, repeat;
+    uint64_t batch, seed, repeat, xbuf;
     int check, whole, json, drop;
 } load_args;
 
@@ -44,6 +44,7 @@ static void load_usage(FILE *f)
                "                    a stored block, each reads a contiguous part and the ranks\n"
                "                    exchange the pieces with MPI) or off (every rank reads its\n"
                "                    own runs)\n"
+               "  --exchange-buffer SIZE  staging memory per rank for the exchange (32MiB)\n"
                "  --repeat N        run the passes N times (default 1)\n"
                "  --drop-caches     sync and drop the page cache before every timed pass, so\n"
                "                    reads come from the storage (needs root; one rank per node)\n"
@@ -63,6 +64,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
         O_JSON,
         O_STRIDED,
         O_EXCHANGE,
+        O_XBUF,
         O_DROP
     };
     static const struct option opts[] = {{"strategy", required_argument, NULL, O_STRATEGY},
@@ -74,6 +76,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
                                          {"json", no_argument, NULL, O_JSON},
                                          {"strided-reads", required_argument, NULL, O_STRIDED},
                                          {"exchange", required_argument, NULL, O_EXCHANGE},
+                                         {"exchange-buffer", required_argument, NULL, O_XBUF},
                                          {"drop-caches", no_argument, NULL, O_DROP},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -128,6 +131,11 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
             break;
         case O_JSON:
             a->json = 1;
+            break;
+        case O_XBUF:
+            if (cli_parse_size(optarg, &a->xbuf) != 0 || a->xbuf == 0)
+                return me ? CLI_USAGE
+                          : cli_usage_error("load", "bad --exchange-buffer '%s'", optarg);
             break;
         case O_DROP:
             a->drop = 1;
@@ -395,8 +403,13 @@ int cmd_load(int argc, char **argv)
     rc = parse_args(argc, argv, &a, me);
     if (rc != CLI_OK)
         return rc < 0 ? CLI_OK : rc;
-    if (a.strided || a.exchange)
+    if (a.strided || a.exchange || a.xbuf)
         MPI_Info_create(&info);
+    if (a.xbuf) {
+        char v[32];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)a.xbuf);
+        MPI_Info_set(info, "stshard_exchange_buffer", v);
+    }
     if (a.strided)
         MPI_Info_set(info, "stshard_strided_reads", a.strided);
     if (a.exchange)
