@@ -156,7 +156,7 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
   # These drive the run through the fault switch (kills, pauses, one-rank failures).
   if(STS_FAULT_INJECTION)
     foreach(sc kill_switch_rank0 kill_switch_rank1 kill_external vanished_input shrunk_input
-               grown_input one_rank_fails)
+               grown_input one_rank_fails force_publish_fails)
       rel_fault_test(${sc})
     endforeach()
     # Library level: a failure at every phase, on the first or the last rank, comes back

@@ -469,63 +469,6 @@ static int phase_plan(cons *C)
 
 /* ---- 4. create -------------------------------------------------------------- */
 
-int sts__cons_out_names(sts_cons_out *o, sts_diag *diag)
-{
-    size_t n = o->plan->nfiles;
-    o->final_paths = sts__calloc_array(n, sizeof *o->final_paths);
-    o->tmp_paths = sts__calloc_array(n, sizeof *o->tmp_paths);
-    if (!o->final_paths || !o->tmp_paths)
-        return sts__fail(diag, STS_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        o->final_paths[i] = sts__path_join(o->dir, o->plan->files[i].name);
-        o->tmp_paths[i] = o->final_paths[i] ? sts__tmp_path(o->final_paths[i]) : NULL;
-        if (!o->tmp_paths[i])
-            return sts__fail(diag, STS_E_NOMEM, "out of memory");
-    }
-    return STS_OK;
-}
-
-/* Existing final names are an error unless force. */
-static int check_existing(const sts_cons_out *o, sts_diag *diag)
-{
-    struct stat sb;
-    char *index;
-    int rc = STS_OK;
-    if (o->force)
-        return STS_OK;
-    for (size_t i = 0; i < o->plan->nfiles; i++)
-        if (lstat(o->final_paths[i], &sb) == 0)
-            return sts__fail(diag, STS_E_EXIST, "%s already exists (force replaces it)",
-                             o->final_paths[i]);
-    index = sts__path_join(o->dir, "model.safetensors.index.json");
-    if (!index)
-        return sts__fail(diag, STS_E_NOMEM, "out of memory");
-    if (lstat(index, &sb) == 0)
-        rc = sts__fail(diag, STS_E_EXIST, "%s already exists (force replaces it)", index);
-    free(index);
-    return rc;
-}
-
-/* Every output file, headers included. */
-static uint64_t output_bytes(const sts_plan *p)
-{
-    uint64_t n = 0;
-    for (size_t i = 0; i < p->nfiles; i++)
-        n += p->files[i].header_len + p->files[i].data_size;
-    return n;
-}
-
-int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag)
-{
-    int rc = sts__mkdir_p(o->dir, diag);
-    if (rc == STS_OK)
-        rc = check_existing(o, diag);
-    if (rc == STS_OK)
-        rc = sts__mpiio_check_space(o->dir, output_bytes(o->plan), diag);
-    o->created = rc == STS_OK;
-    return rc;
-}
-
 /* Rank 0: creates file i fresh under its temporary name and writes its header. */
 static int create_file(cons *C, size_t i)
 {
@@ -545,27 +488,6 @@ done:
             rc = crc;
     }
     return rc;
-}
-
-void sts__cons_out_discard(sts_cons_out *o)
-{
-    if (!o->created || !o->tmp_paths)
-        return;
-    for (size_t i = 0; i < o->plan->nfiles; i++)
-        if (o->tmp_paths[i])
-            unlink(o->tmp_paths[i]);
-    o->created = 0;
-}
-
-void sts__cons_out_free(sts_cons_out *o)
-{
-    for (size_t i = 0; o->plan && o->final_paths && i < o->plan->nfiles; i++) {
-        free(o->final_paths[i]);
-        free(o->tmp_paths ? o->tmp_paths[i] : NULL);
-    }
-    free(o->final_paths);
-    free(o->tmp_paths);
-    o->final_paths = o->tmp_paths = NULL;
 }
 
 static int phase_create(cons *C)
@@ -635,69 +557,6 @@ static int phase_data(cons *C, uint64_t *bytes_local)
 }
 
 /* ---- 6. publish ------------------------------------------------------------- */
-
-/* "model-KKKKK-of-NNNNN.safetensors" with at least five digits each. */
-static int is_model_file(const char *n)
-{
-    size_t k = 0;
-    if (strncmp(n, "model-", 6) != 0)
-        return 0;
-    n += 6;
-    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
-        ;
-    if (k < 5 || strncmp(n + k, "-of-", 4) != 0)
-        return 0;
-    n += k + 4;
-    for (k = 0; n[k] >= '0' && n[k] <= '9'; k++)
-        ;
-    return k >= 5 && strcmp(n + k, ".safetensors") == 0;
-}
-
-/*
- * With force, after the new index is in place: removes model files of an
- * earlier run that the new index does not name (a run that split into more
- * files), so the directory holds one checkpoint.  Best effort.
- */
-static void remove_stale_outputs(const sts_cons_out *o)
-{
-    DIR *d = opendir(o->dir);
-    struct dirent *e;
-    if (!d)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        int ours = 0;
-        char *path;
-        if (!is_model_file(e->d_name))
-            continue;
-        for (size_t i = 0; i < o->plan->nfiles && !ours; i++)
-            ours = strcmp(e->d_name, o->plan->files[i].name) == 0;
-        if (ours || (path = sts__path_join(o->dir, e->d_name)) == NULL)
-            continue;
-        unlink(path);
-        free(path);
-    }
-    closedir(d);
-}
-
-int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag)
-{
-    int rc = STS_OK;
-    size_t done_n = 0;
-    for (; done_n < o->plan->nfiles; done_n++)
-        STS_CHECK(sts__rename(o->tmp_paths[done_n], o->final_paths[done_n], diag));
-    STS_CHECK(sts__cons_write_index(o->plan, o->dir, o->fsync, diag));
-    if (o->force)
-        remove_stale_outputs(o);
-    STS_CHECK(sts__fsync_dir(o->dir, diag));
-    o->created = 0;
-done:
-    if (rc != STS_OK) {
-        /* Take back what this run published, so no partial set is left. */
-        for (size_t i = 0; i < done_n; i++)
-            unlink(o->final_paths[i]);
-    }
-    return rc;
-}
 
 static int phase_publish(cons *C)
 {

@@ -322,21 +322,25 @@ char *sts__path_join(const char *dir, const char *name)
     return s;
 }
 
-char *sts__tmp_path(const char *final_path)
+char *sts__hidden_path(const char *final_path, const char *suffix)
 {
-    static const char suffix[] = ".stshard-partial";
     const char *slash = strrchr(final_path, '/');
     size_t dirlen = slash ? (size_t)(slash - final_path) + 1 : 0;
     const char *base = final_path + dirlen;
-    size_t blen = strlen(base);
-    char *s = malloc(dirlen + 1 + blen + sizeof suffix);
+    size_t blen = strlen(base), slen = strlen(suffix);
+    char *s = malloc(dirlen + 1 + blen + slen + 1);
     if (!s)
         return NULL;
     memcpy(s, final_path, dirlen);
     s[dirlen] = '.';
     memcpy(s + dirlen + 1, base, blen);
-    memcpy(s + dirlen + 1 + blen, suffix, sizeof suffix);
+    memcpy(s + dirlen + 1 + blen, suffix, slen + 1);
     return s;
+}
+
+char *sts__tmp_path(const char *final_path)
+{
+    return sts__hidden_path(final_path, ".stshard-partial");
 }
 
 int sts__rename(const char *tmp, const char *final_path, sts_diag *diag)

@@ -88,6 +88,8 @@ int sts__fsync_dir(const char *dir, sts_diag *diag);
  * string or NULL.
  */
 char *sts__tmp_path(const char *final_path);
+/* Local.  "<dir>/.<base><suffix>" for final_path "<dir>/<base>"; malloc'd or NULL. */
+char *sts__hidden_path(const char *final_path, const char *suffix);
 
 /* Local.  rename(tmp, final); with the errno mapped and both names in the message. */
 int sts__rename(const char *tmp, const char *final_path, sts_diag *diag);

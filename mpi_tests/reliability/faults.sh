@@ -28,6 +28,10 @@
 #   exists_no_force  a valid output exists: refused without --force, replaced
 #                    with it
 #   same_dir         OUTDIR is INDIR, directly and through a symlink
+#   force_publish_fails
+#                    --force over an existing output, with the fault switch
+#                    failing each rename of the publish step in turn: the
+#                    earlier output must be back, byte for byte, every time
 # Exit status 0: the scenario behaved; 77: the scenario cannot run here
 # (skipped: no root for mounts, no setpriv); else a failure.
 set -u
@@ -294,6 +298,33 @@ one_rank_fails)
     expect_failure $? 3 "IoError: rank 1: .*injected fault at 'write' on rank 1" "$out"
     FAULT="point=read,rank=$((np - 1)),hit=2,code=nospace" consolidate "$in" "$out"
     expect_failure $? 3 "NoSpace: rank $((np - 1)):" "$out"
+    ;;
+force_publish_fails)
+    make_input 300
+    consolidate "$in" "$out" --max-file-size 4KB
+    expect_success $? "$out"
+    sum=$(cd "$out" && ls -A | sort | xargs cat | cksum)
+    names=$(ls -A "$out" | tr '\n' ' ')
+    # A different checkpoint replaces it: the old files and index move aside, then the
+    # new files and the index take their names.  Fail each rename in turn until a run
+    # gets through (the fault switch then has no rename left to fail).
+    "$gen" --write "$work/in2" --ranks $P --tensors 200 >/dev/null || { echo "generator failed"; exit 1; }
+    for ((hit = 1; hit <= 100; hit++)); do
+        FAULT="point=rename,rank=0,hit=$hit" consolidate "$work/in2" "$out" --force \
+            --max-file-size 3KB
+        s=$?
+        [ $s -eq 0 ] && break
+        all_ranks "$s" || { fail "rename $hit failing: exit $s"; show_log; }
+        grep -q "injected fault at 'rename'" "$log" || { fail "rename $hit: no injected failure"; show_log; }
+        [ "$(ls -A "$out" | tr '\n' ' ')" = "$names" ] ||
+            fail "rename $hit: the directory holds $(ls -A "$out" | tr '\n' ' '), not $names"
+        [ "$(cd "$out" && ls -A | sort | xargs cat | cksum)" = "$sum" ] ||
+            fail "rename $hit: the earlier output was changed"
+    done
+    # Old files and index aside, the new files and the new index: all failed in turn.
+    [ "$hit" -gt $(($(echo "$names" | wc -w) + 3)) ] || fail "only $((hit - 1)) renames failed"
+    T=200
+    expect_success 0 "$out"
     ;;
 exists_no_force)
     make_input 300
