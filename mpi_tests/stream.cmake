@@ -20,3 +20,24 @@ if(STS_FAULT_INJECTION)
                  "STSHARD_FAULT=point=write,rank=1,hit=2")
   endforeach()
 endif()
+
+# `stshard reshard` streams: peak RSS below half a rank's share (+ 64 MiB) with --batch 8MiB,
+# every element kept; and a failure on one rank mid-stream stops all, publishing nothing.
+if(TARGET stshard_cli)
+  add_test(NAME reshard_stream_memory
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard_mem.sh ${STS_TEST_WORK}/reshard_stream_memory
+                   $<TARGET_FILE:stshard_cli> ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
+                   ${MPIEXEC_PREFLAGS}
+           WORKING_DIRECTORY ${STS_TEST_WORK})
+  set_tests_properties(reshard_stream_memory PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                       ENVIRONMENT "${STS_TEST_ENV}")
+  if(STS_FAULT_INJECTION)
+    add_test(NAME reshard_stream_fault
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard_fault.sh ${STS_TEST_WORK}/reshard_stream_fault
+                     $<TARGET_FILE:stshard_cli> ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
+                     ${MPIEXEC_PREFLAGS}
+             WORKING_DIRECTORY ${STS_TEST_WORK})
+    set_tests_properties(reshard_stream_fault PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                         ENVIRONMENT "${STS_TEST_ENV}")
+  endif()
+endif()

@@ -177,10 +177,15 @@ static int put_stored(sts_writer *w, size_t k, uint64_t off, const void *data, u
     stream *S = w->stream;
     size_t fi = S->fileno[k];
     uint64_t at = S->at[k] + off;
-    /* The staging buffer holds bytes of one file: write them out before another's. */
-    if (S->stage.len > 0 && S->stage_file != fi) {
+    /* The staging buffer holds bytes of one file, which this piece must extend.  Else the
+     * staged bytes are written out first, here, so that a failure names them. */
+    if (S->stage.len > 0 && (S->stage_file != fi || S->stage.off + S->stage.len != at ||
+                             len >= STS_WRITER_STAGE_DIRECT || S->stage.cap - S->stage.len < len)) {
+        uint64_t n = S->stage.len;
         rc = sts__writer_stage_flush(&S->stage);
         if (rc != STS_OK) {
+            sts__diag_prefix(&w->diag, "%llu staged bytes at file offset %llu",
+                             (unsigned long long)n, (unsigned long long)S->stage.off);
             fi = S->stage_file;
             at = S->stage.off;
             goto done;
