@@ -13,7 +13,10 @@
  *   5. publish: renames once every rank succeeded; else temporaries removed.
  * With opts.consolidate_dir a consolidation of the published rank files
  * follows; with opts.direct phases 4-5 are replaced by writing the
- * consolidated checkpoint itself (both in writer_direct.c).
+ * consolidated checkpoint itself (both in writer_direct.c).  The streaming
+ * flow (writer_stream.c) runs phases 1-3 in sts_writer_begin
+ * (sts__writer_prepare), phase 4 in pieces, and phase 5 in its commit
+ * (sts__writer_finish).
  */
 #include <errno.h>
 #include <stdio.h>
