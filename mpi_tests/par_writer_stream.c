@@ -35,14 +35,10 @@ typedef struct tensor {
 #define NT 8
 static tensor T[NT];
 
+/* Collective.  BASE/NAME, empty. */
 static void subdir(char *out, size_t len, const char *name)
 {
-    snprintf(out, len, "%s/%s", base, name);
-    if (me == 0) {
-        mkdir(out, 0777);
-        su_clear_dir(out);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    su_subdir(out, len, base, name);
 }
 
 /* Rows [*off, *off + *n) of `rows` for this rank: uneven, the first ranks get one more. */

@@ -28,14 +28,10 @@ static char base[1024];
 static float *data;
 static uint64_t gshape[2], off[2], shape[2], nbytes;
 
+/* Collective.  BASE/NAME, empty. */
 static void subdir(char *out, size_t len, const char *name)
 {
-    snprintf(out, len, "%s/%s", base, name);
-    if (me == 0) {
-        mkdir(out, 0777);
-        su_clear_dir(out);
-    }
-    MPI_Barrier(MPI_COMM_WORLD);
+    su_subdir(out, len, base, name);
 }
 
 /* Every rank got want (same code everywhere). */
