@@ -510,7 +510,7 @@ typedef struct sts_block {
     const uint64_t *global_shape; /* ndim entries */
     const uint64_t *offsets;      /* ndim entries: block start in the global tensor */
     const uint64_t *shape;        /* ndim entries: block shape */
-    const void *data;             /* contiguous row-major block bytes */
+    const void *data;             /* contiguous row-major block bytes; NULL: sts_writer_put */
 } sts_block;
 
 typedef struct sts_save_opts {
@@ -580,8 +580,52 @@ int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts,
  */
 int sts_writer_add(sts_writer *w, const sts_block *b);
 /*
+ * Streaming save (docs/save.md, "Streaming save"): the blocks are declared
+ * first and their bytes written in pieces, so a caller never holds more than
+ * one piece.  sts_writer_add with data NULL declares a block; a plain commit
+ * of a declared block with bytes fails with STS_E_ARG on every rank.
+ *
+ * Collective over the writer's communicator.  Plans the save as the commit
+ * would (agreement on add failures, the directory, who stores each
+ * replicated tensor, the output files, existing rank files, free space) and
+ * creates this rank's files under their temporary names with their headers
+ * written, kept open.  After it, sts_writer_add fails (STS_E_ARG) and the
+ * commit finishes the save.  Errors: those of the commit's planning,
+ * STS_E_UNSUPPORTED with opts.direct, STS_E_ARG when called twice or after
+ * commit; the same on every rank.  A failed begin removes what it created
+ * and is remembered: the commit fails with its code.
+ */
+int sts_writer_begin(sts_writer *w);
+/*
+ * Local, after sts_writer_begin.  1 if this rank writes the block name (a
+ * replicated tensor added by several ranks is stored by exactly one of
+ * them; the others need not produce its bytes), 0 if not.  Errors:
+ * STS_E_ARG (NULL argument, an unknown name, before begin).
+ */
+int sts_writer_stores(const sts_writer *w, const char *name);
+/*
+ * Local, after sts_writer_begin, before commit.  Writes bytes
+ * [off, off + len) of this rank's block name (its dense row-major bytes)
+ * into its file with independent MPI-IO.  data is read before the call
+ * returns (copied or written; not borrowed).  For a block this rank does not
+ * store (sts_writer_stores == 0) nothing is written and STS_OK returned.
+ * Every byte of a stored block must be put exactly once, in any order and
+ * pieces; the commit checks the byte count per block.  Errors: STS_E_ARG
+ * (NULL arguments, an unknown name, a range outside the block, a block added
+ * with data, before begin or after commit), STS_E_IO, STS_E_NOSPACE,
+ * STS_E_MPI (the message names the file, the tensor and the offset).  A
+ * failed put is remembered like a failed add: the commit then fails on every
+ * rank with its code and message, and nothing is published.
+ */
+int sts_writer_put(sts_writer *w, const char *name, uint64_t off, const void *data, uint64_t len);
+/*
  * Collective over the writer's communicator.  Writes every rank's file under
  * a temporary name, then renames all of them once every rank succeeded.
+ * After sts_writer_begin: checks that every stored declared block received
+ * exactly its byte count (STS_E_ARG naming the tensor and both counts),
+ * writes the blocks added with data, flushes, syncs (opts.fsync) and closes
+ * the files, then publishes the same way; stats->seconds then counts from
+ * begin.
  * stats may be NULL.  Errors: any STS_E_* code, the same on every rank.
  * With opts.consolidate_dir the rank files are then consolidated (errors of
  * sts_consolidate; the rank files stay when it fails).  With opts.direct the

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
 /* Reads len bytes at off of path into buf; 0 on success. */
 static inline int su_pread(const char *path, uint64_t off, void *buf, size_t len)
 {
@@ -73,6 +75,19 @@ static inline void su_clear_dir(const char *dir)
             rmdir(path);
     }
     closedir(d);
+}
+
+/* Collective over MPI_COMM_WORLD.  "BASE/NAME" in out, created and emptied by rank 0. */
+static inline void su_subdir(char *out, size_t len, const char *base, const char *name)
+{
+    int me = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    snprintf(out, len, "%s/%s", base, name);
+    if (me == 0) {
+        mkdir(out, 0777);
+        su_clear_dir(out);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
 }
 
 /* "DIR/shard-RRRRR-model-KKKKK-of-NNNNN.safetensors" for rank (0-based). */

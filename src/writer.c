@@ -13,7 +13,10 @@
  *   5. publish: renames once every rank succeeded; else temporaries removed.
  * With opts.consolidate_dir a consolidation of the published rank files
  * follows; with opts.direct phases 4-5 are replaced by writing the
- * consolidated checkpoint itself (both in writer_direct.c).
+ * consolidated checkpoint itself (both in writer_direct.c).  The streaming
+ * flow (writer_stream.c) runs phases 1-3 in sts_writer_begin
+ * (sts__writer_prepare), phase 4 in pieces, and phase 5 in its commit
+ * (sts__writer_finish).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -138,9 +141,8 @@ static int check_block(const sts_block *b, uint64_t *nbytes, sts_diag *diag)
     STS_CHECK(sts__numel(b->global_shape, b->ndim, &gnumel));
     STS_CHECK(sts_dtype_nbytes(b->dtype, gnumel, &gbytes));
     STS_CHECK(sts__numel(b->shape, b->ndim, &numel));
+    /* NULL data declares the block: its bytes come through sts_writer_put. */
     STS_CHECK(sts_dtype_nbytes(b->dtype, numel, nbytes));
-    STS_GOTO_IF(*nbytes > 0 && !b->data, diag, STS_E_ARG, "no data for %llu bytes",
-                (unsigned long long)*nbytes);
 done:
     if (rc != STS_OK && diag && diag->message[0] == '\0')
         sts__fail(diag, rc, "%s", sts_strerror(rc));
@@ -196,6 +198,7 @@ int sts_writer_add(sts_writer *w, const sts_block *b)
         return STS_E_ARG;
     sts__diag_clear(&w->diag);
     STS_GOTO_IF(w->committed, &w->diag, STS_E_ARG, "sts_writer_add after commit");
+    STS_GOTO_IF(w->begun, &w->diag, STS_E_ARG, "sts_writer_add after sts_writer_begin");
     STS_CHECK(check_block(b, &nbytes, &w->diag));
     STS_GOTO_IF(sts__writer_find(w, b->name) >= 0, &w->diag, STS_E_DUPLICATE_NAME,
                 "this rank added the tensor twice");
@@ -205,13 +208,18 @@ done:
     if (rc != STS_OK) {
         if (b && b->name)
             sts__diag_prefix(&w->diag, "tensor '%s'", b->name);
-        /* The first failure is kept: commit reports it on every rank. */
-        if (w->add_rc == STS_OK) {
-            w->add_rc = rc;
-            memcpy(&w->add_diag, &w->diag, sizeof w->add_diag);
-        }
+        sts__writer_remember(w, rc);
     }
     return rc;
+}
+
+void sts__writer_remember(sts_writer *w, int rc)
+{
+    /* The first failure is kept: commit reports it on every rank. */
+    if (rc != STS_OK && w->add_rc == STS_OK) {
+        w->add_rc = rc;
+        memcpy(&w->add_diag, &w->diag, sizeof w->add_diag);
+    }
 }
 
 /* ---- create / free ------------------------------------------------------ */
@@ -291,6 +299,7 @@ void sts_writer_free(sts_writer *w)
         free(w->blocks[i].name);
         free(w->blocks[i].dims);
     }
+    sts__writer_stream_free(w);
     free_files(w);
     free(w->blocks);
     free(w->table);
@@ -411,9 +420,8 @@ void sts__writer_progress(sts_writer *w, uint64_t bytes)
         w->bytes_total);
 }
 
-/* Header of file f: canonical encoding of its blocks with the DCP metadata. */
-static int encode_header(sts_writer *w, const sts__writer_file *f, void **hdr, size_t *hlen,
-                         uint64_t *begin)
+int sts__writer_encode_header(sts_writer *w, const sts__writer_file *f, void **hdr, size_t *hlen,
+                              uint64_t *begin)
 {
     int rc = STS_OK;
     sts_tensor_desc *desc = sts__calloc_array(f->nblocks, sizeof *desc);
@@ -504,7 +512,7 @@ static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
     uint64_t *begin = sts__malloc_array(f->nblocks, sizeof *begin), at = 0, end;
     s->fh = MPI_FILE_NULL;
     STS_GOTO_IF(!begin, &w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(encode_header(w, f, &hdr, &hlen, begin));
+    STS_CHECK(sts__writer_encode_header(w, f, &hdr, &hlen, begin));
     end = hlen + begin[f->nblocks - 1] + w->order[f->first + f->nblocks - 1]->nbytes;
     STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &s->fh, &w->diag));
     rc = sts__writer_classify_io(w, write_body(w, f, s, hdr, hlen, begin, &at), at, end);
@@ -519,22 +527,27 @@ done:
     return rc;
 }
 
+/* The staging buffer's size: what will pass through it, up to its bound (plus room for
+ * headers, which are usually small). */
+uint64_t sts__writer_stage_cap(const sts_writer *w)
+{
+    uint64_t small = 0;
+    for (size_t i = 0; i < w->norder; i++) {
+        uint64_t n = w->order[i]->nbytes;
+        small += n < STAGE_DIRECT ? n : 0;
+    }
+    return small + 64 * 1024 < STAGE_CAP ? small + 64 * 1024 : STAGE_CAP;
+}
+
 /* Writes every file of this rank under its temporary name (local, no MPI traffic). */
 static int write_files(sts_writer *w)
 {
     int rc = STS_OK;
     stager s;
-    uint64_t small = 0;
     memset(&s, 0, sizeof s);
     s.diag = &w->diag;
-    /* Size the staging buffer for what will pass through it, up to its bound (plus
-     * room for headers, which are usually small). */
-    for (size_t i = 0; i < w->norder; i++) {
-        uint64_t n = w->order[i]->nbytes;
-        small += n < STAGE_DIRECT ? n : 0;
-    }
     if (w->nfiles > 0) {
-        s.cap = small + 64 * 1024 < STAGE_CAP ? small + 64 * 1024 : STAGE_CAP;
+        s.cap = sts__writer_stage_cap(w);
         s.buf = malloc(s.cap);
         STS_GOTO_IF(!s.buf, &w->diag, STS_E_NOMEM, "out of memory (staging buffer)");
     }
@@ -594,8 +607,7 @@ done:
     return rc;
 }
 
-/* Removes this rank's temporary files and the final names it renamed into place. */
-static void cleanup(sts_writer *w)
+void sts__writer_cleanup(sts_writer *w)
 {
     for (size_t i = 0; i < w->nfiles; i++) {
         remove_quietly(w->files[i].tmp_path);
@@ -604,11 +616,14 @@ static void cleanup(sts_writer *w)
     }
 }
 
+/* The final progress report and the agreed statistics of a save that succeeded. */
 static int finish_stats(sts_writer *w, double t0, sts_save_stats *stats)
 {
     int rc = STS_OK;
     uint64_t mine[2] = {w->bytes_local, w->nfiles}, all[2] = {0, 0};
     double secs = MPI_Wtime() - t0, max = 0;
+    if (w->rank == 0 && w->opts.progress)
+        w->opts.progress(w->opts.progress_ud, w->bytes_total, w->bytes_total);
     STS_MPI_CALL(&w->diag, MPI_Allreduce, (mine, all, 2, MPI_UINT64_T, MPI_SUM, w->comm));
     STS_MPI_CALL(&w->diag, MPI_Allreduce, (&secs, &max, 1, MPI_DOUBLE, MPI_MAX, w->comm));
     if (stats) {
@@ -637,7 +652,55 @@ static int publish(sts_writer *w)
     if (rc == STS_OK)
         rc = sts__mpiio_agree(w->comm, sts__writer_remove_stale(w), &w->diag);
     if (rc != STS_OK)
-        cleanup(w);
+        sts__writer_cleanup(w);
+    return rc;
+}
+
+/* Local.  A block declared without data cannot be written by the one-call commit. */
+static int check_declared(sts_writer *w)
+{
+    for (size_t i = 0; i < w->count; i++)
+        if (!w->blocks[i].data && w->blocks[i].nbytes > 0)
+            return sts__fail(&w->diag, STS_E_ARG,
+                             "tensor '%s' was added without data (%llu bytes): its bytes are "
+                             "written with sts_writer_begin and sts_writer_put",
+                             w->blocks[i].name, (unsigned long long)w->blocks[i].nbytes);
+    return STS_OK;
+}
+
+int sts__writer_prepare(sts_writer *w, int rc)
+{
+    if (rc == STS_OK && w->add_rc != STS_OK)
+        rc = sts__fail(&w->diag, w->add_rc, "%s", w->add_diag.message);
+    else if (rc == STS_OK && w->opts.direct && w->opts.consolidate_dir)
+        rc = sts__fail(&w->diag, STS_E_ARG, "direct and consolidate_dir exclude each other");
+    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    STS_CHECK(make_dir(w));
+    STS_CHECK(sts__writer_resolve_replicas(w));
+    rc = plan_files(w);
+    if (rc == STS_OK && !w->opts.direct)
+        rc = sts__writer_check_dir(w);
+    /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
+    if (rc == STS_OK && w->rank == 0)
+        rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
+    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
+done:
+    return rc;
+}
+
+int sts__writer_finish(sts_writer *w, int rc, double t0, sts_save_stats *stats)
+{
+    rc = wait_quietly(w, rc);
+    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
+    if (rc != STS_OK) {
+        sts__writer_cleanup(w);
+        goto done;
+    }
+    STS_CHECK(publish(w));
+    if (w->opts.consolidate_dir)
+        STS_CHECK(sts__writer_consolidate(w));
+    rc = finish_stats(w, t0, stats);
+done:
     return rc;
 }
 
@@ -648,43 +711,22 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
     if (!w)
         return STS_E_ARG;
     sts__diag_clear(&w->diag);
+    if (w->begun)
+        return sts__writer_stream_commit(w, stats);
     if (w->committed)
         rc = sts__fail(&w->diag, STS_E_ARG, "sts_writer_commit called twice");
-    else if (w->add_rc != STS_OK)
-        rc = sts__fail(&w->diag, w->add_rc, "%s", w->add_diag.message);
-    else if (w->opts.direct && w->opts.consolidate_dir)
-        rc = sts__fail(&w->diag, STS_E_ARG, "direct and consolidate_dir exclude each other");
+    else if (w->add_rc == STS_OK)
+        rc = check_declared(w);
     w->committed = 1;
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    STS_CHECK(make_dir(w));
-    STS_CHECK(sts__writer_resolve_replicas(w));
-    rc = plan_files(w);
-    if (rc == STS_OK && !w->opts.direct)
-        rc = sts__writer_check_dir(w);
-    /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
-    if (rc == STS_OK && w->rank == 0)
-        rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
+    STS_CHECK(sts__writer_prepare(w, rc));
     if (w->opts.direct) {
         /* No rank file is written: the blocks go straight into the model files. */
         STS_CHECK(sts__writer_direct(w));
         free_files(w);
-        goto finish;
-    }
-    rc = write_files(w);
-    rc = wait_quietly(w, rc);
-    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
-    if (rc != STS_OK) {
-        cleanup(w);
+        rc = finish_stats(w, t0, stats);
         goto done;
     }
-    STS_CHECK(publish(w));
-    if (w->opts.consolidate_dir)
-        STS_CHECK(sts__writer_consolidate(w));
-finish:
-    if (w->rank == 0 && w->opts.progress)
-        w->opts.progress(w->opts.progress_ud, w->bytes_total, w->bytes_total);
-    STS_CHECK(finish_stats(w, t0, stats));
+    rc = sts__writer_finish(w, write_files(w), t0, stats);
 done:
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * writer_int.h - state of a sharded save, shared by writer.c (blocks, files,
- * data, publishing) and writer_plan.c (replica assignment, sharding info,
- * stale rank files).
+ * data, publishing), writer_plan.c (replica assignment, sharding info,
+ * stale rank files) and writer_stream.c (begin / put / commit: data written
+ * in pieces after the plan).
  */
 #ifndef STS_WRITER_INT_H
 #define STS_WRITER_INT_H
@@ -19,7 +20,7 @@ typedef struct sts__writer_block {
     sts_dtype dtype;
     uint32_t ndim;
     uint64_t *dims;   /* 3 * ndim: global shape, offsets, block shape */
-    const void *data; /* borrowed from the caller until commit */
+    const void *data; /* borrowed from the caller until commit; NULL: sts_writer_put */
     uint64_t nbytes;
     int whole; /* offsets all 0 and shape == global shape: maybe replicated */
     int keep;  /* this rank stores the block */
@@ -55,7 +56,12 @@ struct sts_writer {
     uint64_t out_files, out_tensors, out_bytes;
     double cons_seconds;
 
-    int add_rc; /* first failure of sts_writer_add, reported by commit */
+    /* Streaming save (writer_stream.c): begun by sts_writer_begin, on every rank alike;
+     * stream exists from a successful begin until free. */
+    int begun;
+    struct sts__writer_stream *stream;
+
+    int add_rc; /* first failure of sts_writer_add (or _begin, _put), reported by commit */
     sts_diag add_diag;
     int committed;
     sts_diag diag;
@@ -95,6 +101,47 @@ int sts__writer_check_dir(sts_writer *w);
  * caller agrees on the result.
  */
 int sts__writer_remove_stale(sts_writer *w);
+
+/* ---- shared with writer_stream.c ---------------------------------------- */
+
+/*
+ * Collective.  The planning part of a commit: agreement on rc (the caller's
+ * own checks so far) and on a remembered add failure, the directory, the
+ * replica assignment, plan_files (w->order, w->files), the check for rank
+ * files already there and the free-space check.  Agreed.
+ */
+int sts__writer_prepare(sts_writer *w, int rc);
+
+/*
+ * Collective.  The end of a commit whose files are written (rc: this rank's
+ * result, files closed): waits for every rank, agrees, then publishes (or
+ * removes every temporary file), consolidates with opts.consolidate_dir and
+ * fills stats.  Agreed.
+ */
+int sts__writer_finish(sts_writer *w, int rc, double t0, sts_save_stats *stats);
+
+/*
+ * Local.  The header of file f (canonical, with the DCP metadata): *hdr is
+ * the encoded prefix and header (sts_free), *hlen its size, begin[i] the
+ * data offset of block order[f->first + i] relative to the data section.
+ */
+int sts__writer_encode_header(sts_writer *w, const sts__writer_file *f, void **hdr, size_t *hlen,
+                              uint64_t *begin);
+
+/* Local.  The staging buffer size for this rank's kept blocks (after the plan). */
+uint64_t sts__writer_stage_cap(const sts_writer *w);
+
+/* Local.  Keeps rc (and w->diag) as the failure the commit reports, unless one is kept. */
+void sts__writer_remember(sts_writer *w, int rc);
+
+/* Local.  Removes this rank's temporary files and the final names it renamed into place. */
+void sts__writer_cleanup(sts_writer *w);
+
+/* Collective.  sts_writer_commit after sts_writer_begin. */
+int sts__writer_stream_commit(sts_writer *w, sts_save_stats *stats);
+
+/* Local.  Frees the streaming state; files still open are closed and removed. */
+void sts__writer_stream_free(sts_writer *w);
 
 /* ---- shared with writer_direct.c ---------------------------------------- */
 

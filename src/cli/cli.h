@@ -73,6 +73,9 @@ void cli_progress_end(cli_progress *p);
 /* Monotonic wall clock in seconds. */
 double cli_now(void);
 
+/* Peak resident set of this process in KiB (VmHWM of /proc/self/status), or 0 when unknown. */
+uint64_t cli_peak_rss_kib(void);
+
 /* JSON string writer for --json output: writes s quoted and escaped. */
 void cli_json_string(FILE *f, const char *s);
 

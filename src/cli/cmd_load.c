@@ -242,24 +242,9 @@ typedef struct totals {
     double seconds, worst_ratio; /* max over ranks: time, and kernel bytes / needed bytes */
 } totals;
 
-/* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
-static uint64_t peak_rss_kib(void)
-{
-    char line[256];
-    uint64_t kib = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kib = strtoull(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
-}
-
 static void reduce_pass(MPI_Comm comm, const load_pass *p, totals *t)
 {
-    uint64_t rss = peak_rss_kib();
+    uint64_t rss = cli_peak_rss_kib();
     uint64_t mine[8] = {p->needed,   p->read,       p->rchar,     p->transfers,
                         p->elements, p->mismatches, p->unchecked, p->received};
     uint64_t sum[8];

@@ -3,11 +3,18 @@
  * of the three forms (index.json + model files, one model.safetensors, rank
  * files) and writes one rank file per rank (SPEC 2) with a new sharding.
  *
- * Each rank reads only the bytes of its new blocks (offset reads, in rounds
- * of at most --batch bytes) and hands them to the sharded writer; the full
- * model is never assembled anywhere.  Memory bound: a rank holds its new
- * share (its blocks, replicated tensors included) from the reads to the
- * writer's commit, because the writer borrows block buffers until commit.
+ * The save streams: every rank declares its new blocks to the sharded writer
+ * without data, sts_writer_begin plans the save and opens the files, then
+ * the ranks read in lock-step rounds of at most --batch bytes each (the
+ * collective sts_reader_read, which every rank joins in every round, with
+ * nothing to read once its share is done) and hand each piece to
+ * sts_writer_put, which writes it before returning.  So a rank holds one
+ * round of data, never its share, and the full model is never assembled
+ * anywhere.  Blocks of a replicated tensor that another rank stores are not
+ * read at all.  A round starts only when every rank agrees (MPI_Allreduce),
+ * so a failed read or put on one rank stops all of them at the same round;
+ * the save is then dropped (the writer removes its temporary files) and
+ * nothing is published.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -36,12 +43,13 @@ static void reshard_usage(FILE *f)
             "Options:\n"
             "  --strategy S   row (default: dimension 0), col, tp, mesh2d: as `stshard save`\n"
             "  --dim D        with row: split dimension D (tensors with fewer dims: dim 0)\n"
-            "  --batch SIZE   bytes read per rank per read call (default 256MiB)\n"
+            "  --batch SIZE   bytes read and written per rank per round (default 256MiB)\n"
             "  --force        replace the rank files of an existing checkpoint in OUTDIR\n"
             "  --fsync        sync the files before publishing them\n"
             "  --json         print the summary as JSON\n"
             "  --help         this text\n\n"
-            "Memory: each rank holds its new share until the files are written.\n");
+            "Memory: each rank holds one round of data (--batch bytes, or one row of dimension\n"
+            "0 when a single row is larger) and the writer's staging buffer (up to 16MiB).\n");
 }
 
 static int parse_args(int argc, char **argv, reshard_args *a, int me)
@@ -122,98 +130,142 @@ static int same_place(const char *in, const char *out)
     return strcmp(a, b) == 0;
 }
 
-/* This rank's new share: one buffer per block. */
+/* This rank's part of the save: its share, the blocks of it that it stores, timings. */
 typedef struct share_data {
-    share_block *blocks;
-    unsigned char **data;
-    size_t n;
-    uint64_t bytes;
+    share_block *blocks, *stored;
+    size_t n, nstored;
+    double read_s, write_s; /* in sts_reader_read; in sts_writer_put and the commit */
 } share_data;
-
-static int alloc_share(share_data *s)
-{
-    s->data = calloc(s->n ? s->n : 1, sizeof *s->data);
-    if (!s->data)
-        return -1;
-    for (size_t i = 0; i < s->n; i++) {
-        s->data[i] = malloc(s->blocks[i].bytes ? s->blocks[i].bytes : 1);
-        if (!s->data[i])
-            return -1;
-        s->bytes += s->blocks[i].bytes;
-    }
-    return 0;
-}
 
 #define ROUND_CAP 4096
 
 /*
- * Collective.  Reads every block of the share into its buffer, in rounds of
- * dimension-0 ranges (each a contiguous piece of the block's buffer).  The
- * rounds are local reads; one agreement at the end.
+ * Collective.  Declares the share to a new writer (no data) and begins the
+ * save; *out is the writer (also on failure, for its message).  Then keeps
+ * the blocks this rank stores.
  */
-static int read_share(MPI_Comm comm, sts_reader *r, const reshard_args *a, share_data *s,
-                      double *seconds, char *err, size_t errlen)
-{
-    share_walk w;
-    share_chunk *c = calloc(ROUND_CAP, sizeof *c);
-    sts_read_req *q = calloc(ROUND_CAP, sizeof *q);
-    int rc = c && q ? STS_OK : STS_E_NOMEM;
-    double t0 = MPI_Wtime();
-    if (rc != STS_OK)
-        snprintf(err, errlen, "out of memory");
-    share_walk_init(&w, s->blocks, s->n, a->batch, 1);
-    while (rc == STS_OK && share_walk_more(&w)) {
-        uint64_t bytes;
-        size_t n = share_walk_round(&w, c, ROUND_CAP, &bytes);
-        for (size_t i = 0; i < n; i++) {
-            const sts_global_tensor *t = c[i].b->t;
-            q[i].name = t->name;
-            q[i].dtype = t->dtype;
-            q[i].ndim = t->ndim;
-            q[i].offsets = c[i].off;
-            q[i].shape = c[i].shape;
-            q[i].buf = s->data[c[i].b - s->blocks] + c[i].buf_off;
-        }
-        rc = sts_reader_read_local(r, q, n);
-        if (rc != STS_OK)
-            snprintf(err, errlen, "%s", sts_reader_errmsg(r));
-    }
-    *seconds = MPI_Wtime() - t0;
-    free(c);
-    free(q);
-    return share_agree(comm, rc, err, errlen);
-}
-
-/* Collective.  Writes the share as this rank's rank file. */
-static int write_share(MPI_Comm comm, const reshard_args *a, const share_data *s,
-                       sts_save_stats *st, char *err, size_t errlen)
+static int begin_save(MPI_Comm comm, const reshard_args *a, share_data *s, sts_writer **out,
+                      char *err, size_t errlen)
 {
     sts_save_opts o;
-    sts_writer *w = NULL;
     int rc;
     sts_save_opts_init(&o);
     o.force = a->force;
     o.fsync = a->fsync;
-    rc = sts_writer_create(comm, a->out, &o, &w);
+    rc = sts_writer_create(comm, a->out, &o, out);
     if (rc != STS_OK) {
         snprintf(err, errlen, "cannot create the writer for %s", a->out);
         return rc;
     }
     for (size_t i = 0; i < s->n; i++) {
         const share_block *b = &s->blocks[i];
-        sts_block blk = {b->t->name, b->t->dtype, b->t->ndim, b->t->shape,
-                         b->off,     b->shape,    s->data[i]};
-        if (sts_writer_add(w, &blk) != STS_OK)
-            break; /* the commit reports it on every rank */
+        sts_block blk = {b->t->name, b->t->dtype, b->t->ndim, b->t->shape, b->off, b->shape, NULL};
+        if (sts_writer_add(*out, &blk) != STS_OK)
+            break; /* sts_writer_begin reports it on every rank */
     }
-    rc = sts_writer_commit(w, st);
-    snprintf(err, errlen, "%s", sts_writer_errmsg(w));
-    sts_writer_free(w);
+    rc = sts_writer_begin(*out);
+    if (rc != STS_OK) {
+        snprintf(err, errlen, "%s", sts_writer_errmsg(*out));
+        return rc;
+    }
+    s->stored = s->blocks; /* compacted in place: only the stored blocks are used from here */
+    for (size_t i = 0; i < s->n; i++)
+        if (sts_writer_stores(*out, s->blocks[i].t->name) == 1)
+            s->stored[s->nstored++] = s->blocks[i];
+    return STS_OK;
+}
+
+/* Local.  Room for a round of `bytes` in *buf. */
+static int reserve(unsigned char **buf, uint64_t *cap, uint64_t bytes)
+{
+    unsigned char *p;
+    if (bytes <= *cap)
+        return STS_OK;
+    p = realloc(*buf, bytes);
+    if (!p)
+        return STS_E_NOMEM;
+    *buf = p;
+    *cap = bytes;
+    return STS_OK;
+}
+
+/* Local.  Hands the n chunks of a round, read into buf one after another, to the writer. */
+static int put_round(sts_writer *w, const share_chunk *c, size_t n, const unsigned char *buf,
+                     share_data *s, char *err, size_t errlen)
+{
+    double t0 = MPI_Wtime();
+    int rc = STS_OK;
+    for (size_t i = 0; i < n && rc == STS_OK; i++) {
+        /* Dimension-0 chunks are contiguous byte ranges of their block, at buf_off. */
+        rc = sts_writer_put(w, c[i].b->t->name, c[i].buf_off, buf, c[i].bytes);
+        buf += c[i].bytes;
+    }
+    if (rc != STS_OK)
+        snprintf(err, errlen, "%s", sts_writer_errmsg(w));
+    s->write_s += MPI_Wtime() - t0;
     return rc;
 }
 
-static void report(const reshard_args *a, const sts_reader *r, int np, double read_s,
-                   const sts_save_stats *st, uint64_t read_total)
+/*
+ * Collective.  Reads the stored blocks in rounds and puts them.  Every
+ * round begins with an agreement (any rank with chunks left, any rank
+ * failed), so every rank makes the same number of sts_reader_read calls
+ * and all stop together; a rank done or failed reads nothing (n = 0).
+ * Returns the agreed code.
+ */
+static int stream_share(MPI_Comm comm, sts_reader *r, sts_writer *w, const reshard_args *a,
+                        share_data *s, char *err, size_t errlen)
+{
+    share_walk walk;
+    share_chunk *c = calloc(ROUND_CAP, sizeof *c);
+    sts_read_req *q = calloc(ROUND_CAP, sizeof *q);
+    unsigned char *buf = NULL;
+    uint64_t cap = 0;
+    int rc = c && q ? STS_OK : STS_E_NOMEM;
+    if (rc != STS_OK)
+        snprintf(err, errlen, "out of memory");
+    share_walk_init(&walk, s->stored, s->nstored, a->batch, 1);
+    for (;;) {
+        int st[2] = {rc == STS_OK && share_walk_more(&walk), rc != STS_OK}, all[2] = {0, 0};
+        uint64_t bytes = 0, at = 0;
+        size_t n = 0;
+        int rrc;
+        double t0;
+        MPI_Allreduce(st, all, 2, MPI_INT, MPI_MAX, comm);
+        if (!all[0] || all[1])
+            break;
+        if (st[0])
+            n = share_walk_round(&walk, c, ROUND_CAP, &bytes);
+        if (reserve(&buf, &cap, bytes) != STS_OK) {
+            snprintf(err, errlen, "out of memory for a round of %llu bytes",
+                     (unsigned long long)bytes);
+            rc = STS_E_NOMEM;
+            n = 0; /* still joins the read */
+        }
+        for (size_t i = 0; i < n; i++) {
+            const sts_global_tensor *t = c[i].b->t;
+            q[i] = (sts_read_req){t->name, t->dtype, t->ndim, c[i].off, c[i].shape, buf + at};
+            at += c[i].bytes;
+        }
+        t0 = MPI_Wtime();
+        rrc = sts_reader_read(r, q, n);
+        s->read_s += MPI_Wtime() - t0;
+        if (rrc != STS_OK && rc == STS_OK) {
+            /* Agreed by the reader: every rank fails in this same call. */
+            rc = rrc;
+            snprintf(err, errlen, "%s", sts_reader_errmsg(r));
+        }
+        if (rc == STS_OK)
+            rc = put_round(w, c, n, buf, s, err, errlen);
+    }
+    free(c);
+    free(q);
+    free(buf);
+    return share_agree(comm, rc, err, errlen);
+}
+
+static void report(const reshard_args *a, const sts_reader *r, int np, const double *secs,
+                   const sts_save_stats *st, uint64_t read_total, uint64_t rss_kib)
 {
     char b1[32], b2[32];
     double gib = 1024.0 * 1024.0 * 1024.0;
@@ -224,34 +276,50 @@ static void report(const reshard_args *a, const sts_reader *r, int np, double re
         cli_json_string(stdout, a->out);
         printf(", \"strategy\": \"%s\", \"dim\": %d, \"ranks\": %d, \"input_files\": %zu, "
                "\"tensors\": %zu, \"bytes_read\": %llu, \"read_seconds\": %.6f, "
-               "\"files\": %llu, \"bytes_written\": %llu, \"write_seconds\": %.6f}\n",
+               "\"files\": %llu, \"bytes_written\": %llu, \"write_seconds\": %.6f, "
+               "\"seconds\": %.6f, \"batch\": %llu, \"max_vmhwm_kib\": %llu}\n",
                model_strategy_name(a->so.strategy), a->so.dim, np, sts_reader_file_count(r),
-               sts_reader_count(r), (unsigned long long)read_total, read_s,
-               (unsigned long long)st->files_total, (unsigned long long)st->bytes_total,
-               st->seconds);
+               sts_reader_count(r), (unsigned long long)read_total, secs[0],
+               (unsigned long long)st->files_total, (unsigned long long)st->bytes_total, secs[1],
+               st->seconds, (unsigned long long)a->batch, (unsigned long long)rss_kib);
         return;
     }
     printf("reshard: %zu files -> %llu rank files (%d ranks, %s), %zu tensors; read %s in %.3f s "
-           "(%.2f GiB/s), wrote %s in %.3f s (%.2f GiB/s)\n",
+           "(%.2f GiB/s), wrote %s in %.3f s (%.2f GiB/s); %.3f s in all, peak RSS %.0f MiB\n",
            sts_reader_file_count(r), (unsigned long long)st->files_total, np,
            model_strategy_name(a->so.strategy), sts_reader_count(r),
-           cli_format_bytes(read_total, b1, sizeof b1), read_s,
-           read_s > 0 ? (double)read_total / read_s / gib : 0.0,
-           cli_format_bytes(st->bytes_total, b2, sizeof b2), st->seconds,
-           st->seconds > 0 ? (double)st->bytes_total / st->seconds / gib : 0.0);
+           cli_format_bytes(read_total, b1, sizeof b1), secs[0],
+           secs[0] > 0 ? (double)read_total / secs[0] / gib : 0.0,
+           cli_format_bytes(st->bytes_total, b2, sizeof b2), secs[1],
+           secs[1] > 0 ? (double)st->bytes_total / secs[1] / gib : 0.0, st->seconds,
+           (double)rss_kib / 1024.0);
+}
+
+/* Collective.  The summary on rank 0: sums and maxima over ranks. */
+static void summarize(MPI_Comm comm, const reshard_args *a, const sts_reader *r, int me, int np,
+                      const share_data *s, const sts_save_stats *st)
+{
+    sts_read_stats rs;
+    double mine[2] = {s->read_s, s->write_s}, secs[2] = {0, 0};
+    uint64_t read_total = 0, rss = cli_peak_rss_kib(), max_rss = 0;
+    sts_reader_stats(r, &rs);
+    MPI_Allreduce(&rs.bytes_read, &read_total, 1, MPI_UINT64_T, MPI_SUM, comm);
+    MPI_Allreduce(mine, secs, 2, MPI_DOUBLE, MPI_MAX, comm);
+    MPI_Allreduce(&rss, &max_rss, 1, MPI_UINT64_T, MPI_MAX, comm);
+    if (me == 0)
+        report(a, r, np, secs, st, read_total, max_rss);
 }
 
 /* Collective.  Everything after argument parsing; returns an agreed code. */
 static int reshard(MPI_Comm comm, const reshard_args *a, int me, int np, char *err, size_t errlen)
 {
     sts_reader *r = NULL;
-    share_data s = {NULL, NULL, 0, 0};
+    sts_writer *w = NULL;
+    share_data s;
     sts_save_stats st;
-    sts_read_stats rs;
     sts_diag d;
-    double read_s = 0, maxs = 0;
-    uint64_t read_total = 0;
     int rc, mine, all = 0;
+    memset(&s, 0, sizeof s);
     rc = sts_reader_open(comm, a->in, MPI_INFO_NULL, &r, &d);
     if (rc != STS_OK) {
         snprintf(err, errlen, "%s", d.message);
@@ -260,29 +328,21 @@ static int reshard(MPI_Comm comm, const reshard_args *a, int me, int np, char *e
     mine = share_of(r, &a->so, me, np, &s.blocks, &s.n, err, errlen) == 0;
     MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
     rc = all ? STS_OK : STS_E_UNSUPPORTED;
+    if (rc == STS_OK)
+        rc = begin_save(comm, a, &s, &w, err, errlen);
+    if (rc == STS_OK)
+        rc = stream_share(comm, r, w, a, &s, err, errlen);
     if (rc == STS_OK) {
-        mine = alloc_share(&s) == 0;
-        MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
-        if (!all) {
-            snprintf(err, errlen, "out of memory for a share of %llu bytes",
-                     (unsigned long long)s.bytes);
-            rc = STS_E_NOMEM;
-        }
+        double t0 = MPI_Wtime();
+        rc = sts_writer_commit(w, &st);
+        s.write_s += MPI_Wtime() - t0;
+        if (rc != STS_OK)
+            snprintf(err, errlen, "%s", sts_writer_errmsg(w));
     }
     if (rc == STS_OK)
-        rc = read_share(comm, r, a, &s, &read_s, err, errlen);
-    if (rc == STS_OK)
-        rc = write_share(comm, a, &s, &st, err, errlen);
-    if (rc == STS_OK) {
-        sts_reader_stats(r, &rs);
-        MPI_Allreduce(&rs.bytes_read, &read_total, 1, MPI_UINT64_T, MPI_SUM, comm);
-        MPI_Allreduce(&read_s, &maxs, 1, MPI_DOUBLE, MPI_MAX, comm);
-        if (me == 0)
-            report(a, r, np, maxs, &st, read_total);
-    }
-    for (size_t i = 0; s.data && i < s.n; i++)
-        free(s.data[i]);
-    free(s.data);
+        summarize(comm, a, r, me, np, &s, &st);
+    /* Without a commit the writer removes the files it began. */
+    sts_writer_free(w);
     free(s.blocks);
     sts_reader_free(r);
     return rc;

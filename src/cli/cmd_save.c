@@ -243,21 +243,6 @@ static int parse_args(int argc, char **argv, save_args *a, int me)
     return check_output_args(a, me);
 }
 
-/* Peak resident set of this process in KiB (VmHWM), or 0 when unknown. */
-static uint64_t peak_rss_kib(void)
-{
-    char line[256];
-    uint64_t kib = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kib = strtoull(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
-}
-
 typedef struct run_info {
     const save_args *a;
     const model *m;
@@ -390,7 +375,7 @@ static int save_model(MPI_Comm comm, const save_args *a, const shard *s, const s
 /* Every rank's peak RSS and model share, gathered to rank 0. */
 static void gather_memory(MPI_Comm comm, const shard *s, run_info *r)
 {
-    uint64_t mine[2] = {peak_rss_kib(), s->bytes}, *all = NULL;
+    uint64_t mine[2] = {cli_peak_rss_kib(), s->bytes}, *all = NULL;
     int me = 0;
     MPI_Comm_rank(comm, &me);
     if (me == 0)

@@ -97,7 +97,10 @@ int share_agree(MPI_Comm comm, int rc, char *msg, size_t len)
     MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MINLOC, comm);
     if (worst.code == STS_OK)
         return STS_OK;
-    if (me == worst.rank)
+    /* A message agreed by the library already names its rank. */
+    if (me == worst.rank && strncmp(msg, "rank ", 5) == 0)
+        snprintf(buf, sizeof buf, "%s", msg);
+    else if (me == worst.rank)
         snprintf(buf, sizeof buf, "rank %d: %s", me, msg);
     MPI_Bcast(buf, (int)sizeof buf, MPI_CHAR, worst.rank, comm);
     snprintf(msg, len, "%s", buf);
