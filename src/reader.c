@@ -443,7 +443,9 @@ static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
     STS_GOTO_IF(flag && strcmp(val, "auto") != 0 && strcmp(val, "off") != 0, diag, STS_E_ARG,
                 "stshard_exchange must be \"auto\" or \"off\", not \"%s\"", val);
     r->exchange = !(flag && strcmp(val, "off") == 0);
-    r->exchange_buffer = (uint64_t)32 << 20;
+    /* Small rounds keep the staged rows in cache until they are sent: measured faster
+     * than 8 or 32 MiB (docs/benchmarks.md, "Loading"). */
+    r->exchange_buffer = (uint64_t)2 << 20;
     flag = 0;
     if (user != MPI_INFO_NULL)
         STS_MPI_CALL(diag, MPI_Info_get,

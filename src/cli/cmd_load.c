@@ -44,7 +44,7 @@ static void load_usage(FILE *f)
                "                    a stored block, each reads a contiguous part and the ranks\n"
                "                    exchange the pieces with MPI) or off (every rank reads its\n"
                "                    own runs)\n"
-               "  --exchange-buffer SIZE  staging memory per rank for the exchange (32MiB)\n"
+               "  --exchange-buffer SIZE  staging memory per rank for the exchange (2MiB)\n"
                "  --repeat N        run the passes N times (default 1)\n"
                "  --drop-caches     sync and drop the page cache before every timed pass, so\n"
                "                    reads come from the storage (needs root; one rank per node)\n"
