@@ -84,7 +84,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
     memset(a, 0, sizeof *a);
     a->so.strategy = MODEL_ROWS;
     a->so.dim = 0;
-    a->batch = (uint64_t)256 << 20;
+    a->batch = (uint64_t)64 << 20;
     a->repeat = 1;
     opterr = 0;
     optind = 1;

@@ -43,7 +43,7 @@ static void reshard_usage(FILE *f)
             "Options:\n"
             "  --strategy S   row (default: dimension 0), col, tp, mesh2d: as `stshard save`\n"
             "  --dim D        with row: split dimension D (tensors with fewer dims: dim 0)\n"
-            "  --batch SIZE   bytes read and written per rank per round (default 256MiB)\n"
+            "  --batch SIZE   bytes read and written per rank per round (default 16MiB)\n"
             "  --force        replace the rank files of an existing checkpoint in OUTDIR\n"
             "  --fsync        sync the files before publishing them\n"
             "  --json         print the summary as JSON\n"
@@ -66,7 +66,7 @@ static int parse_args(int argc, char **argv, reshard_args *a, int me)
     int c, dim_set = 0;
     memset(a, 0, sizeof *a);
     a->so.strategy = MODEL_ROWS;
-    a->batch = (uint64_t)256 << 20;
+    a->batch = (uint64_t)16 << 20;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
