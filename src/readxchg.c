@@ -44,6 +44,8 @@
 
 /* Runs at least this long are read directly: the call cost is small next to the copy. */
 #define XCHG_RUN_BYTES ((uint64_t)64 << 10)
+/* Blocks with longer rows are read directly: a unit is at least one row, staged whole. */
+#define XCHG_ROW_MAX ((uint64_t)64 << 20)
 
 /* One request of some rank, as every rank sees it after the gather. */
 typedef struct greq {
@@ -291,7 +293,12 @@ static int eligible(const sts_reader *r, const sts__xplan *p, size_t k, const si
     uint32_t nd = t->ndim;
     uint64_t es = sts_dtype_bits(t->dtype) / 8, rlo = UINT64_MAX, rhi = 0;
     int strided = 0;
+    uint64_t row = es;
     if (nd < 2 || sts_dtype_bits(t->dtype) % 8 != 0 || es > INT_MAX || !fits_int(b->shape, nd))
+        return 0;
+    for (uint32_t d = 1; d < nd && row <= XCHG_ROW_MAX; d++)
+        row *= b->shape[d];
+    if (row > XCHG_ROW_MAX)
         return 0;
     if (judge_reserve(j, nc, nd) != 0)
         return -1;
