@@ -9,6 +9,9 @@ sts_add_mpi_test(NAME par_read_bytes NP 1 2 4 COMMAND $<TARGET_FILE:par_read_byt
 # Two-phase reads: exact bytes once per byte, against the direct path, and a failed read.
 sts_test_program(par_read_xchg par_read_xchg.c)
 sts_add_mpi_test(NAME par_read_xchg NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_xchg> TIMEOUT 120)
+sts_test_program(par_read_xchg_random par_read_xchg_random.c)
+sts_add_mpi_test(NAME par_read_xchg_random NP 1 2 3 4
+                 COMMAND $<TARGET_FILE:par_read_xchg_random> 200 1 TIMEOUT 300)
 if(STS_FAULT_INJECTION)
   sts_add_mpi_test(NAME par_read_xchg_fault NP 2 4 COMMAND $<TARGET_FILE:par_read_xchg> fault
                    TIMEOUT 120)

@@ -119,6 +119,15 @@ static void test_limit(void)
     }
     CHECK_RC(run(1, N, off, shp, 4, &s, NULL), STS_E_COVERAGE_OVERLAP);
     CHECK(s.noverlap == 4 && s.more == 1);
+    /* No issue listed (max_each 0): the verdict still stands.  A box with a hole in
+     * its first columns, as the reader's two-phase check sees it, is a gap. */
+    {
+        uint64_t o2[] = {0, 4}, s2[] = {4, 4};
+        CHECK_RC(run(1, N, off, shp, 0, &s, NULL), STS_E_COVERAGE_OVERLAP);
+        CHECK(s.noverlap == 0 && s.more == 1);
+        CHECK_RC(run(2, 1, o2, s2, 0, &s, NULL), STS_E_COVERAGE_GAP);
+        CHECK(s.ngap == 0 && s.more == 1);
+    }
 }
 
 /* Large shardings: a p x q grid, column shards and a 3-D grid, valid and broken. */

@@ -149,6 +149,7 @@ static int find_overlaps(coverage *t, blk *b, size_t m, uint64_t *scratch)
             if (!intersect(open[j], &b[i], t->lo, t->hi))
                 continue;
             if (t->noverlap == t->max_each) {
+                t->noverlap++;
                 report(t, STS_E_COVERAGE_OVERLAP, open[j]->id, b[i].id, NULL, NULL, 1);
                 free(open);
                 return STS_OK;
@@ -223,6 +224,9 @@ static int find_gaps(coverage *t, uint64_t *lo, uint64_t *hi, const blk **list, 
         return STS_OK;
     if (n == 0) {
         if (t->ngap == t->max_each) {
+            /* Past the report limit the gap still counts: the verdict must not depend
+             * on how many issues the caller wants listed (max_each may be 0). */
+            t->ngap++;
             report(t, STS_E_COVERAGE_GAP, SIZE_MAX, SIZE_MAX, NULL, NULL, 1);
             t->stop = 1;
         } else {

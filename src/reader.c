@@ -465,6 +465,24 @@ done:
     return rc;
 }
 
+/*
+ * Collective.  Every rank must plan two-phase reads the same way, so the
+ * ranks agree on the exchange settings: off if any rank asked for off, and
+ * the smallest buffer any rank gave (a caller passing different info on
+ * different ranks would otherwise make the ranks' plans, and their
+ * MPI_Alltoallw calls, disagree).
+ */
+static int agree_exchange(sts_reader *r, sts_diag *diag)
+{
+    int rc = STS_OK, on = r->exchange;
+    uint64_t buf = r->exchange_buffer;
+    STS_MPI_CALL(diag, MPI_Allreduce, (&on, &r->exchange, 1, MPI_INT, MPI_MIN, r->comm));
+    STS_MPI_CALL(diag, MPI_Allreduce,
+                 (&buf, &r->exchange_buffer, 1, MPI_UINT64_T, MPI_MIN, r->comm));
+done:
+    return rc;
+}
+
 static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
 {
     int rc = STS_OK;
@@ -518,6 +536,7 @@ int sts_reader_open(MPI_Comm comm, const char *path, MPI_Info info, sts_reader *
     STS_MPI_CALL(diag, MPI_Comm_size, (r->comm, &r->nranks));
     rc = make_info(r, info, diag);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+    STS_CHECK(agree_exchange(r, diag));
     STS_CHECK(open_phases(r, path, diag));
     *out = r;
     r = NULL;
