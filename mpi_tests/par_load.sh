@@ -11,13 +11,7 @@ set -eu
 dir=$1 nsave=$2 mload=$3 strategy=$4 stshard=$5 launcher=$6 npflag=$7
 shift 7
 pre="$*"
-launch() {
-    n=$1
-    shift
-    echo "+ $launcher $npflag $n $pre $*" >&2
-    # shellcheck disable=SC2086
-    "$launcher" "$npflag" "$n" $pre "$@"
-}
+. "$(dirname "$0")/launch.sh"
 rm -rf "$dir" "$dir.resharded"
 launch "$nsave" "$stshard" save "$dir" --model mixed:3MiB --strategy tp --dtype BF16 --seed 7
 out=$(launch "$mload" "$stshard" load "$dir" --strategy "$strategy" --check-seed 7 \

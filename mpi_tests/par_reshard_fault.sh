@@ -11,13 +11,7 @@ set -eu
 dir=$1 stshard=$2 launcher=$3 npflag=$4
 shift 4
 pre="$*"
-launch() {
-    n=$1
-    shift
-    echo "+ $launcher $npflag $n $pre $*" >&2
-    # shellcheck disable=SC2086
-    "$launcher" "$npflag" "$n" $pre "$@"
-}
+. "$(dirname "$0")/launch.sh"
 rm -rf "$dir"
 mkdir -p "$dir"
 launch 2 "$stshard" save "$dir/in" --model mixed:8MiB --strategy tp --seed 3

@@ -12,13 +12,7 @@ set -eu
 dir=$1 stshard=$2 launcher=$3 npflag=$4
 shift 4
 pre="$*"
-launch() {
-    n=$1
-    shift
-    echo "+ $launcher $npflag $n $pre $*" >&2
-    # shellcheck disable=SC2086
-    "$launcher" "$npflag" "$n" $pre "$@"
-}
+. "$(dirname "$0")/launch.sh"
 field() { echo "$1" | sed "s/.*\"$2\": \([0-9]*\).*/\1/"; }
 rm -rf "$dir"
 mkdir -p "$dir"
