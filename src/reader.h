@@ -117,7 +117,8 @@ int sts__xplan_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xpla
 int sts__xplan_skips(const sts__xplan *p, size_t blk);
 /*
  * Collective.  Runs the plan's rounds; rc is this rank's result so far and
- * joins every agreement.  Returns the agreed result.
+ * joins every round's agreement.  Returns this rank's result, which the
+ * caller must still agree on (the last round's exchange may fail locally).
  */
 int sts__xplan_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag);
 /* Local.  NULL is a no-op. */
