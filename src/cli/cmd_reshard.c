@@ -225,16 +225,12 @@ static int stream_share(MPI_Comm comm, sts_reader *r, sts_writer *w, const resha
     if (rc != STS_OK)
         snprintf(err, errlen, "out of memory");
     share_walk_init(&walk, s->stored, s->nstored, a->batch, 1);
-    for (;;) {
-        int st[2] = {rc == STS_OK && share_walk_more(&walk), rc != STS_OK}, all[2] = {0, 0};
+    while (share_round_go(comm, rc == STS_OK && share_walk_more(&walk), rc != STS_OK)) {
         uint64_t bytes = 0, at = 0;
         size_t n = 0;
         int rrc;
         double t0;
-        MPI_Allreduce(st, all, 2, MPI_INT, MPI_MAX, comm);
-        if (!all[0] || all[1])
-            break;
-        if (st[0])
+        if (rc == STS_OK && share_walk_more(&walk))
             n = share_walk_round(&walk, c, ROUND_CAP, &bytes);
         if (reserve(&buf, &cap, bytes) != STS_OK) {
             snprintf(err, errlen, "out of memory for a round of %llu bytes",

@@ -102,31 +102,27 @@ int load_pass_run(MPI_Comm comm, sts_reader *r, const share_block *bl, size_t nb
     double t0 = MPI_Wtime();
     share_walk_init(&w, bl, nb, batch, 0);
     sts_reader_stats(r, &s0);
-    for (;;) {
+    while (share_round_go(comm, rc == STS_OK && share_walk_more(&w), rc != STS_OK)) {
         uint64_t used = 0;
         size_t n = 0;
-        int more = share_walk_more(&w), any = 0;
-        MPI_Allreduce(&more, &any, 1, MPI_INT, MPI_MAX, comm);
-        if (!any)
-            break;
-        if (more)
+        int rrc;
+        if (share_walk_more(&w))
             n = share_walk_round(&w, m->chunks, ROUND_CAP, &used);
         if (ensure(&m->arena, &m->arena_cap, used) != 0 ||
             (check && ensure(&m->want, &m->want_cap, used) != 0)) {
             snprintf(err, errlen, "out of memory for a read round of %llu bytes",
                      (unsigned long long)used);
             rc = STS_E_NOMEM;
+            n = 0; /* still joins the read; the next round's start stops every rank */
         }
-        rc = share_agree(comm, rc, err, errlen);
-        if (rc != STS_OK)
-            break;
         make_reqs(m->chunks, n, m->arena, m->reqs, m->at);
-        rc = sts_reader_read(r, m->reqs, n);
-        if (rc != STS_OK) {
+        rrc = sts_reader_read(r, m->reqs, n);
+        if (rrc != STS_OK) {
+            rc = rrc;
             snprintf(err, errlen, "%s", sts_reader_errmsg(r));
-            break; /* agreed by the read */
+            break; /* agreed by the read: every rank leaves in this same round */
         }
-        if (check) {
+        if (check && rc == STS_OK) {
             /* Verification is not reading: keep it out of the timed part. */
             double v0 = MPI_Wtime();
             for (size_t i = 0; i < n; i++)

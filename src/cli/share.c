@@ -107,6 +107,13 @@ int share_agree(MPI_Comm comm, int rc, char *msg, size_t len)
     return worst.code;
 }
 
+int share_round_go(MPI_Comm comm, int more, int failed)
+{
+    int mine[2] = {more != 0, failed != 0}, all[2] = {0, 1};
+    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm);
+    return all[0] && !all[1];
+}
+
 int share_parse_dim(const char *s, int *dim)
 {
     uint64_t v;

@@ -97,6 +97,14 @@ int share_walk_more(const share_walk *w);
  */
 int share_agree(MPI_Comm comm, int rc, char *msg, size_t len);
 
+/*
+ * Collective over comm.  The start of a lock-step read round (load and
+ * reshard: sts_reader_read is collective, so every rank makes the same
+ * number of calls).  1 when some rank still has chunks and no rank has
+ * failed, else 0, the same on every rank: one MPI_Allreduce.
+ */
+int share_round_go(MPI_Comm comm, int more, int failed);
+
 /* Parses --dim; 0 or -1. */
 int share_parse_dim(const char *s, int *dim);
 
