@@ -154,19 +154,18 @@ static sts_header *check_file(vctx *v, const char *path, int need_sharding)
     return h;
 }
 
-/* What a non-regular directory entry is, for the message. */
-static const char *entry_kind(const char *full)
+/* What a non-regular directory entry is, for the message; st is NULL when stat failed. */
+static const char *entry_kind(const struct stat *st)
 {
-    struct stat st;
-    if (stat(full, &st) != 0)
+    if (!st)
         return "a dangling link";
-    if (S_ISDIR(st.st_mode))
+    if (S_ISDIR(st->st_mode))
         return "a directory";
-    if (S_ISFIFO(st.st_mode))
+    if (S_ISFIFO(st->st_mode))
         return "a FIFO";
-    if (S_ISSOCK(st.st_mode))
+    if (S_ISSOCK(st->st_mode))
         return "a socket";
-    return S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a regular file";
+    return S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? "a device" : "not a regular file";
 }
 
 static int has_suffix(const char *s, const char *suffix)
@@ -195,9 +194,9 @@ static int list_dir(const char *dir, char ***out, size_t *nout, vctx *v)
     while ((e = readdir(d)) != NULL) {
         char *full = sts__mapping_join(dir, e->d_name);
         struct stat st;
-        int regular = full && stat(full, &st) == 0 && S_ISREG(st.st_mode);
+        int found = full && stat(full, &st) == 0, regular = found && S_ISREG(st.st_mode);
         if (full && !regular && has_suffix(e->d_name, ".safetensors"))
-            problem(v, full, STS_E_IO, "is %s, not a regular file", entry_kind(full));
+            problem(v, full, STS_E_IO, "is %s, not a regular file", entry_kind(found ? &st : NULL));
         free(full);
         if (!regular)
             continue;
