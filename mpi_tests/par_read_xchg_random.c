@@ -8,10 +8,9 @@
  * ranks asking for the same part, some for nothing), cut again into random
  * row ranges, and now and then a stray box that overlaps the others.  The
  * exchange buffer is a few rows, so that units, rounds and one-row units all
- * occur; ranks pass different buffer sizes, which the reader must reconcile
- * at open.  Every rank checks every byte it got against the generator, with
- * the exchange on and off; with it on, all ranks together must not read
- * more bytes than with it off.
+ * occur; it differs between ranks, which the reader must reconcile at open.  Every rank checks
+ * every byte it got against the generator, with the exchange on and off; with it on, all ranks
+ * together must not read more bytes than with it off.
  *
  *   par_read_xchg_random [CASES] [FIRST_SEED]
  */
@@ -22,7 +21,7 @@
 #include "par_read_util.h"
 #include "test_util.h"
 
-#define MAX_REQ 16
+#define MAX_REQ 64
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -85,44 +84,52 @@ static void add_box(rcase *c, const uint64_t *off, const uint64_t *shape)
     c->nreq++;
 }
 
-/* This rank's requests: its part of a split, in row pieces, and maybe a stray box. */
+/* Part j of `parts` along dim as this rank's boxes: whole, or cut into row ranges. */
+static void add_part(rcase *c, uint64_t *s, uint32_t dim, int j, int parts)
+{
+    const tr_tensor *t = &c->t;
+    uint64_t off[TR_MAX_DIMS] = {0}, shape[TR_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    off[dim] = t->shape[dim] * (uint64_t)j / (uint64_t)parts;
+    shape[dim] = t->shape[dim] * (uint64_t)(j + 1) / (uint64_t)parts - off[dim];
+    if (shape[dim] == 0)
+        return;
+    if (dim == 0) {
+        add_box(c, off, shape);
+        return;
+    }
+    /* Cut into row ranges, as a loader's rounds would. */
+    for (uint64_t r = 0, n; r < t->shape[0]; r += n) {
+        n = rng_in(s, 1, t->shape[0] - r);
+        off[0] = r;
+        shape[0] = n;
+        add_box(c, off, shape);
+    }
+}
+
+/*
+ * This rank's requests: the tensor split along a random dimension into P or
+ * 2P parts, rank k taking parts k, k + P (so one rank alone can tile rows);
+ * now and then a rank asks nothing, or rank 0's first part again (identical
+ * boxes), and a stray box may overlap the others.
+ */
 static void draw_requests(rcase *c, uint64_t *s, int me, int P)
 {
     const tr_tensor *t = &c->t;
     uint32_t dim = (uint32_t)rng_in(s, 0, t->ndim - 1);
-    int parts = (int)rng_in(s, 1, (uint64_t)P), mine = 0, stray = 0;
-    uint64_t off[TR_MAX_DIMS] = {0}, shape[TR_MAX_DIMS];
+    int parts = P * (int)rng_in(s, 1, 2), choice = 0, stray = 0;
     /* Every rank draws every rank's choices, so the seed stays in step. */
     for (int k = 0; k < P; k++) {
-        int part = (int)rng_in(s, 0, (uint64_t)parts); /* == parts: this rank asks nothing */
-        int st = rng_in(s, 0, 5) == 0;
+        int ch = (int)rng_in(s, 0, 7); /* 0: nothing, 1: rank 0's first part, else its own */
+        int st = rng_in(s, 0, 9) == 0;
         if (k == me)
-            mine = part, stray = st;
+            choice = ch, stray = st;
     }
     c->nreq = 0;
-    if (mine < parts && dim == 0) {
-        memcpy(shape, t->shape, sizeof shape);
-        off[0] = t->shape[0] * (uint64_t)mine / (uint64_t)parts;
-        shape[0] = t->shape[0] * (uint64_t)(mine + 1) / (uint64_t)parts - off[0];
-        if (shape[0] > 0)
-            add_box(c, off, shape);
-    } else if (mine < parts) {
-        uint64_t lo = t->shape[dim] * (uint64_t)mine / (uint64_t)parts;
-        uint64_t hi = t->shape[dim] * (uint64_t)(mine + 1) / (uint64_t)parts;
-        memcpy(shape, t->shape, sizeof shape);
-        off[dim] = lo;
-        shape[dim] = hi - lo;
-        /* Cut into row ranges, as a loader's rounds would. */
-        for (uint64_t r = 0, n; r < t->shape[0] && shape[dim] > 0; r += n) {
-            uint64_t o[TR_MAX_DIMS], sh[TR_MAX_DIMS];
-            n = rng_in(s, 1, t->shape[0] - r);
-            memcpy(o, off, sizeof o);
-            memcpy(sh, shape, sizeof sh);
-            o[0] = r;
-            sh[0] = n;
-            add_box(c, o, sh);
-        }
-    }
+    if (choice == 1)
+        add_part(c, s, dim, 0, parts);
+    for (int j = me; choice > 1 && j < parts; j += P)
+        add_part(c, s, dim, j, parts);
     if (stray) {
         uint64_t o[TR_MAX_DIMS] = {0}, sh[TR_MAX_DIMS];
         for (uint32_t d = 0; d < t->ndim; d++) {
@@ -131,6 +138,7 @@ static void draw_requests(rcase *c, uint64_t *s, int me, int P)
         }
         add_box(c, o, sh);
     }
+    /* Drawn after this rank's own draws: ranks differ, and the reader must agree at open. */
     snprintf(c->buffer, sizeof c->buffer, "%llu", (unsigned long long)rng_in(s, 1, 4096));
 }
 
