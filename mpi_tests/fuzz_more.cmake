@@ -12,7 +12,7 @@ endif()
 set(STS_FUZZ_MORE_SOURCES errors.c util.c dtype.c json.c header.c header_access.c
     header_encode.c coverage.c mapping.c verify.c)
 if(EXISTS ${PROJECT_SOURCE_DIR}/src/plan.c)
-  list(APPEND STS_FUZZ_MORE_SOURCES plan.c plan_chunk.c)
+  list(APPEND STS_FUZZ_MORE_SOURCES plan.c plan_layout.c plan_chunk.c)
 endif()
 list(TRANSFORM STS_FUZZ_MORE_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/src/)
 add_library(stshard_fuzzlib_more STATIC ${STS_FUZZ_MORE_SOURCES})

@@ -10,34 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan.h"
-
-/* Work state of one tensor while the plan is built. */
-typedef struct tacc {
-    size_t first, n;   /* range of order[] */
-    size_t first_seen; /* first block (for messages and first-appearance order) */
-    uint64_t *shape;   /* into shape_pool */
-    uint64_t nbytes;
-    uint64_t fill_key; /* position in the file's given order */
-    uint64_t out_off;
-    unsigned file; /* 1-based output file; 0 = dropped */
-} tacc;
-
-typedef struct builder {
-    const sts_plan_block *b;
-    size_t nb;
-    const sts_plan_opts *o;
-    sts_diag *diag;
-    uint32_t *tid; /* tensor id of every block */
-    size_t *slots; /* hash table: tensor id + 1, 0 = empty */
-    size_t nslots;
-    tacc *t;
-    size_t nt, capt;
-    size_t *order;
-    size_t *scratch; /* sort scratch: as many entries as the largest tensor has blocks */
-    unsigned file_count;
-    size_t ndropped;
-} builder;
+#include "plan_int.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -49,7 +22,7 @@ static const char *fname(const builder *B, uint32_t file, char *buf, size_t len)
     return buf;
 }
 
-static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
+int sts__plan_name_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     if (c)
@@ -70,7 +43,7 @@ static const char *fmt_dims(const uint64_t *v, uint32_t n, char *buf, size_t len
     return buf;
 }
 
-static uint64_t hash_name(const char *s, size_t n)
+uint64_t sts__plan_hash(const char *s, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++)
@@ -82,9 +55,7 @@ static uint64_t hash_name(const char *s, size_t n)
  * Stable bottom-up merge sort of indices with a context comparator (C11
  * qsort has no context argument, and qsort_r differs between libcs).
  */
-typedef int (*idx_cmp)(size_t a, size_t b, const void *ctx);
-
-static void sort_idx(size_t *a, size_t n, size_t *tmp, idx_cmp cmp, const void *ctx)
+void sts__plan_sort_idx(size_t *a, size_t n, size_t *tmp, sts__plan_cmp cmp, const void *ctx)
 {
     size_t *src = a, *dst = tmp, run = 1;
     /* Blocks usually arrive in order already (files follow the offsets): O(n) then. */
@@ -113,35 +84,42 @@ static void sort_idx(size_t *a, size_t n, size_t *tmp, idx_cmp cmp, const void *
 
 /* ---- grouping by name ---------------------------------------------------- */
 
-static int grow_table(builder *B)
+static void table_put(size_t *slots, size_t nslots, const tacc *T, size_t id)
 {
-    size_t n = B->nslots ? B->nslots * 2 : 1024;
-    size_t *s = sts__calloc_array(n, sizeof *s);
-    if (!s)
-        return STS_E_NOMEM;
-    for (size_t i = 0; i < B->nslots; i++) {
-        size_t id = B->slots[i];
-        if (!id)
-            continue;
-        const sts_plan_block *f = &B->b[B->t[id - 1].first_seen];
-        size_t h = (size_t)hash_name(f->name, f->name_len) & (n - 1);
-        while (s[h])
-            h = (h + 1) & (n - 1);
-        s[h] = id;
+    size_t h = (size_t)sts__plan_hash(T->name, T->name_len) & (nslots - 1);
+    while (slots[h])
+        h = (h + 1) & (nslots - 1);
+    slots[h] = id + 1;
+}
+
+/* Keeps the table at most half full, so probes stay short. */
+int sts__plan_table_add(builder *B, size_t id)
+{
+    if (2 * (id + 1) > B->nslots) {
+        size_t n = B->nslots ? B->nslots * 2 : 1024;
+        size_t *s = sts__calloc_array(n, sizeof *s);
+        if (!s)
+            return STS_E_NOMEM;
+        for (size_t i = 0; i < B->nslots; i++)
+            if (B->slots[i])
+                table_put(s, n, &B->t[B->slots[i] - 1], B->slots[i] - 1);
+        free(B->slots);
+        B->slots = s;
+        B->nslots = n;
     }
-    free(B->slots);
-    B->slots = s;
-    B->nslots = n;
+    table_put(B->slots, B->nslots, &B->t[id], id);
     return STS_OK;
 }
 
-/* The tensor id of name, or -1 when no block has it. */
-static long lookup(const builder *B, const char *name, size_t len)
+long sts__plan_lookup(const builder *B, const char *name, size_t len)
 {
-    size_t h = (size_t)hash_name(name, len) & (B->nslots - 1);
+    size_t h;
+    if (B->nslots == 0)
+        return -1;
+    h = (size_t)sts__plan_hash(name, len) & (B->nslots - 1);
     for (size_t id; (id = B->slots[h]) != 0; h = (h + 1) & (B->nslots - 1)) {
-        const sts_plan_block *f = &B->b[B->t[id - 1].first_seen];
-        if (f->name_len == len && memcmp(f->name, name, len) == 0)
+        const tacc *T = &B->t[id - 1];
+        if (T->name_len == len && memcmp(T->name, name, len) == 0)
             return (long)(id - 1);
     }
     return -1;
@@ -149,6 +127,8 @@ static long lookup(const builder *B, const char *name, size_t len)
 
 static int add_tensor(builder *B, size_t blk, uint32_t *id)
 {
+    const sts_plan_block *b = &B->b[blk];
+    tacc *T;
     if (B->nt == B->capt) {
         size_t cap = B->capt ? B->capt * 2 : 256;
         tacc *t = sts__realloc_array(B->t, cap, sizeof *t);
@@ -157,10 +137,16 @@ static int add_tensor(builder *B, size_t blk, uint32_t *id)
         B->t = t;
         B->capt = cap;
     }
-    memset(&B->t[B->nt], 0, sizeof B->t[B->nt]);
-    B->t[B->nt].first_seen = blk;
+    T = &B->t[B->nt];
+    memset(T, 0, sizeof *T);
+    T->first_seen = blk;
+    T->name = b->name;
+    T->name_len = b->name_len;
+    T->dtype = b->dtype;
+    T->ndim = b->ndim;
+    T->key = B->keys ? B->keys[blk] : blk;
     *id = (uint32_t)B->nt++;
-    return STS_OK;
+    return sts__plan_table_add(B, *id);
 }
 
 static int check_block(const builder *B, size_t i)
@@ -184,26 +170,21 @@ static int check_block(const builder *B, size_t i)
 }
 
 /* Gives every block its tensor id (ids in order of first appearance) and groups order[]. */
-static int group_blocks(builder *B)
+static int group_blocks(builder *B, size_t *bad)
 {
     int rc = STS_OK;
     size_t *start = NULL;
-    STS_CHECK(grow_table(B));
+    *bad = SIZE_MAX;
     for (size_t i = 0; i < B->nb; i++) {
         const sts_plan_block *b = &B->b[i];
         long id;
+        *bad = i;
         STS_CHECK(check_block(B, i));
-        id = lookup(B, b->name, b->name_len);
+        *bad = SIZE_MAX;
+        id = sts__plan_lookup(B, b->name, b->name_len);
         if (id < 0) {
             uint32_t nid;
-            size_t h;
             STS_CHECK(add_tensor(B, i, &nid));
-            if (2 * B->nt > B->nslots)
-                STS_CHECK(grow_table(B));
-            h = (size_t)hash_name(b->name, b->name_len) & (B->nslots - 1);
-            while (B->slots[h])
-                h = (h + 1) & (B->nslots - 1);
-            B->slots[h] = (size_t)nid + 1;
             id = nid;
         }
         B->tid[i] = (uint32_t)id;
@@ -327,7 +308,7 @@ static int check_subbyte(const builder *B, const tacc *T)
 static void dedupe(builder *B, tacc *T)
 {
     size_t *v = B->order + T->first, n = 0;
-    sort_idx(v, T->n, B->scratch, cmp_box, B->b);
+    sts__plan_sort_idx(v, T->n, B->scratch, cmp_box, B->b);
     for (size_t i = 0; i < T->n; i++) {
         const sts_plan_block *x = &B->b[v[i]];
         if (is_empty(x) || (n > 0 && same_box(&B->b[v[n - 1]], x)))
@@ -399,272 +380,24 @@ static int check_coverage(builder *B, tacc *T)
     return rc;
 }
 
-static int check_tensors(builder *B, uint64_t *pool)
+/* Runs every per-tensor check; on an error, *bad is the failing tensor. */
+static int check_tensors(builder *B, uint64_t *pool, size_t *bad)
 {
     int rc = STS_OK;
     for (size_t t = 0; t < B->nt; t++) {
         tacc *T = &B->t[t];
-        const sts_plan_block *f = &B->b[T->first_seen];
+        *bad = t;
         STS_CHECK(tensor_shape(B, T, pool));
-        pool += f->ndim;
+        pool += T->ndim;
         STS_CHECK(check_subbyte(B, T));
         STS_CHECK(check_coverage(B, T));
         dedupe(B, T);
-        if (memchr(f->name, '\0', f->name_len))
+        if (memchr(T->name, '\0', T->name_len))
             STS_GOTO_IF(1, B->diag, STS_E_UNSUPPORTED,
-                        "a tensor name contains U+0000 (input %u): it cannot be written", f->file);
+                        "a tensor name contains U+0000 (input %u): it cannot be written",
+                        B->b[T->first_seen].file);
     }
 done:
-    return rc;
-}
-
-/* ---- output files ------------------------------------------------------- */
-
-/* The reference writer's order: dtype rank descending, then name bytewise. */
-static int cmp_canonical(size_t a, size_t b, const void *ctx)
-{
-    const builder *B = ctx;
-    const sts_plan_block *x = &B->b[B->t[a].first_seen], *y = &B->b[B->t[b].first_seen];
-    if (x->dtype != y->dtype)
-        return x->dtype > y->dtype ? -1 : 1;
-    return name_cmp(x->name, x->name_len, y->name, y->name_len);
-}
-
-/* Appends "'name'" to a list of at most 3 names for a message. */
-static void list_name(char *buf, size_t len, size_t count, const char *name)
-{
-    size_t k = strlen(buf);
-    if (count < 3)
-        snprintf(buf + k, len - k, "%s'%s'", count ? ", " : "", name);
-    else if (count == 3)
-        snprintf(buf + k, len - k, ", ...");
-}
-
-static int assign_mapping(builder *B)
-{
-    char missing[512] = "", unmapped[512] = "";
-    size_t nmissing = 0, nunmapped = 0;
-    for (size_t i = 0; i < B->o->nmap; i++) {
-        const sts_plan_map_entry *e = &B->o->map[i];
-        long id = lookup(B, e->name, strlen(e->name));
-        if (e->file_index == 0)
-            return sts__fail(B->diag, STS_E_MAPPING, "mapping: tensor '%s' has file index 0",
-                             e->name);
-        if (e->file_index > B->file_count)
-            B->file_count = e->file_index;
-        if (id < 0) {
-            list_name(missing, sizeof missing, nmissing++, e->name);
-            continue;
-        }
-        B->t[id].file = e->file_index;
-        B->t[id].fill_key = i;
-    }
-    if (nmissing)
-        return sts__fail(B->diag, STS_E_MAPPING,
-                         "the mapping names %zu tensor(s) that no input file has: %s", nmissing,
-                         missing);
-    for (size_t t = 0; t < B->nt; t++) {
-        if (B->t[t].file)
-            continue;
-        if (B->o->drop_unmapped)
-            B->ndropped++;
-        else
-            list_name(unmapped, sizeof unmapped, nunmapped++, B->b[B->t[t].first_seen].name);
-    }
-    if (nunmapped)
-        return sts__fail(B->diag, STS_E_MAPPING,
-                         "%zu tensor(s) of the input are missing from the mapping: %s (they can "
-                         "be dropped on request)",
-                         nunmapped, unmapped);
-    return STS_OK;
-}
-
-/*
- * Hugging Face's split: walk the tensors in order; one larger than the limit
- * becomes a shard of its own at once, while the open shard stays open;
- * otherwise a tensor that would push the open shard over the limit closes
- * it first.  Shards are numbered in the order they are closed.
- */
-static int assign_size(builder *B)
-{
-    int rc = STS_OK;
-    size_t *ord = sts__malloc_array(B->nt, sizeof *ord);
-    size_t *tmp = sts__malloc_array(B->nt, sizeof *tmp);
-    uint64_t max = B->o->max_file_size, cur = 0;
-    unsigned nshards = 0;
-    size_t cur_first = 0, cur_n = 0;
-    STS_GOTO_IF(!ord || !tmp, B->diag, STS_E_NOMEM, "out of memory");
-    for (size_t t = 0; t < B->nt; t++)
-        ord[t] = t;
-    sort_idx(ord, B->nt, tmp, cmp_canonical, B);
-    /* The open shard's members are ord entries moved to tmp[cur_first..] as they join. */
-    for (size_t i = 0; i < B->nt; i++) {
-        tacc *T = &B->t[ord[i]];
-        T->fill_key = i;
-        if (T->nbytes > max) {
-            T->file = ++nshards;
-            continue;
-        }
-        if (cur_n > 0 && cur + T->nbytes > max) {
-            ++nshards;
-            for (size_t m = cur_first; m < cur_first + cur_n; m++)
-                B->t[tmp[m]].file = nshards;
-            cur_first += cur_n;
-            cur_n = 0;
-            cur = 0;
-        }
-        tmp[cur_first + cur_n++] = ord[i];
-        cur += T->nbytes;
-    }
-    if (cur_n > 0) {
-        ++nshards;
-        for (size_t m = cur_first; m < cur_first + cur_n; m++)
-            B->t[tmp[m]].file = nshards;
-    }
-    B->file_count = nshards;
-done:
-    free(ord);
-    free(tmp);
-    return rc;
-}
-
-static int assign_files(builder *B)
-{
-    if (B->o->map)
-        return assign_mapping(B);
-    if (B->o->max_file_size > 0)
-        return assign_size(B);
-    for (size_t t = 0; t < B->nt; t++) {
-        B->t[t].file = 1;
-        B->t[t].fill_key = t; /* first appearance: input file order, then header order */
-    }
-    B->file_count = 1;
-    return STS_OK;
-}
-
-static int cmp_given(size_t a, size_t b, const void *ctx)
-{
-    const tacc *x = &((const builder *)ctx)->t[a], *y = &((const builder *)ctx)->t[b];
-    if (x->file != y->file)
-        return x->file < y->file ? -1 : 1;
-    return x->fill_key < y->fill_key ? -1 : x->fill_key > y->fill_key;
-}
-
-static int cmp_offset(size_t a, size_t b, const void *ctx)
-{
-    const tacc *x = &((const builder *)ctx)->t[a], *y = &((const builder *)ctx)->t[b];
-    if (x->out_off != y->out_off)
-        return x->out_off < y->out_off ? -1 : 1;
-    return x->fill_key < y->fill_key ? -1 : x->fill_key > y->fill_key;
-}
-
-/* Encodes one output file's header for tensors ids[0..n) and fixes their offsets. */
-static int encode_file(builder *B, sts_plan_file *F, unsigned index, const size_t *ids, size_t n)
-{
-    int rc = STS_OK;
-    static const sts_meta_entry fmt_pt = {"format", "pt"};
-    sts_tensor_desc *d = sts__malloc_array(n, sizeof *d);
-    uint64_t *begin = sts__malloc_array(n, sizeof *begin), *end = sts__malloc_array(n, sizeof *end);
-    char name[64];
-    STS_GOTO_IF(!d || !begin || !end, B->diag, STS_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const sts_plan_block *f = &B->b[B->t[ids[i]].first_seen];
-        d[i].name = f->name;
-        d[i].dtype = f->dtype;
-        d[i].ndim = f->ndim;
-        d[i].shape = B->t[ids[i]].shape;
-    }
-    snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", index, B->file_count);
-    F->name = sts__strdup(name);
-    STS_GOTO_IF(!F->name, B->diag, STS_E_NOMEM, "out of memory");
-    rc = sts_header_encode(d, n, B->o->layout == STS_LAYOUT_CANONICAL ? &fmt_pt : NULL,
-                           B->o->layout == STS_LAYOUT_CANONICAL ? 1 : 0, B->o->layout, B->o->align,
-                           &F->header, &F->header_len, begin, end, B->diag);
-    if (rc != STS_OK) {
-        sts__diag_prefix(B->diag, "output file %s", name);
-        goto done;
-    }
-    F->data_size = 0;
-    for (size_t i = 0; i < n; i++) {
-        B->t[ids[i]].out_off = F->header_len + begin[i];
-        if (end[i] > F->data_size)
-            F->data_size = end[i];
-    }
-done:
-    free(d);
-    free(begin);
-    free(end);
-    return rc;
-}
-
-static void fill_tensor(const builder *B, const tacc *T, size_t fidx, sts_plan_tensor *o)
-{
-    const sts_plan_block *f = &B->b[T->first_seen];
-    o->name = f->name;
-    o->name_len = f->name_len;
-    o->dtype = f->dtype;
-    o->ndim = f->ndim;
-    o->shape = T->shape;
-    o->nbytes = T->nbytes;
-    o->file = (uint32_t)fidx;
-    o->out_off = T->out_off;
-    o->first_block = T->first;
-    o->nblocks = T->n;
-}
-
-/* Lays out one output file holding tensors ids[0..n) (sorted into output order here). */
-static int add_file(builder *B, sts_plan *P, unsigned index, size_t *ids, size_t n, size_t first,
-                    size_t *tmp, uint64_t *stream)
-{
-    int rc = STS_OK;
-    sts_plan_file *F = &P->files[P->nfiles++];
-    STS_CHECK(encode_file(B, F, index, ids, n));
-    sort_idx(ids, n, tmp, cmp_offset, B);
-    F->stream_off = *stream;
-    F->first_tensor = first;
-    F->ntensors = n;
-    for (size_t m = 0; m < n; m++) {
-        fill_tensor(B, &B->t[ids[m]], P->nfiles - 1, &P->tensors[first + m]);
-        P->tensors[first + m].stream_off = *stream + (B->t[ids[m]].out_off - F->header_len);
-    }
-    STS_GOTO_IF(sts__add_u64(*stream, F->data_size, stream), B->diag, STS_E_VALIDATION_OVERFLOW,
-                "output size overflows 64 bits");
-done:
-    return rc;
-}
-
-/* Groups the kept tensors into files, encodes the headers and lays out the stream. */
-static int build_files(builder *B, sts_plan *P)
-{
-    int rc = STS_OK;
-    size_t kept = B->nt - B->ndropped, n = 0;
-    size_t *ids = sts__malloc_array(kept, sizeof *ids), *tmp = sts__malloc_array(kept, sizeof *tmp);
-    uint64_t stream = 0;
-    STS_GOTO_IF(!ids || !tmp, B->diag, STS_E_NOMEM, "out of memory");
-    for (size_t t = 0; t < B->nt; t++)
-        if (B->t[t].file)
-            ids[n++] = t;
-    sort_idx(ids, n, tmp, cmp_given, B);
-    P->tensors = sts__calloc_array(n, sizeof *P->tensors);
-    P->files = sts__calloc_array(n ? n : 1, sizeof *P->files);
-    STS_GOTO_IF(!P->tensors || !P->files, B->diag, STS_E_NOMEM, "out of memory");
-    if (B->file_count == 0)
-        B->file_count = 1;
-    P->file_count = B->file_count;
-    P->ntensors = n;
-    P->ndropped = B->ndropped;
-    if (n == 0) /* nothing to consolidate: still one valid, empty file */
-        STS_CHECK(add_file(B, P, 1, ids, 0, 0, tmp, &stream));
-    for (size_t i = 0, j; i < n; i = j) {
-        unsigned index = B->t[ids[i]].file;
-        for (j = i; j < n && B->t[ids[j]].file == index; j++)
-            ;
-        STS_CHECK(add_file(B, P, index, ids + i, j - i, i, tmp, &stream));
-    }
-    P->total_bytes = stream;
-done:
-    free(ids);
-    free(tmp);
     return rc;
 }
 
@@ -682,47 +415,104 @@ static int alloc_work(builder *B)
     return STS_OK;
 }
 
+/* Grouping and checks; on an error g->fail_key orders it among all ranks' errors. */
+static int group_and_check(builder *B, sts_plan_groups *g)
+{
+    int rc = STS_OK;
+    size_t dims = 0, bad = 0;
+    B->tid = sts__malloc_array(B->nb, sizeof *B->tid);
+    B->order = sts__malloc_array(B->nb, sizeof *B->order);
+    STS_GOTO_IF(!B->tid || !B->order, B->diag, STS_E_NOMEM, "out of memory");
+    rc = group_blocks(B, &bad);
+    if (rc != STS_OK) {
+        g->fail_key = bad == SIZE_MAX ? 0 : B->keys ? B->keys[bad] : bad;
+        goto done;
+    }
+    for (size_t t = 0; t < B->nt; t++)
+        dims += B->t[t].ndim;
+    STS_CHECK(alloc_work(B));
+    g->shape_pool = sts__malloc_array(dims, sizeof *g->shape_pool);
+    STS_GOTO_IF(!g->shape_pool, B->diag, STS_E_NOMEM, "out of memory");
+    rc = check_tensors(B, g->shape_pool, &bad);
+    if (rc != STS_OK)
+        g->fail_key = STS_PLAN_KEY_TENSOR | B->t[bad].key;
+done:
+    return rc;
+}
+static void builder_free(builder *B)
+{
+    free(B->tid);
+    free(B->slots);
+    free(B->t);
+    free(B->order);
+    free(B->scratch);
+}
+
+int sts__plan_group(const sts_plan_block *blocks, size_t nblocks, const uint64_t *keys,
+                    const sts_plan_opts *opts, sts_plan_groups *g, sts_diag *diag)
+{
+    int rc = STS_OK;
+    builder B;
+    memset(&B, 0, sizeof B);
+    memset(g, 0, sizeof *g);
+    B.b = blocks;
+    B.nb = nblocks;
+    B.keys = keys;
+    B.o = opts;
+    B.diag = diag;
+    STS_CHECK(group_and_check(&B, g));
+    g->tensors = sts__calloc_array(B.nt ? B.nt : 1, sizeof *g->tensors);
+    STS_GOTO_IF(!g->tensors, diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = 0; t < B.nt; t++) {
+        sts_plan_summary *S = &g->tensors[t];
+        const tacc *T = &B.t[t];
+        S->name = T->name;
+        S->name_len = T->name_len;
+        S->dtype = T->dtype;
+        S->ndim = T->ndim;
+        S->shape = T->shape;
+        S->nbytes = T->nbytes;
+        S->key = T->key;
+        S->first_block = T->first;
+        S->nblocks = T->n;
+    }
+    g->ntensors = B.nt;
+    g->order = B.order;
+    B.order = NULL;
+done:
+    if (rc != STS_OK) {
+        uint64_t key = g->fail_key;
+        sts__plan_groups_free(g);
+        g->fail_key = key;
+    }
+    builder_free(&B);
+    return rc;
+}
+
+void sts__plan_groups_free(sts_plan_groups *g)
+{
+    free(g->tensors);
+    free(g->order);
+    free(g->shape_pool);
+    memset(g, 0, sizeof *g);
+}
+
 int sts__plan_build(const sts_plan_block *blocks, size_t nblocks, const sts_plan_opts *opts,
                     sts_plan **out, sts_diag *diag)
 {
     int rc = STS_OK;
-    builder B;
-    sts_plan *P = NULL;
-    size_t dims = 0;
-    memset(&B, 0, sizeof B);
-    B.b = blocks;
-    B.nb = nblocks;
-    B.o = opts;
-    B.diag = diag;
+    sts_plan_groups g;
     *out = NULL;
-    P = calloc(1, sizeof *P);
-    B.tid = sts__malloc_array(nblocks, sizeof *B.tid);
-    B.order = sts__malloc_array(nblocks, sizeof *B.order);
-    STS_GOTO_IF(!P || !B.tid || !B.order, diag, STS_E_NOMEM, "out of memory");
-    P->blocks = blocks;
-    P->nblocks_in = nblocks;
-    STS_CHECK(group_blocks(&B));
-    free(B.tid);
-    B.tid = NULL;
-    for (size_t t = 0; t < B.nt; t++)
-        dims += B.b[B.t[t].first_seen].ndim;
-    STS_CHECK(alloc_work(&B));
-    P->shape_pool = sts__malloc_array(dims, sizeof *P->shape_pool);
-    STS_GOTO_IF(!P->shape_pool, diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(check_tensors(&B, P->shape_pool));
-    STS_CHECK(assign_files(&B));
-    STS_CHECK(build_files(&B, P));
-    P->order = B.order;
-    B.order = NULL;
-    *out = P;
-    P = NULL;
+    STS_CHECK(sts__plan_group(blocks, nblocks, NULL, opts, &g, diag));
+    STS_CHECK(sts__plan_from_summaries(g.tensors, g.ntensors, opts, out, diag));
+    (*out)->blocks = blocks;
+    (*out)->nblocks_in = nblocks;
+    (*out)->order = g.order;
+    (*out)->shape_pool = g.shape_pool;
+    g.order = NULL;
+    g.shape_pool = NULL;
 done:
-    sts__plan_free(P);
-    free(B.tid);
-    free(B.slots);
-    free(B.t);
-    free(B.order);
-    free(B.scratch);
+    sts__plan_groups_free(&g);
     return rc;
 }
 

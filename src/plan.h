@@ -112,6 +112,67 @@ typedef struct sts_plan {
 } sts_plan;
 
 /*
+ * The planner in two stages, so that a distributed caller (meta.c) can run
+ * the first on the blocks of the tensors it owns and the second on every
+ * tensor's summary:
+ *
+ *  - sts__plan_group(): groups blocks by name and runs every per-tensor
+ *    check (dtype and rank agreement, global shape, coverage, duplicates);
+ *  - sts__plan_from_summaries(): output files, headers and offsets, from
+ *    one summary per tensor.
+ *
+ * Keys order first appearance.  sts__plan_build() numbers blocks 0, 1, ...;
+ * a distributed caller uses (input file << 32 | entry in that file's header),
+ * which is the same order.
+ */
+typedef struct sts_plan_summary {
+    const char *name; /* NUL-terminated */
+    uint32_t name_len;
+    sts_dtype dtype;
+    uint32_t ndim;
+    const uint64_t *shape; /* global shape */
+    uint64_t nbytes;
+    uint64_t key;       /* the key of the tensor's first block */
+    size_t first_block; /* its distinct non-empty blocks: a range of sts_plan_groups.order, */
+    size_t nblocks;     /* sorted by their start in dimension 0 */
+} sts_plan_summary;
+
+typedef struct sts_plan_groups {
+    sts_plan_summary *tensors; /* in key order; names borrowed from the blocks */
+    size_t ntensors;
+    size_t *order;        /* block indices, grouped per tensor */
+    uint64_t *shape_pool; /* storage of the summaries' shapes */
+    uint64_t fail_key;    /* after an error: where it is in input order (below) */
+} sts_plan_groups;
+
+/* Local.  FNV-1a of a tensor name: the name table's hash, and meta.c's owner of a tensor. */
+uint64_t sts__plan_hash(const char *s, size_t n);
+
+/* fail_key of an error found in the tensor checks: every block check comes first. */
+#define STS_PLAN_KEY_TENSOR ((uint64_t)1 << 63)
+
+/*
+ * Local.  Stage 1 on blocks[0..nblocks), which are in key order (keys NULL:
+ * the index is the key).  On an error, g->fail_key tells which error the
+ * serial planner would have met first (smaller first).  Errors: those of
+ * sts__plan_build() except the mapping and encoding ones.
+ */
+int sts__plan_group(const sts_plan_block *blocks, size_t nblocks, const uint64_t *keys,
+                    const sts_plan_opts *opts, sts_plan_groups *g, sts_diag *diag);
+/* Local.  NULL-safe on a zeroed struct. */
+void sts__plan_groups_free(sts_plan_groups *g);
+
+/*
+ * Local.  Stage 2 on the summaries of every tensor, in key order (borrowed
+ * until sts__plan_free).  The plan's blocks and order are left NULL; each
+ * tensor's first_block and nblocks are copied from its summary.  Errors:
+ * STS_E_MAPPING, STS_E_VALIDATION_OVERFLOW, STS_E_NOMEM and the codes of
+ * sts_header_encode.
+ */
+int sts__plan_from_summaries(const sts_plan_summary *s, size_t n, const sts_plan_opts *opts,
+                             sts_plan **out, sts_diag *diag);
+
+/*
  * Local.  Builds the plan from blocks[0..nblocks) (borrowed until
  * sts__plan_free).  Errors: STS_E_DTYPE_MISMATCH, STS_E_SHARDING_INFO (rank
  * mismatch), STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_MAPPING,
