@@ -12,7 +12,8 @@ target_link_libraries(par_consolidate PRIVATE cjson)
 sts_add_mpi_test(NAME par_consolidate NP 1 2 3 4 COMMAND $<TARGET_FILE:par_consolidate>
                  TIMEOUT 300)
 # The same without the copy_file_range fast path: everything through MPI-IO.
-sts_add_mpi_test(NAME par_consolidate_mpiio NP 3 COMMAND $<TARGET_FILE:par_consolidate> TIMEOUT 300)
+sts_add_mpi_test(NAME par_consolidate_mpiio NP 3 COMMAND $<TARGET_FILE:par_consolidate> mpiio
+                 TIMEOUT 300)
 set_tests_properties(par_consolidate_mpiio_np3 PROPERTIES
                      ENVIRONMENT "${STS_TEST_ENV};STSHARD_COPY_RANGE=0")
 

@@ -204,7 +204,9 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     MPI_Comm_size(MPI_COMM_WORLD, &np);
-    snprintf(base, sizeof base, "par_consolidate_np%d", np);
+    /* A variant run (argv[1]) works in a directory of its own: ctest may run both at once. */
+    snprintf(base, sizeof base, "par_consolidate%s%s_np%d", argc > 1 ? "_" : "",
+             argc > 1 ? argv[1] : "", np);
     if (me == 0) {
         gen_rmtree(base);
         mkdir(base, 0777);

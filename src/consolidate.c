@@ -8,10 +8,13 @@
  *              the plan depends on rank 0's arguments only.
  *  2. headers  rank r reads and validates the headers of files r, r+P, ...
  *              (each header is read once in all) and turns them into compact
- *              block records; MPI_Allgatherv gives every rank all records.
- *  3. plan     every rank builds the same plan (plan.c): global shapes,
- *              dtype and coverage checks, output files and offsets.  Nothing
- *              has been written yet.
+ *              block records.
+ *  3. plan     the distributed metadata plane (meta.c): each tensor's records
+ *              go to one owner rank, which checks dtypes, shapes and
+ *              coverage; every rank gets a summary of every tensor and lays
+ *              out the same output files and offsets, then fetches the
+ *              blocks its own share of the output needs.  No rank holds all
+ *              records.  Nothing has been written yet.
  *  4. create   rank 0 creates every output file under its temporary name and
  *              writes its header (each header is written by one rank).
  *  5. data     every rank copies its byte range of the output (consolidate_data.c).
@@ -30,6 +33,7 @@
 #include <unistd.h>
 
 #include "consolidate.h"
+#include "meta.h"
 #include "mpiio.h"
 
 typedef struct cons {
@@ -43,10 +47,9 @@ typedef struct cons {
     char **in_names, **in_paths;
     sts_plan_map_entry *map;
     size_t nmap;
-    unsigned char *recs; /* every rank's block records, gathered */
-    sts_plan_block *blocks;
-    size_t nblocks;
-    sts_plan *plan;
+    sts_cons_packer recs; /* block records of the files this rank read (meta.c) */
+    sts_meta meta;        /* the distributed plan */
+    const sts_plan *plan; /* meta.plan */
     sts_cons_out out;     /* output names, temporaries, publishing */
     struct stat *in_seen; /* the input files this rank read, as they were (size, time, inode) */
 } cons;
@@ -284,11 +287,6 @@ done:
 
 /* ---- 2. headers ---------------------------------------------------------- */
 
-/*
- * Record layout (all fields 8-byte aligned): u64 data_off, u32 file,
- * u32 name_len, u32 dtype, u32 ndim, u64 offsets[ndim], u64 shape[ndim],
- * name + NUL padded to 8.
- */
 static int pack_file(cons *C, size_t fi, sts_cons_packer *k)
 {
     int rc = STS_OK;
@@ -304,13 +302,10 @@ static int pack_file(cons *C, size_t fi, sts_cons_packer *k)
     }
     for (size_t i = 0; i < sts_header_count(h); i++) {
         const sts_tensor_info *t = sts_header_tensor(h, i);
-        uint32_t w[4] = {(uint32_t)fi, (uint32_t)t->name_len, (uint32_t)t->dtype, t->ndim};
-        STS_GOTO_IF(t->name_len > UINT32_MAX / 2, C->diag, STS_E_UNSUPPORTED, "%s: name too long",
-                    C->in_paths[fi]);
-        STS_GOTO_IF(sts__cons_put_u64(k, start + t->begin) || sts__cons_put(k, w, sizeof w) ||
-                        sts__cons_put(k, t->saved_offsets, t->ndim * sizeof(uint64_t)) ||
-                        sts__cons_put(k, t->shape, t->ndim * sizeof(uint64_t)) ||
-                        sts__cons_put_str(k, t->name, t->name_len),
+        STS_GOTO_IF(t->name_len > UINT32_MAX / 2 || i > UINT32_MAX, C->diag, STS_E_UNSUPPORTED,
+                    "%s: name too long or too many tensors", C->in_paths[fi]);
+        STS_GOTO_IF(sts__meta_put_block(k, (uint32_t)fi, (uint32_t)i, start + t->begin, t->name,
+                                        t->name_len, t->dtype, t->ndim, t->saved_offsets, t->shape),
                     C->diag, STS_E_NOMEM, "out of memory");
     }
 done:
@@ -361,89 +356,16 @@ done:
     return rc;
 }
 
-/*
- * Walks the records of every part.  First pass (out NULL): counts blocks per
- * input file into per_file.  Second pass: stores them grouped by file, at
- * the positions per_file holds.  Returns the count, or -1 on a corrupt record.
- */
-static int64_t walk_records(const cons *C, const uint64_t *start, const uint64_t *len,
-                            sts_plan_block *out, size_t *per_file)
-{
-    int64_t n = 0;
-    for (int r = 0; r < C->nranks; r++) {
-        const unsigned char *p = C->recs + start[r], *end = p + len[r];
-        while (p < end) {
-            uint32_t w[4];
-            sts_plan_block b;
-            memcpy(w, p + 8, sizeof w);
-            if (w[0] >= C->nin || w[3] > STS_PLAN_MAX_NDIM * 1024)
-                return -1;
-            memcpy(&b.data_off, p, 8);
-            b.file = w[0];
-            b.name_len = w[1];
-            b.dtype = (sts_dtype)w[2];
-            b.ndim = w[3];
-            b.offsets = (const uint64_t *)(const void *)(p + 24);
-            b.shape = b.offsets + b.ndim;
-            b.name = (const char *)(b.shape + b.ndim);
-            p = (const unsigned char *)b.name + sts__cons_str_space(b.name_len);
-            /* Blocks go in input-file order (then header order): the planner's
-             * first-appearance order depends on it. */
-            if (out)
-                out[per_file[b.file]++] = b;
-            else
-                per_file[b.file]++;
-            n++;
-        }
-    }
-    return n;
-}
-
-static int decode_records(cons *C, const uint64_t *start, const uint64_t *len)
-{
-    size_t *at = sts__calloc_array(C->nin + 1, sizeof *at);
-    int64_t n;
-    if (!at)
-        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
-    n = walk_records(C, start, len, NULL, at + 1);
-    if (n < 0) {
-        free(at);
-        return sts__fail(C->diag, STS_E_INTERNAL, "corrupt block record");
-    }
-    for (size_t f = 1; f <= C->nin; f++)
-        at[f] += at[f - 1];
-    C->nblocks = (size_t)n;
-    C->blocks = sts__malloc_array(C->nblocks, sizeof *C->blocks);
-    if (!C->blocks) {
-        free(at);
-        return sts__fail(C->diag, STS_E_NOMEM, "out of memory");
-    }
-    walk_records(C, start, len, C->blocks, at);
-    free(at);
-    return STS_OK;
-}
-
+/* Each input file's header is read by one rank: files r, r+P, ... */
 static int phase_headers(cons *C)
 {
     int rc = STS_OK;
-    sts_cons_packer k = {NULL, 0, 0};
-    uint64_t *start = sts__calloc_array((size_t)C->nranks, sizeof *start);
-    uint64_t *len = sts__calloc_array((size_t)C->nranks, sizeof *len);
     C->in_seen = sts__calloc_array(C->nin, sizeof *C->in_seen);
-    if (!start || !len || !C->in_seen)
+    if (!C->in_seen)
         rc = sts__fail(C->diag, STS_E_NOMEM, "out of memory");
     for (size_t f = (size_t)C->rank; rc == STS_OK && f < C->nin; f += (size_t)C->nranks)
-        rc = pack_file(C, f, &k);
-    STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
-    rc = sts__cons_allgather(C->comm, &k, &C->recs, start, len, C->diag);
-    STS_CHECK(sts__mpiio_agree(C->comm, rc, C->diag));
-    rc = decode_records(C, start, len);
-    rc = sts__mpiio_agree(C->comm, rc, C->diag);
-done:
-    free(k.buf);
-    free(start);
-    free(len);
-    return rc;
+        rc = pack_file(C, f, &C->recs);
+    return sts__mpiio_agree(C->comm, rc, C->diag);
 }
 
 /* ---- 3. plan -------------------------------------------------------------- */
@@ -460,8 +382,8 @@ static int phase_plan(cons *C)
     po.align = C->o.align;
     po.drop_unmapped = C->o.drop_unmapped;
     po.file_names = (const char *const *)C->in_names;
-    /* Deterministic on every rank, but a rank may still run out of memory alone. */
-    rc = sts__plan_build(C->blocks, C->nblocks, &po, &C->plan, C->diag);
+    rc = sts__meta_plan(C->comm, &C->recs, &po, &C->meta, C->diag);
+    C->plan = C->meta.plan;
     if (rc == STS_OK)
         rc = STS_FAULT("cons.planned", C->diag);
     return sts__mpiio_agree(C->comm, rc, C->diag);
@@ -579,9 +501,8 @@ static void cons_free(cons *C)
     free(C->in_names);
     free(C->map);
     free(C->setup);
-    sts__plan_free(C->plan);
-    free(C->blocks);
-    free(C->recs);
+    sts__meta_free(&C->meta);
+    free(C->recs.buf);
     free(C->in_seen);
     if (C->comm != MPI_COMM_NULL)
         MPI_Comm_free(&C->comm);

@@ -83,6 +83,7 @@ typedef struct sts_plan_tensor {
     uint32_t file;       /* output file index, 0-based */
     uint64_t out_off;    /* absolute offset of the data in the output file */
     uint64_t stream_off; /* offset in the stream of all data sections */
+    uint64_t key;        /* first appearance (sts_plan_summary.key) */
     size_t first_block;  /* range of sts_plan.order: the tensor's distinct, non-empty */
     size_t nblocks;      /* blocks sorted by their start in dimension 0 */
 } sts_plan_tensor;

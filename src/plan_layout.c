@@ -198,6 +198,7 @@ static void fill_tensor(const tacc *T, size_t fidx, sts_plan_tensor *o)
     o->nbytes = T->nbytes;
     o->file = (uint32_t)fidx;
     o->out_off = T->out_off;
+    o->key = T->key;
     o->first_block = T->first;
     o->nblocks = T->n;
 }

@@ -1,0 +1,609 @@
+/*
+ * meta.c - the distributed metadata plane of a consolidation (see meta.h).
+ *
+ * Four collective steps, each ending in an error agreement:
+ *
+ *  1. partition  every block record goes to the owner of its tensor
+ *                (MPI_Alltoallv); the owner is a hash of the name.
+ *  2. check      each owner sorts its records into input order and runs the
+ *                planner's first stage on them (plan.c).  Of all ranks'
+ *                errors the one first in input order wins, so the message is
+ *                the one a single rank planning everything would give.
+ *  3. summaries  one summary per tensor (name, dtype, global shape) goes to
+ *                every rank (MPI_Allgatherv); every rank lays out the same
+ *                plan from them (plan_layout.c).
+ *  4. fetch      each rank asks the owners of the tensors its share of the
+ *                output stream touches for their checked blocks: keys out,
+ *                block records back (two MPI_Alltoallv).
+ *
+ * With B block records, T tensors and P ranks, a rank holds about B/P
+ * records as an owner and B/P fetched ones (plus the blocks of at most two
+ * tensors cut by its range ends), and T summaries.  Traffic per rank: B/P
+ * records twice (steps 1 and 4) and T summaries; in all, P copies of the
+ * summaries, which is the only part that grows with P.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meta.h"
+#include "mpiio.h"
+
+/*
+ * Block record (8-byte aligned fields): u64 data_off, u32 file, u32 ordinal,
+ * u32 name_len, u32 dtype, u32 ndim, u32 0, u64 offsets[ndim],
+ * u64 shape[ndim], name + NUL padded to 8.
+ */
+#define REC_HEAD 32
+
+/*
+ * Summary: u64 key, u64 nbytes, u32 dtype, u32 ndim, u32 name_len, u32 0,
+ * u64 shape[ndim], name + NUL padded to 8.
+ */
+#define SUM_HEAD 32
+
+typedef struct meta_run {
+    MPI_Comm comm;
+    int me, np;
+    const sts_plan_opts *o;
+    sts_diag *diag;
+    unsigned char *owned; /* step 1: the records of this rank's tensors */
+    uint64_t *start, *len, *scount;
+    sts_plan_block *blocks; /* the owned records in key order */
+    uint64_t *keys;
+    size_t nblocks;
+    sts_plan_groups g; /* step 2 */
+} meta_run;
+
+int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
+                        const char *name, size_t name_len, sts_dtype dtype, uint32_t ndim,
+                        const uint64_t *offsets, const uint64_t *shape)
+{
+    uint32_t w[6] = {file, ordinal, (uint32_t)name_len, (uint32_t)dtype, ndim, 0};
+    if (sts__cons_put_u64(k, data_off) || sts__cons_put(k, w, sizeof w) ||
+        sts__cons_put(k, offsets, 8 * (size_t)ndim) || sts__cons_put(k, shape, 8 * (size_t)ndim) ||
+        sts__cons_put_str(k, name, name_len))
+        return STS_E_NOMEM;
+    return STS_OK;
+}
+
+/* Decodes the record at p; returns its size, or 0 if it runs past end. */
+static size_t rec_view(const unsigned char *p, const unsigned char *end, sts_plan_block *b,
+                       uint64_t *key)
+{
+    uint32_t w[6];
+    size_t size;
+    if ((size_t)(end - p) < REC_HEAD)
+        return 0;
+    memcpy(&b->data_off, p, 8);
+    memcpy(w, p + 8, sizeof w);
+    if (w[4] > STS_PLAN_MAX_NDIM * 1024 || w[2] > UINT32_MAX / 2)
+        return 0;
+    size = REC_HEAD + 16 * (size_t)w[4] + sts__cons_str_space(w[2]);
+    if ((size_t)(end - p) < size)
+        return 0;
+    b->file = w[0];
+    b->name_len = w[2];
+    b->dtype = (sts_dtype)w[3];
+    b->ndim = w[4];
+    b->offsets = (const uint64_t *)(const void *)(p + REC_HEAD);
+    b->shape = b->offsets + b->ndim;
+    b->name = (const char *)(b->shape + b->ndim);
+    *key = (uint64_t)w[0] << 32 | w[1];
+    return size;
+}
+
+/*
+ * The owner of a tensor.  The name table (plan.c) indexes by the low bits of
+ * the same hash; mixing first keeps an owner's names from sharing low bits,
+ * which would crowd its table when P is a power of two.
+ */
+static int owner_of(const char *name, size_t len, int np)
+{
+    uint64_t h = sts__plan_hash(name, len);
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return (int)(h % (uint64_t)np);
+}
+
+/*
+ * Collective, agreed: the first error in input order wins.  Every failing
+ * rank offers its key; the rank with the smallest one (then the lowest
+ * rank) is the only one that presents its error to sts__mpiio_agree.
+ */
+static int agree_first(meta_run *X, int rc, uint64_t key)
+{
+    uint64_t mine = rc == STS_OK ? UINT64_MAX : key, first = 0;
+    int cand, who = 0;
+    STS_MPI_CALL(X->diag, MPI_Allreduce, (&mine, &first, 1, MPI_UINT64_T, MPI_MIN, X->comm));
+    cand = rc != STS_OK && mine == first ? X->me : INT_MAX;
+    STS_MPI_CALL(X->diag, MPI_Allreduce, (&cand, &who, 1, MPI_INT, MPI_MIN, X->comm));
+    rc = sts__mpiio_agree(X->comm, X->me == who ? rc : STS_OK, X->diag);
+done:
+    return rc;
+}
+
+/*
+ * Collective, agreed before and after.  mine holds the parts for ranks
+ * 0..np-1 back to back (scount[r] bytes each); *all receives the part from
+ * rank r at rstart[r], rlen[r] bytes.
+ */
+static int alltoall(meta_run *X, int rc, const unsigned char *mine, const uint64_t *scount,
+                    unsigned char **all, uint64_t *rstart, uint64_t *rlen)
+{
+    int *sc = NULL, *sd = NULL, *rcnt = NULL, *rd = NULL;
+    uint64_t stot = 0, rtot = 0;
+    *all = NULL;
+    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
+    STS_MPI_CALL(X->diag, MPI_Alltoall, (scount, 1, MPI_UINT64_T, rlen, 1, MPI_UINT64_T, X->comm));
+    sc = sts__calloc_array((size_t)X->np, sizeof *sc);
+    sd = sts__calloc_array((size_t)X->np, sizeof *sd);
+    rcnt = sts__calloc_array((size_t)X->np, sizeof *rcnt);
+    rd = sts__calloc_array((size_t)X->np, sizeof *rd);
+    rc = sc && sd && rcnt && rd ? STS_OK : sts__fail(X->diag, STS_E_NOMEM, "out of memory");
+    for (int r = 0; rc == STS_OK && r < X->np; r++) {
+        rstart[r] = rtot;
+        sd[r] = (int)stot;
+        rd[r] = (int)rtot;
+        sc[r] = (int)scount[r];
+        rcnt[r] = (int)rlen[r];
+        stot += scount[r];
+        rtot += rlen[r];
+        /* Alltoallv counts and displacements are int. */
+        if (stot > INT_MAX || rtot > INT_MAX)
+            rc = sts__fail(X->diag, STS_E_UNSUPPORTED,
+                           "metadata exchange: more than 2 GiB to or from one rank");
+    }
+    if (rc == STS_OK) {
+        *all = malloc(rtot ? rtot : 8);
+        if (!*all)
+            rc = sts__fail(X->diag, STS_E_NOMEM, "cannot allocate %llu bytes of block records",
+                           (unsigned long long)rtot);
+    }
+    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
+    STS_MPI_CALL(X->diag, MPI_Alltoallv,
+                 (mine, sc, sd, MPI_BYTE, *all, rcnt, rd, MPI_BYTE, X->comm));
+done:
+    free(sc);
+    free(sd);
+    free(rcnt);
+    free(rd);
+    return sts__mpiio_agree(X->comm, rc, X->diag);
+}
+
+/* ---- 1. partition ----------------------------------------------------------- */
+
+/* Walks recs: with out NULL sums each owner's bytes into X->scount, else copies to pos[owner]. */
+static int route(meta_run *X, const sts_cons_packer *recs, unsigned char *out, uint64_t *pos)
+{
+    const unsigned char *p = recs->buf, *end = recs->buf + recs->len;
+    while (p < end) {
+        sts_plan_block b;
+        uint64_t key;
+        size_t size = rec_view(p, end, &b, &key);
+        int o;
+        if (size == 0)
+            return sts__fail(X->diag, STS_E_INTERNAL, "corrupt block record");
+        o = owner_of(b.name, b.name_len, X->np);
+        if (out) {
+            memcpy(out + pos[o], p, size);
+            pos[o] += size;
+        } else {
+            X->scount[o] += size;
+        }
+        p += size;
+    }
+    return STS_OK;
+}
+
+static int partition(meta_run *X, sts_cons_packer *recs)
+{
+    int rc = STS_OK;
+    unsigned char *send = NULL;
+    uint64_t *pos = sts__calloc_array((size_t)X->np, sizeof *pos);
+    STS_GOTO_IF(!pos, X->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(route(X, recs, NULL, NULL));
+    for (int r = 1; r < X->np; r++)
+        pos[r] = pos[r - 1] + X->scount[r - 1];
+    send = malloc(recs->len ? recs->len : 8);
+    STS_GOTO_IF(!send, X->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(route(X, recs, send, pos));
+done:
+    /* The records now live in send: drop the packed copy before receiving. */
+    free(recs->buf);
+    memset(recs, 0, sizeof *recs);
+    free(pos);
+    rc = alltoall(X, rc, send, X->scount, &X->owned, X->start, X->len);
+    free(send);
+    return rc;
+}
+
+/* ---- 2. check ------------------------------------------------------------------ */
+
+typedef struct keyed {
+    uint64_t key;
+    sts_plan_block b;
+} keyed;
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    uint64_t x = ((const keyed *)a)->key, y = ((const keyed *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+/* Decodes the owned records and sorts them into input order. */
+static int sort_owned(meta_run *X)
+{
+    int rc = STS_OK;
+    keyed *v = NULL;
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        n = 0;
+        for (int r = 0; r < X->np; r++) {
+            const unsigned char *p = X->owned + X->start[r], *end = p + X->len[r];
+            while (p < end) {
+                keyed k;
+                size_t size = rec_view(p, end, &k.b, &k.key);
+                STS_GOTO_IF(size == 0, X->diag, STS_E_INTERNAL, "corrupt block record");
+                if (v)
+                    v[n] = k;
+                n++;
+                p += size;
+            }
+        }
+        if (pass == 0) {
+            v = sts__malloc_array(n ? n : 1, sizeof *v);
+            STS_GOTO_IF(!v, X->diag, STS_E_NOMEM, "out of memory");
+        }
+    }
+    qsort(v, n, sizeof *v, cmp_keyed);
+    X->blocks = sts__malloc_array(n ? n : 1, sizeof *X->blocks);
+    X->keys = sts__malloc_array(n ? n : 1, sizeof *X->keys);
+    STS_GOTO_IF(!X->blocks || !X->keys, X->diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        X->blocks[i] = v[i].b;
+        X->keys[i] = v[i].key;
+    }
+    X->nblocks = n;
+done:
+    free(v);
+    return rc;
+}
+
+static int check(meta_run *X, sts_meta *m)
+{
+    int rc = sort_owned(X);
+    uint64_t key = 0;
+    if (rc == STS_OK) {
+        rc = sts__plan_group(X->blocks, X->nblocks, X->keys, X->o, &X->g, X->diag);
+        key = X->g.fail_key;
+    }
+    m->blocks_owned = X->nblocks;
+    return agree_first(X, rc, key);
+}
+
+/* ---- 3. summaries --------------------------------------------------------------- */
+
+static int pack_summaries(const meta_run *X, sts_cons_packer *k)
+{
+    for (size_t t = 0; t < X->g.ntensors; t++) {
+        const sts_plan_summary *s = &X->g.tensors[t];
+        uint32_t w[4] = {(uint32_t)s->dtype, s->ndim, s->name_len, 0};
+        if (sts__cons_put_u64(k, s->key) || sts__cons_put_u64(k, s->nbytes) ||
+            sts__cons_put(k, w, sizeof w) || sts__cons_put(k, s->shape, 8 * (size_t)s->ndim) ||
+            sts__cons_put_str(k, s->name, s->name_len))
+            return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
+    }
+    return STS_OK;
+}
+
+static int cmp_summary(const void *a, const void *b)
+{
+    uint64_t x = ((const sts_plan_summary *)a)->key, y = ((const sts_plan_summary *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+/* Decodes every rank's summaries (with out NULL: counts them). */
+static size_t walk_summaries(const meta_run *X, const unsigned char *all, sts_plan_summary *out)
+{
+    size_t n = 0;
+    for (int r = 0; r < X->np; r++) {
+        const unsigned char *p = all + X->start[r], *end = p + X->len[r];
+        while (p < end) {
+            uint32_t w[4];
+            size_t size;
+            if ((size_t)(end - p) < SUM_HEAD)
+                return SIZE_MAX;
+            memcpy(w, p + 16, sizeof w);
+            if (w[1] > STS_PLAN_MAX_NDIM || w[2] > UINT32_MAX / 2)
+                return SIZE_MAX;
+            size = SUM_HEAD + 8 * (size_t)w[1] + sts__cons_str_space(w[2]);
+            if ((size_t)(end - p) < size)
+                return SIZE_MAX;
+            if (out) {
+                sts_plan_summary *s = &out[n];
+                memset(s, 0, sizeof *s);
+                memcpy(&s->key, p, 8);
+                memcpy(&s->nbytes, p + 8, 8);
+                s->dtype = (sts_dtype)w[0];
+                s->ndim = w[1];
+                s->name_len = w[2];
+                s->shape = (const uint64_t *)(const void *)(p + SUM_HEAD);
+                s->name = (const char *)(s->shape + s->ndim);
+            }
+            n++;
+            p += size;
+        }
+    }
+    return n;
+}
+
+static int summaries(meta_run *X, sts_meta *m)
+{
+    int rc = STS_OK;
+    sts_cons_packer k = {NULL, 0, 0};
+    size_t n;
+    rc = pack_summaries(X, &k);
+    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
+    rc = sts__cons_allgather(X->comm, &k, &m->summaries, X->start, X->len, X->diag);
+    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
+    n = walk_summaries(X, m->summaries, NULL);
+    STS_GOTO_IF(n == SIZE_MAX, X->diag, STS_E_INTERNAL, "corrupt tensor summary");
+    m->tensors = sts__malloc_array(n ? n : 1, sizeof *m->tensors);
+    STS_GOTO_IF(!m->tensors, X->diag, STS_E_NOMEM, "out of memory");
+    walk_summaries(X, m->summaries, m->tensors);
+    qsort(m->tensors, n, sizeof *m->tensors, cmp_summary);
+    /* Layout errors (mapping, encoding) are the same on every rank; memory is not. */
+    rc = sts__plan_from_summaries(m->tensors, n, X->o, &m->plan, X->diag);
+done:
+    free(k.buf);
+    return sts__mpiio_agree(X->comm, rc, X->diag);
+}
+
+/* ---- 4. fetch ------------------------------------------------------------------ */
+
+/* The tensors [*ta, *tb) of the plan that intersect this rank's stream range. */
+static void share_tensors(const meta_run *X, const sts_plan *p, size_t *ta, size_t *tb)
+{
+    uint64_t lo, hi;
+    size_t a = 0, b = p->ntensors;
+    sts__plan_rank_range(p, X->me, X->np, &lo, &hi);
+    while (a < b) { /* as sts__plan_iter_init: the first tensor ending after lo */
+        size_t mid = a + (b - a) / 2;
+        if (p->tensors[mid].stream_off + p->tensors[mid].nbytes <= lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    *ta = a;
+    for (b = a; b < p->ntensors && p->tensors[b].stream_off < hi; b++)
+        ;
+    *tb = b;
+}
+
+static int wanted(const sts_plan_tensor *t)
+{
+    return t->nbytes > 0;
+}
+
+/* Keys of the wanted tensors, grouped by owner (tensor order within a group). */
+static int pack_requests(meta_run *X, const sts_meta *m, size_t ta, size_t tb, uint64_t **out)
+{
+    const sts_plan *p = m->plan;
+    uint64_t *pos = sts__calloc_array((size_t)X->np, sizeof *pos), total = 0;
+    int rc = STS_OK;
+    *out = NULL;
+    STS_GOTO_IF(!pos, X->diag, STS_E_NOMEM, "out of memory");
+    memset(X->scount, 0, (size_t)X->np * sizeof *X->scount);
+    for (size_t t = ta; t < tb; t++)
+        if (wanted(&p->tensors[t]))
+            X->scount[owner_of(p->tensors[t].name, p->tensors[t].name_len, X->np)] += 8;
+    for (int r = 0; r < X->np; r++) {
+        pos[r] = total;
+        total += X->scount[r];
+    }
+    *out = malloc(total ? total : 8);
+    STS_GOTO_IF(!*out, X->diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = ta; t < tb; t++) {
+        const sts_plan_tensor *T = &p->tensors[t];
+        int o;
+        if (!wanted(T))
+            continue;
+        o = owner_of(T->name, T->name_len, X->np);
+        (*out)[pos[o] / 8] = T->key;
+        pos[o] += 8;
+    }
+done:
+    free(pos);
+    return rc;
+}
+
+/* The owned tensor with this key (g.tensors are in key order), or NULL. */
+static const sts_plan_summary *find_owned(const meta_run *X, uint64_t key)
+{
+    size_t a = 0, b = X->g.ntensors;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (X->g.tensors[mid].key < key)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    return a < X->g.ntensors && X->g.tensors[a].key == key ? &X->g.tensors[a] : NULL;
+}
+
+/*
+ * Reply to each requested key, in request order: u64 count, then per block
+ * u64 data_off, u64 file, u64 offsets[ndim], u64 shape[ndim].
+ */
+static int pack_replies(meta_run *X, const unsigned char *req, const uint64_t *rstart,
+                        const uint64_t *rlen, sts_cons_packer *k)
+{
+    memset(X->scount, 0, (size_t)X->np * sizeof *X->scount);
+    for (int r = 0; r < X->np; r++) {
+        size_t before = k->len;
+        for (uint64_t i = 0; i < rlen[r] / 8; i++) {
+            uint64_t key, cnt;
+            const sts_plan_summary *s;
+            memcpy(&key, req + rstart[r] + 8 * i, 8);
+            s = find_owned(X, key);
+            if (!s)
+                return sts__fail(X->diag, STS_E_INTERNAL, "rank %d asked for an unknown tensor", r);
+            cnt = s->nblocks;
+            if (sts__cons_put_u64(k, cnt) != STS_OK)
+                return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
+            for (size_t j = 0; j < s->nblocks; j++) {
+                const sts_plan_block *b = &X->blocks[X->g.order[s->first_block + j]];
+                if (sts__cons_put_u64(k, b->data_off) || sts__cons_put_u64(k, b->file) ||
+                    sts__cons_put(k, b->offsets, 8 * (size_t)b->ndim) ||
+                    sts__cons_put(k, b->shape, 8 * (size_t)b->ndim))
+                    return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
+            }
+        }
+        X->scount[r] = k->len - before;
+    }
+    return STS_OK;
+}
+
+/* Walks the replies in request order; with fill, stores the blocks into m. */
+static int take_replies(meta_run *X, sts_meta *m, size_t ta, size_t tb, int fill)
+{
+    sts_plan *p = m->plan;
+    int rc = STS_OK;
+    size_t n = 0;
+    uint64_t *cur = sts__malloc_array((size_t)X->np, sizeof *cur);
+    STS_GOTO_IF(!cur, X->diag, STS_E_NOMEM, "out of memory");
+    memcpy(cur, X->start, (size_t)X->np * sizeof *cur);
+    for (size_t t = ta; t < tb; t++) {
+        sts_plan_tensor *T = &p->tensors[t];
+        int o = owner_of(T->name, T->name_len, X->np);
+        uint64_t cnt, end = X->start[o] + X->len[o], rec = 16 + 16 * (uint64_t)T->ndim;
+        if (!wanted(T))
+            continue;
+        STS_GOTO_IF(end - cur[o] < 8, X->diag, STS_E_INTERNAL, "short block reply from rank %d", o);
+        memcpy(&cnt, m->fetched + cur[o], 8);
+        cur[o] += 8;
+        STS_GOTO_IF(cnt > (end - cur[o]) / rec, X->diag, STS_E_INTERNAL,
+                    "short block reply from rank %d", o);
+        if (fill) {
+            T->first_block = n;
+            T->nblocks = (size_t)cnt;
+            for (uint64_t j = 0; j < cnt; j++, n++) {
+                const unsigned char *q = m->fetched + cur[o] + j * rec;
+                sts_plan_block *b = &m->blocks[n];
+                uint64_t file;
+                memcpy(&b->data_off, q, 8);
+                memcpy(&file, q + 8, 8);
+                b->file = (uint32_t)file;
+                b->name = T->name;
+                b->name_len = T->name_len;
+                b->dtype = T->dtype;
+                b->ndim = T->ndim;
+                b->offsets = (const uint64_t *)(const void *)(q + 16);
+                b->shape = b->offsets + T->ndim;
+                p->order[n] = n;
+            }
+        } else {
+            n += (size_t)cnt;
+        }
+        cur[o] += cnt * rec;
+    }
+    m->blocks_fetched = n;
+done:
+    free(cur);
+    return rc;
+}
+
+static void drop_owned(meta_run *X)
+{
+    free(X->owned);
+    free(X->blocks);
+    free(X->keys);
+    X->owned = NULL;
+    X->blocks = NULL;
+    X->keys = NULL;
+    sts__plan_groups_free(&X->g);
+}
+
+static int fetch(meta_run *X, sts_meta *m)
+{
+    int rc;
+    size_t ta, tb;
+    uint64_t *req = NULL;
+    unsigned char *got = NULL;
+    sts_cons_packer k = {NULL, 0, 0};
+    share_tensors(X, m->plan, &ta, &tb);
+    rc = pack_requests(X, m, ta, tb, &req);
+    rc = alltoall(X, rc, (const unsigned char *)req, X->scount, &got, X->start, X->len);
+    STS_CHECK(rc);
+    rc = pack_replies(X, got, X->start, X->len, &k);
+    drop_owned(X);
+    rc = alltoall(X, rc, k.buf, X->scount, &m->fetched, X->start, X->len);
+    STS_CHECK(rc);
+    free(k.buf);
+    k.buf = NULL;
+    rc = take_replies(X, m, ta, tb, 0);
+    if (rc == STS_OK) {
+        size_t n = m->blocks_fetched;
+        m->blocks = sts__malloc_array(n ? n : 1, sizeof *m->blocks);
+        m->plan->order = sts__malloc_array(n ? n : 1, sizeof *m->plan->order);
+        rc = m->blocks && m->plan->order ? take_replies(X, m, ta, tb, 1)
+                                         : sts__fail(X->diag, STS_E_NOMEM, "out of memory");
+        m->plan->blocks = m->blocks;
+        m->plan->nblocks_in = n;
+    }
+    if (rc == STS_OK)
+        rc = STS_FAULT("meta.fetched", X->diag);
+    rc = sts__mpiio_agree(X->comm, rc, X->diag);
+done:
+    free(req);
+    free(got);
+    free(k.buf);
+    return rc;
+}
+
+/* ---- entry point ----------------------------------------------------------------- */
+
+int sts__meta_plan(MPI_Comm comm, sts_cons_packer *recs, const sts_plan_opts *opts, sts_meta *m,
+                   sts_diag *diag)
+{
+    int rc = STS_OK;
+    meta_run X;
+    memset(&X, 0, sizeof X);
+    memset(m, 0, sizeof *m);
+    X.comm = comm;
+    X.o = opts;
+    X.diag = diag;
+    STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &X.me));
+    STS_MPI_CALL(diag, MPI_Comm_size, (comm, &X.np));
+    X.start = sts__calloc_array((size_t)X.np, sizeof *X.start);
+    X.len = sts__calloc_array((size_t)X.np, sizeof *X.len);
+    X.scount = sts__calloc_array((size_t)X.np, sizeof *X.scount);
+    rc = X.start && X.len && X.scount ? STS_OK : sts__fail(diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(sts__mpiio_agree(comm, rc, diag));
+    STS_CHECK(partition(&X, recs));
+    STS_CHECK(check(&X, m));
+    STS_CHECK(summaries(&X, m));
+    STS_CHECK(fetch(&X, m));
+done:
+    free(recs->buf);
+    memset(recs, 0, sizeof *recs);
+    drop_owned(&X);
+    free(X.start);
+    free(X.len);
+    free(X.scount);
+    if (rc != STS_OK)
+        sts__meta_free(m);
+    return rc;
+}
+
+void sts__meta_free(sts_meta *m)
+{
+    sts__plan_free(m->plan);
+    free(m->summaries);
+    free(m->tensors);
+    free(m->fetched);
+    free(m->blocks);
+    memset(m, 0, sizeof *m);
+}

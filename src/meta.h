@@ -1,0 +1,55 @@
+/*
+ * meta.h - the distributed metadata plane of a consolidation (meta.c).
+ *
+ * No rank holds every block record.  Each tensor has an owner rank (a hash
+ * of its name); the owner alone receives, checks and keeps the tensor's
+ * blocks.  What every rank holds is one summary per tensor (name, dtype,
+ * global shape) and the plan laid out from them (output files, headers,
+ * offsets), plus the blocks of the few tensors its own share of the output
+ * touches, fetched from their owners.
+ */
+#ifndef STS_META_H
+#define STS_META_H
+
+#include <mpi.h>
+
+#include "consolidate.h"
+
+/*
+ * Local.  Appends the record of one block: the entry `ordinal` of input file
+ * `file`'s header, whose data starts at byte data_off of that file.
+ * STS_E_NOMEM.
+ */
+int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
+                        const char *name, size_t name_len, sts_dtype dtype, uint32_t ndim,
+                        const uint64_t *offsets, const uint64_t *shape);
+
+typedef struct sts_meta {
+    sts_plan *plan; /* every tensor; blocks for this rank's share only */
+    /* storage the plan borrows */
+    unsigned char *summaries;  /* every tensor's summary, gathered */
+    sts_plan_summary *tensors; /* decoded from it, in key order */
+    unsigned char *fetched;    /* the blocks sent by their owners */
+    sts_plan_block *blocks;
+    uint64_t blocks_owned;   /* block records this rank checked as an owner */
+    uint64_t blocks_fetched; /* block records this rank received for its share */
+} sts_meta;
+
+/*
+ * Collective over comm, agreed: every rank returns the same code.
+ * recs holds this rank's block records (sts__meta_put_block) of the input
+ * files it read, in file order and header order within a file; it is
+ * consumed (freed).  opts->file_names must name all input files on every
+ * rank.  On success m->plan has every tensor, file and header, the same on
+ * every rank, and the blocks of every tensor that intersects this rank's
+ * range of the output stream (sts__plan_rank_range).  The first error in
+ * input order (the one sts__plan_build would report) wins.  Errors: those
+ * of sts__plan_build, STS_E_MPI, STS_E_INTERNAL (a corrupt record).
+ */
+int sts__meta_plan(MPI_Comm comm, sts_cons_packer *recs, const sts_plan_opts *opts, sts_meta *m,
+                   sts_diag *diag);
+
+/* Local.  NULL-safe on a zeroed struct. */
+void sts__meta_free(sts_meta *m);
+
+#endif /* STS_META_H */
