@@ -9,7 +9,7 @@
 set -euo pipefail
 h=$1
 shift
-exec ip netns exec "$h" unshare --uts -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+exec nsenter --net=/run/netns/"$h" unshare --uts -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME="${HOME:-/root}" USER="$(id -un)" LOGNAME="$(id -un)" SHELL=/bin/sh LANG=C.UTF-8 \
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
     sh -c 'hostname "$0" && exec sh -c "$1"' "$h" "$*"

@@ -9,11 +9,13 @@
 # The hosts are sts<PID>n1 .. sts<PID>nN (namespace = host name, unique per
 # run); host i has address 10.77.0.i/24 on its eth0, the bridge lives in a
 # namespace of its own (sts<PID>sw), so nothing of the cluster is in the
-# machine's own network namespace.  Each namespace gets /etc/netns/NAME/hosts
-# (which `ip netns exec` mounts over /etc/hosts there), so the host names
-# resolve on every host.  Mount and PID namespaces stay shared: /work, /tmp
-# and /dev/shm are the same files on every host, as a parallel file system
-# would be, and the test can see and signal every host's processes.
+# machine's own network namespace.  Commands enter a host with nsenter, not
+# `ip netns exec`, which would remount /sys without the cgroup file systems
+# that slurmd needs.  Mount and PID namespaces stay shared: /work, /tmp and
+# /dev/shm are the same files on every host, as a parallel file system would
+# be, and the test can see and signal every host's processes.  The host names
+# are not in any resolver (nothing here needs them resolved: Open MPI passes
+# them to the agent, Slurm has each node's address in its configuration).
 #
 # COMMAND runs in the machine's own namespaces with these exported:
 #   STS_CLUSTER_HOSTS    the host names, space-separated, head (n1) first
@@ -25,8 +27,8 @@
 #                        on the test subnet, remote daemons started through
 #                        agent.sh
 # Its status is cluster.sh's.  Teardown (on any exit, also after SIGINT or
-# SIGTERM): every process still inside a host is killed, the namespaces and
-# /etc/netns entries are removed by name.  A SIGKILL leaves them behind;
+# SIGTERM): every process still inside a host is killed, the namespaces are
+# removed by name.  A SIGKILL leaves them behind;
 # `cluster.sh --sweep` (also run at every start) removes the leftovers of runs
 # whose PID is gone.
 #
@@ -53,7 +55,6 @@ teardown_prefix() { # PREFIX
             kill -9 $pids 2>/dev/null || true
         fi
         ip netns del "$ns" 2>/dev/null || true
-        rm -rf "/etc/netns/$ns"
     done
 }
 
@@ -62,7 +63,11 @@ sweep() {
     local p pid
     for p in $(ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^\(sts[0-9]*\)\(n[0-9]*\|sw\)$/\1/p' | sort -u); do
         pid=${p#sts}
-        kill -0 "$pid" 2>/dev/null || teardown_prefix "$p"
+        # A zombie counts as gone: an orphan may wait a while to be reaped.
+        if [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)" = Z ] ||
+            ! kill -0 "$pid" 2>/dev/null; then
+            teardown_prefix "$p"
+        fi
     done
 }
 
@@ -95,7 +100,7 @@ child=
 teardown() {
     local rc=$?
     trap - EXIT INT TERM
-    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+    [ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null
     teardown_prefix "$prefix"
     rm -rf "$dir"
     exit $rc
@@ -110,16 +115,10 @@ ip -n "$sw" link add br0 type bridge
 ip -n "$sw" link set br0 up
 ip -n "$sw" link set lo up
 
-{
-    echo "127.0.0.1 localhost"
-    for ((i = 1; i <= hosts; i++)); do echo "$SUBNET_PREFIX.$i ${names[i - 1]}"; done
-} >"$dir/hosts"
 : >"$dir/hostfile"
 for ((i = 1; i <= hosts; i++)); do
     h=${names[i - 1]}
     ip netns add "$h"
-    mkdir -p "/etc/netns/$h"
-    cp "$dir/hosts" "/etc/netns/$h/hosts"
     # The veth pair is created with one end in each namespace, so its names
     # never appear in the machine's own namespace.
     ip link add name eth0 netns "$h" type veth peer name "p$i" netns "$sw"
@@ -147,13 +146,22 @@ done
 export STS_CLUSTER_HOSTS="${names[*]}" STS_CLUSTER_SUBNET=$SUBNET_PREFIX.0/24 STS_CLUSTER_DIR=$dir
 export STS_CLUSTER_ON=$here/on.sh STS_CLUSTER_MPIRUN=$here/mpirun.sh
 echo "cluster: up: ${names[*]} on $STS_CLUSTER_SUBNET (state in $dir)" >&2
-# In the background, so a signal to this script runs the teardown at once
-# rather than after COMMAND ends.
+# By hand (a terminal on stdin, e.g. `cluster.sh bash`), COMMAND runs in the
+# foreground and keeps the terminal.  Otherwise in the background, so a signal
+# to this script runs the teardown at once rather than after COMMAND ends, and
+# in a process group of its own (setsid does not fork here, the job not
+# leading a group), which the teardown stops whole, runs on this host
+# included.
 set +e
-"$@" &
-child=$!
-wait $child
-rc=$?
-child=
+if [ -t 0 ]; then
+    "$@"
+    rc=$?
+else
+    setsid "$@" &
+    child=$!
+    wait $child
+    rc=$?
+    child=
+fi
 set -e
 exit $rc

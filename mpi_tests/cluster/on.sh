@@ -6,4 +6,4 @@
 set -euo pipefail
 h=$1
 shift
-exec ip netns exec "$h" unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$h" "$@"
+exec nsenter --net=/run/netns/"$h" unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$h" "$@"
