@@ -151,13 +151,14 @@ echo "cluster: up: ${names[*]} on $STS_CLUSTER_SUBNET (state in $dir)" >&2
 # to this script runs the teardown at once rather than after COMMAND ends, and
 # in a process group of its own (setsid does not fork here, the job not
 # leading a group), which the teardown stops whole, runs on this host
-# included.
+# included; its stdin stays this script's (a background job would get
+# /dev/null).
 set +e
 if [ -t 0 ]; then
     "$@"
     rc=$?
 else
-    setsid "$@" &
+    setsid "$@" <&0 &
     child=$!
     wait $child
     rc=$?
