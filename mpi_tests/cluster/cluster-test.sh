@@ -20,7 +20,8 @@
 #   the fault switch after its first data write and then SIGKILLed from here:
 #   mpirun must fail within a bound, no final-named output may exist, and
 #   within a bounded wait no process may be left on any host (the namespaces
-#   hold nothing: no stshard, no orted).  Needs a STS_FAULT_INJECTION build.
+#   hold nothing: no stshard, no orted); a rerun then succeeds and equals one
+#   host's.  Needs a STS_FAULT_INJECTION build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 mode=$1 stshard=$2 work=$3 mpiexec=$4
@@ -148,7 +149,12 @@ kill)
         sleep 0.1
     done
     [ -z "$left" ] || fail "processes left on the hosts 10 s after mpirun ended:$left"
-    echo "cluster-test: kill ok (nothing published, no process left on ${hosts[*]})"
+    # What the killed run left does not stand in the way of a rerun, whose
+    # output equals one host's.
+    cl 6 consolidate ../one/ranks out >rerun.out 2>&1 || { cat rerun.out >&2; fail "the rerun failed"; }
+    one 6 consolidate ranks out >/dev/null 2>&1 || fail "consolidate on one host"
+    same one/out cl/out
+    echo "cluster-test: kill ok (nothing published, no process left on ${hosts[*]}, rerun equal)"
     ;;
 *)
     fail "unknown mode $mode"

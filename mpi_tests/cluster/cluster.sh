@@ -84,7 +84,10 @@ case ${1:-} in
 esac
 [ "${1:-}" = "--" ] && shift
 [ $# -ge 1 ] || { echo "usage: cluster.sh [--hosts N] [--] COMMAND [args...]" >&2; exit 2; }
-[ "$hosts" -ge 1 ] && [ "$hosts" -le 9 ] || { echo "cluster: --hosts must be 1..9" >&2; exit 2; }
+if [ "$hosts" -lt 1 ] || [ "$hosts" -gt 9 ]; then
+    echo "cluster: --hosts must be 1..9" >&2
+    exit 2
+fi
 
 command -v ip >/dev/null || skip "no ip command (iproute2)"
 command -v unshare >/dev/null || skip "no unshare command (util-linux)"
