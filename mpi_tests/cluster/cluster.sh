@@ -20,7 +20,7 @@
 # COMMAND runs in the machine's own namespaces with these exported:
 #   STS_CLUSTER_HOSTS    the host names, space-separated, head (n1) first
 #   STS_CLUSTER_SUBNET   10.77.0.0/24
-#   STS_CLUSTER_DIR      a private directory: hostfile (2 slots a host), logs
+#   STS_CLUSTER_DIR      a private directory holding the hostfile (2 slots a host)
 #   STS_CLUSTER_ON       on.sh: `on.sh HOST CMD...` runs CMD as HOST
 #   STS_CLUSTER_MPIRUN   mpirun.sh: `mpirun.sh -n P ...` runs Open MPI's
 #                        mpirun on the head host over the hostfile, TCP only
@@ -28,12 +28,11 @@
 #                        agent.sh
 # Its status is cluster.sh's.  Teardown (on any exit, also after SIGINT or
 # SIGTERM): every process still inside a host is killed, the namespaces are
-# removed by name.  A SIGKILL leaves them behind;
-# `cluster.sh --sweep` (also run at every start) removes the leftovers of runs
-# whose PID is gone.
+# removed by name.  A SIGKILL leaves them behind; `cluster.sh --sweep` (also
+# run at every start) removes the leftovers of runs whose PID is gone.
 #
 # Exits 77 (CTest skip) when it cannot create network namespaces: not root,
-# no CAP_NET_ADMIN, no `ip` or `unshare`.
+# no CAP_NET_ADMIN, no `ip`, `nsenter` or `unshare`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 SUBNET_PREFIX=10.77.0
@@ -91,6 +90,7 @@ fi
 
 command -v ip >/dev/null || skip "no ip command (iproute2)"
 command -v unshare >/dev/null || skip "no unshare command (util-linux)"
+command -v nsenter >/dev/null || skip "no nsenter command (util-linux)"
 [ "$(id -u)" -eq 0 ] || skip "needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for network namespaces"
 
 prefix=sts$$
