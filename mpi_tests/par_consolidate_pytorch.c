@@ -7,7 +7,9 @@
  *   - canonical layout: the reference writer's file of the full tensors with
  *     {"format":"pt"}, and the index (json.dumps(indent=2, sort_keys=True));
  *   - pytorch layout with mapping.json: consolidate_safetensors_files's
- *     header (json.dumps, mapping order, no padding) for each output file.
+ *     header (json.dumps, mapping order, no padding) for each output file,
+ *     and its index (json.dump(indent=2): weight_map in mapping order, no
+ *     final newline).
  * The model has 0-dim, integer and bool tensors and column and 2-D blocks,
  * which PyTorch's own consolidator gets wrong or rejects.
  *
@@ -89,10 +91,14 @@ int main(int argc, char **argv)
     o.layout = STS_LAYOUT_PYTORCH;
     CHECK_OK(run(in, out, &o));
     if (me == 0) {
-        for (int k = 1; k <= 2; k++) {
-            snprintf(got, sizeof got, "%s/model-%05d-of-00002.safetensors", out, k);
-            snprintf(want, sizeof want, "%s/expected/pytorch/model-%05d-of-00002.safetensors",
-                     argv[1], k);
+        for (int k = 1; k <= 3; k++) {
+            char file[64];
+            if (k < 3)
+                snprintf(file, sizeof file, "model-%05d-of-00002.safetensors", k);
+            else
+                snprintf(file, sizeof file, "model.safetensors.index.json");
+            snprintf(got, sizeof got, "%s/%s", out, file);
+            snprintf(want, sizeof want, "%s/expected/pytorch/%s", argv[1], file);
             same_file(got, want);
         }
     }

@@ -1,8 +1,13 @@
 /*
  * consolidate_index.c - model.safetensors.index.json, byte for byte what
- * Python's json.dumps(index, indent=2, sort_keys=True) + "\n" gives (the
- * Hugging Face save_pretrained form): keys in code-point order (= UTF-8 byte
- * order), non-ASCII escaped as \uXXXX with surrogate pairs.
+ * Python writes, non-ASCII escaped as \uXXXX with surrogate pairs:
+ *  - canonical layout: json.dumps(index, indent=2, sort_keys=True) + "\n"
+ *    (the Hugging Face save_pretrained form), names in code-point order
+ *    (= UTF-8 byte order);
+ *  - pytorch layout: json.dump(index, f, indent=2) as PyTorch's
+ *    consolidate_safetensors_files writes it (_write_overall_metadata_file):
+ *    no final newline, and weight_map in the order its dict was filled -
+ *    output file after output file, each file's tensors in its header order.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -80,14 +85,40 @@ static int cmp_name(const void *x, const void *y)
     return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
 }
 
+/*
+ * The plan does not record its layout, but its headers show it: the
+ * canonical layout always writes __metadata__ first ({"format":"pt"}), the
+ * pytorch layout never writes __metadata__, and no tensor may take that name.
+ */
+static int is_pytorch_layout(const sts_plan *p)
+{
+    static const char canon[] = "{\"__metadata__\"";
+    const sts_plan_file *f = p->nfiles ? &p->files[0] : NULL;
+    if (!f || !f->header)
+        return 0;
+    if (f->header_len < 8 + sizeof canon - 1)
+        return 1; /* "{}": too short for any canonical header */
+    return memcmp((const char *)f->header + 8, canon, sizeof canon - 1) != 0;
+}
+
+/*
+ * PyTorch fills weight_map file by file (its output files in the order the
+ * mapping first names them) and, within a file, in the file's header order,
+ * which is the mapping's order.  The plan lists tensors by output file
+ * (ascending index) and, within a file, by data offset - the header order,
+ * ties of empty tensors included.  The two agree whenever the mapping names
+ * file K's first tensor before file K+1's first tensor.
+ */
 static int write_body(FILE *f, const sts_plan *p, sts_diag *diag)
 {
+    int pytorch = is_pytorch_layout(p);
     const sts_plan_tensor **v = sts__malloc_array(p->ntensors, sizeof *v);
     if (!v)
         return sts__fail(diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < p->ntensors; i++)
         v[i] = &p->tensors[i];
-    qsort(v, p->ntensors, sizeof *v, cmp_name);
+    if (!pytorch)
+        qsort(v, p->ntensors, sizeof *v, cmp_name);
     fprintf(f, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
             (unsigned long long)p->total_bytes);
     for (size_t i = 0; i < p->ntensors; i++) {
@@ -96,7 +127,9 @@ static int write_body(FILE *f, const sts_plan *p, sts_diag *diag)
         fputs(": ", f);
         put_string(f, p->files[v[i]->file].name);
     }
-    fputs(p->ntensors ? "\n  }\n}\n" : "}\n}\n", f);
+    fputs(p->ntensors ? "\n  }\n}" : "}\n}", f);
+    if (!pytorch)
+        fputc('\n', f);
     free(v);
     return STS_OK;
 }

@@ -14,7 +14,7 @@ torch nor safetensors:
                                with {"format": "pt"}, and the index
   OUT/expected/pytorch/...     consolidate_safetensors_files's layout for
                                mapping.json (json.dumps header, mapping order,
-                               no padding), with correct data
+                               no padding), with correct data, and its index
 
 Byte i of a tensor's row-major bytes is value(seed(name), i), the function the
 C tests use, so any consolidated file can be checked without a reference.
@@ -113,6 +113,22 @@ def pytorch_file(tensors):
     return struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors)
 
 
+def pytorch_index(full, nfiles):
+    """_write_overall_metadata_file: weight_map filled output file by output file (the files
+    in the order the mapping first names them), each file's tensors in mapping order; then
+    json.dump(indent=2): no sort_keys, no final newline."""
+    files = {}
+    for fqn, idx in MAPPING.items():
+        files.setdefault("model-%05d-of-%05d.safetensors" % (idx, nfiles), []).append(fqn)
+    weight_map = {}
+    total = 0
+    for name, fqns in files.items():
+        for fqn in fqns:
+            weight_map[fqn] = name
+            total += len(full[fqn][3])
+    return json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+
+
 def chunks(n, k):
     """torch.chunk's split of n into k parts: ceil(n / k) each, the rest short or empty."""
     step = -(-n // k) if n else 0
@@ -205,6 +221,8 @@ def main():
         name = "model-%05d-of-%05d.safetensors" % (k, nfiles)
         with open(os.path.join(out, "expected", "pytorch", name), "wb") as f:
             f.write(pytorch_file(members))
+    with open(os.path.join(out, "expected", "pytorch", "model.safetensors.index.json"), "w") as f:
+        f.write(pytorch_index(full, nfiles))
 
 
 if __name__ == "__main__":

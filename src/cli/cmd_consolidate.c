@@ -153,29 +153,53 @@ static int load_mapping(const args *a, int me, sts_mapping **map)
     return rc;
 }
 
-/* Peak resident memory of any rank, in bytes (Linux reports KiB). */
-static uint64_t max_rss(void)
+/* This process's CPU time so far (user + system, all threads), in seconds. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* What the ranks used, reduced to rank 0 (the only rank that prints it). */
+typedef struct usage_all {
+    uint64_t rss_max_kib; /* peak resident memory of the largest rank */
+    double cpu_process;   /* CPU seconds of every rank's whole process, summed */
+    double cpu_call;      /* CPU seconds of every rank's sts_consolidate call, summed */
+} usage_all;
+
+/* Collective.  call_cpu: this rank's CPU seconds inside sts_consolidate. */
+static void reduce_usage(double call_cpu, usage_all *u)
 {
     struct rusage ru;
     long kib = 0, all = 0;
+    double mine[2] = {cpu_seconds(), call_cpu}, sum[2] = {0.0, 0.0};
     if (getrusage(RUSAGE_SELF, &ru) == 0)
-        kib = ru.ru_maxrss;
-    MPI_Allreduce(&kib, &all, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
-    return (uint64_t)all * 1024;
+        kib = ru.ru_maxrss; /* KiB on Linux */
+    MPI_Reduce(&kib, &all, 1, MPI_LONG, MPI_MAX, 0, MPI_COMM_WORLD);
+    MPI_Reduce(mine, sum, 2, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    u->rss_max_kib = (uint64_t)all;
+    u->cpu_process = sum[0];
+    u->cpu_call = sum[1];
 }
 
-static void summary(const args *a, const sts_consolidate_stats *st, int np, uint64_t rss)
+static void summary(const args *a, const sts_consolidate_stats *st, int np, const usage_all *u)
 {
+    uint64_t rss = u->rss_max_kib * 1024;
     double gib = (double)st->bytes_total / (1024.0 * 1024.0 * 1024.0);
     double rate = st->seconds > 0 ? gib / st->seconds : 0.0;
     char b[32], r[32];
     if (a->json) {
         printf("{\"input_files\": %llu, \"output_files\": %llu, \"tensors\": %llu, "
                "\"bytes\": %llu, \"seconds\": %.6f, \"gib_per_s\": %.3f, \"ranks\": %d, "
-               "\"max_rss_bytes\": %llu, \"outdir\": ",
+               "\"max_rss_bytes\": %llu, \"peak_rss_kib_max\": %llu, \"cpu_seconds_sum\": %.3f, "
+               "\"cpu_seconds_consolidate_sum\": %.3f, \"outdir\": ",
                (unsigned long long)st->input_files, (unsigned long long)st->output_files,
                (unsigned long long)st->tensors, (unsigned long long)st->bytes_total, st->seconds,
-               rate, np, (unsigned long long)rss);
+               rate, np, (unsigned long long)rss, (unsigned long long)u->rss_max_kib,
+               u->cpu_process, u->cpu_call);
         cli_json_string(stdout, a->outdir);
         printf("}\n");
         return;
@@ -196,7 +220,8 @@ int cmd_consolidate(int argc, char **argv)
     sts_consolidate_stats st;
     sts_diag d;
     cli_progress prog;
-    uint64_t rss;
+    usage_all use;
+    double cpu0;
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     MPI_Comm_size(MPI_COMM_WORLD, &np);
     rc = parse(argc, argv, &a, me);
@@ -215,11 +240,13 @@ int cmd_consolidate(int argc, char **argv)
         a.o.progress_ud = &prog;
     }
     memset(&st, 0, sizeof st);
+    cpu0 = cpu_seconds();
     rc = sts_consolidate(MPI_COMM_WORLD, a.indir, a.outdir, &a.o, &st, &d);
+    cpu0 = cpu_seconds() - cpu0;
     if (a.o.progress)
         cli_progress_end(&prog);
     sts_mapping_free(map);
-    rss = max_rss();
+    reduce_usage(cpu0, &use);
     if (me == 0 && rc != STS_OK) {
         cli_error(CMD, rc, "%s", d.message);
         if (a.json) {
@@ -230,7 +257,7 @@ int cmd_consolidate(int argc, char **argv)
             printf(", \"exit_status\": %d}\n", sts_exit_status(rc));
         }
     } else if (me == 0) {
-        summary(&a, &st, np, rss);
+        summary(&a, &st, np, &use);
     }
     return sts_exit_status(rc);
 }

@@ -1,0 +1,37 @@
+#!/bin/bash
+# bench_meta_check.sh SOURCE_DIR BUILD_DIR WORKDIR -- MPIEXEC [ARGS...]
+#
+# scripts/bench-meta.sh on a small case (16 files x 2000 tensors, P = 1 2 4,
+# every output checked value by value): the table it prints and the one it
+# writes with -o must be the same, with one well-formed row per P in order -
+# positive figures, blocks = 16 x 2000.  Never a timing.
+set -euo pipefail
+src=$1 build=$2 work=$3
+shift 4
+rm -rf "$work"
+mkdir -p "$work"
+"$src/scripts/bench-meta.sh" -f 16 -t 2000 -n "1 2 4" -c -b "$build" -d "$work" \
+    -o "$work/table.md" -m "$*" >"$work/stdout.md"
+cat "$work/table.md"
+grep -q '^`scripts/bench-meta.sh -f 16 -t 2000 -n "1 2 4"' "$work/table.md" ||
+    { echo "FAIL: no command line in the -o file"; exit 1; }
+grep '^|' "$work/table.md" | cmp - "$work/stdout.md" ||
+    { echo "FAIL: the -o table differs from the printed one"; exit 1; }
+awk -F'|' -v want="1 2 4" -v blocks=32000 '
+    function fail(msg) { print "FAIL: line " NR ": " msg; bad = 1; exit 1 }
+    NR == 1 { if ($2 !~ /ranks/ || NF != 9) fail("bad header: " $0); next }
+    NR == 2 { if ($0 != "|---:|---:|---:|---:|---:|---:|---:|") fail("bad rule: " $0); next }
+    {
+        if (NF != 9) fail("not 7 columns: " $0)
+        split(want, p, " ")
+        if ($2 + 0 != p[NR - 2]) fail("ranks " $2 ", expected " p[NR - 2])
+        for (i = 3; i <= 7; i++)
+            if ($i !~ /^ [0-9]+\.[0-9]+ $/ || $i + 0 <= 0) fail("column " i - 1 " is not a positive number: " $0)
+        if ($8 + 0 != blocks) fail("blocks " $8 ", expected " blocks)
+        rows++
+    }
+    END { if (!bad && rows != 3) { print "FAIL: " rows " rows, expected 3"; exit 1 } }
+' "$work/stdout.md"
+ls "$work" | grep -q stshard-bench-meta && { echo "FAIL: work directory left behind"; exit 1; }
+rm -rf "$work"
+echo "bench_meta_check: ok"
