@@ -382,6 +382,7 @@ static int phase_plan(cons *C)
     po.align = C->o.align;
     po.drop_unmapped = C->o.drop_unmapped;
     po.file_names = (const char *const *)C->in_names;
+    po.measure_only = C->rank != 0; /* rank 0 alone writes the headers */
     rc = sts__meta_plan(C->comm, &C->recs, &po, &C->meta, C->diag);
     C->plan = C->meta.plan;
     if (rc == STS_OK)

@@ -42,8 +42,10 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
 
 /*
  * Local.  Writes dir/model.safetensors.index.json through a temporary name
- * and a rename: {"metadata": {"total_size": N}, "weight_map": {...}} with
- * Python's json.dumps(indent=2, sort_keys=True) bytes and a final newline.
+ * and a rename: {"metadata": {"total_size": N}, "weight_map": {...}}.  The
+ * canonical layout has Python's json.dumps(indent=2, sort_keys=True) bytes
+ * and a final newline; the pytorch layout PyTorch's json.dump(indent=2)
+ * bytes (weight_map in the order it fills it, no final newline).
  */
 int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync, sts_diag *diag);
 

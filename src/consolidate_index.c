@@ -86,32 +86,44 @@ static int cmp_name(const void *x, const void *y)
 }
 
 /*
- * The plan does not record its layout, but its headers show it: the
- * canonical layout always writes __metadata__ first ({"format":"pt"}), the
- * pytorch layout never writes __metadata__, and no tensor may take that name.
- */
-static int is_pytorch_layout(const sts_plan *p)
-{
-    static const char canon[] = "{\"__metadata__\"";
-    const sts_plan_file *f = p->nfiles ? &p->files[0] : NULL;
-    if (!f || !f->header)
-        return 0;
-    if (f->header_len < 8 + sizeof canon - 1)
-        return 1; /* "{}": too short for any canonical header */
-    return memcmp((const char *)f->header + 8, canon, sizeof canon - 1) != 0;
-}
-
-/*
  * PyTorch fills weight_map file by file (its output files in the order the
  * mapping first names them) and, within a file, in the file's header order,
- * which is the mapping's order.  The plan lists tensors by output file
- * (ascending index) and, within a file, by data offset - the header order,
- * ties of empty tensors included.  The two agree whenever the mapping names
- * file K's first tensor before file K+1's first tensor.
+ * which is the mapping's order.  The plan lists a file's tensors by data
+ * offset, which in this layout is that same order (ties of empty tensors
+ * included); files go by the place their first tensor has in the mapping.
  */
+static int cmp_first_given(const void *x, const void *y)
+{
+    const sts_plan_tensor *a = *(const sts_plan_tensor *const *)x;
+    const sts_plan_tensor *b = *(const sts_plan_tensor *const *)y;
+    return a->given < b->given ? -1 : a->given > b->given;
+}
+
+/* PyTorch's order into v: files by their first tensor's place, then each file's tensors. */
+static int pytorch_order(const sts_plan *p, const sts_plan_tensor **v)
+{
+    size_t n = 0;
+    const sts_plan_tensor **first;
+    if (p->ntensors == 0)
+        return STS_OK;
+    first = sts__malloc_array(p->nfiles, sizeof *first);
+    if (!first)
+        return STS_E_NOMEM;
+    for (size_t i = 0; i < p->nfiles; i++)
+        first[i] = &p->tensors[p->files[i].first_tensor];
+    qsort(first, p->nfiles, sizeof *first, cmp_first_given);
+    for (size_t i = 0; i < p->nfiles; i++) {
+        const sts_plan_file *F = &p->files[first[i]->file];
+        for (size_t m = 0; m < F->ntensors; m++)
+            v[n++] = &p->tensors[F->first_tensor + m];
+    }
+    free(first);
+    return STS_OK;
+}
+
 static int write_body(FILE *f, const sts_plan *p, sts_diag *diag)
 {
-    int pytorch = is_pytorch_layout(p);
+    int pytorch = p->layout == STS_LAYOUT_PYTORCH;
     const sts_plan_tensor **v = sts__malloc_array(p->ntensors, sizeof *v);
     if (!v)
         return sts__fail(diag, STS_E_NOMEM, "out of memory");
@@ -119,6 +131,10 @@ static int write_body(FILE *f, const sts_plan *p, sts_diag *diag)
         v[i] = &p->tensors[i];
     if (!pytorch)
         qsort(v, p->ntensors, sizeof *v, cmp_name);
+    else if (pytorch_order(p, v) != STS_OK) {
+        free(v);
+        return sts__fail(diag, STS_E_NOMEM, "out of memory");
+    }
     fprintf(f, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
             (unsigned long long)p->total_bytes);
     for (size_t i = 0; i < p->ntensors; i++) {

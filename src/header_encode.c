@@ -19,12 +19,17 @@ typedef struct out_buf {
     char *p;
     size_t len, cap;
     int nomem;
+    int count_only; /* measure: len grows, nothing is stored */
 } out_buf;
 
 static void put(out_buf *o, const char *s, size_t n)
 {
     if (o->nomem)
         return;
+    if (o->count_only) {
+        o->len += n;
+        return;
+    }
     if (o->cap - o->len < n) {
         size_t cap = o->cap ? o->cap : 256;
         char *p;
@@ -292,20 +297,22 @@ static uint64_t padding(uint64_t json_len, sts_layout layout, uint64_t align)
     return 0;
 }
 
-int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
-                      size_t nmeta, sts_layout layout, uint64_t align, void **buf, size_t *buf_len,
-                      uint64_t *begin, uint64_t *end, sts_diag *diag)
+/* With buf NULL only measures: *buf_len and the offsets are those the bytes would have. */
+static int encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                  size_t nmeta, sts_layout layout, uint64_t align, void **buf, size_t *buf_len,
+                  uint64_t *begin, uint64_t *end, sts_diag *diag)
 {
     int rc = STS_OK, py = layout == STS_LAYOUT_PYTORCH;
     const void **tptrs = NULL, **mptrs = NULL, *dup;
     uint64_t *bs = NULL, off = 0, pad, hlen;
-    out_buf o = {NULL, 0, 0, 0};
+    out_buf o = {NULL, 0, 0, 0, buf == NULL};
     enc e = {tensors, n, meta, nmeta};
     sts__diag_clear(diag);
-    if (!buf || !buf_len || (n && !tensors) || (nmeta && !meta) ||
+    if (!buf_len || (n && !tensors) || (nmeta && !meta) ||
         (layout != STS_LAYOUT_CANONICAL && layout != STS_LAYOUT_PYTORCH) || align % 8 != 0)
         return sts__fail(diag, STS_E_ARG, "sts_header_encode: invalid argument");
-    *buf = NULL;
+    if (buf)
+        *buf = NULL;
     *buf_len = 0;
     tptrs = sts__malloc_array(n, sizeof *tptrs);
     mptrs = sts__malloc_array(nmeta, sizeof *mptrs);
@@ -363,7 +370,7 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
         put(&o, " ", 1);
     STS_GOTO_IF(o.nomem, diag, STS_E_NOMEM, "out of memory encoding the header");
     hlen += pad;
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; o.p && k < 8; k++)
         o.p[k] = (char)(hlen >> (8 * k) & 0xFF);
     for (size_t i = 0; i < n; i++) {
         if (begin)
@@ -371,7 +378,8 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
         if (end)
             end[i] = bs[2 * i + 1] + bs[2 * i];
     }
-    *buf = o.p;
+    if (buf)
+        *buf = o.p;
     *buf_len = o.len;
     o.p = NULL;
 done:
@@ -380,4 +388,20 @@ done:
     free(mptrs);
     free(bs);
     return rc;
+}
+
+int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                      size_t nmeta, sts_layout layout, uint64_t align, void **buf, size_t *buf_len,
+                      uint64_t *begin, uint64_t *end, sts_diag *diag)
+{
+    if (!buf)
+        return sts__fail(diag, STS_E_ARG, "sts_header_encode: invalid argument");
+    return encode(tensors, n, meta, nmeta, layout, align, buf, buf_len, begin, end, diag);
+}
+
+int sts__header_measure(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                        size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
+                        uint64_t *begin, uint64_t *end, sts_diag *diag)
+{
+    return encode(tensors, n, meta, nmeta, layout, align, NULL, buf_len, begin, end, diag);
 }

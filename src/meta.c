@@ -53,6 +53,11 @@ typedef struct meta_run {
     uint64_t *keys;
     size_t nblocks;
     sts_plan_groups g; /* step 2 */
+    /* After step 3 the owned records are dropped; the replies of step 4 are kept:
+     * tensor i (in key order) has key tkey[i] and reply bytes store[soff[i]..soff[i+1]). */
+    uint64_t *tkey, *soff;
+    unsigned char *store;
+    size_t nowned;
 } meta_run;
 
 int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
@@ -283,6 +288,53 @@ static int check(meta_run *X, sts_meta *m)
     return agree_first(X, rc, key);
 }
 
+static void drop_owned(meta_run *X)
+{
+    free(X->owned);
+    free(X->blocks);
+    free(X->keys);
+    X->owned = NULL;
+    X->blocks = NULL;
+    X->keys = NULL;
+    sts__plan_groups_free(&X->g);
+}
+
+/*
+ * Keeps, of the owned records, only what step 4 sends: per tensor (key
+ * order) u64 count, then per distinct block u64 data_off, u64 file,
+ * u64 offsets[ndim], u64 shape[ndim].  The records themselves are dropped
+ * before the plan is laid out, which is when every rank holds the most.
+ */
+static int keep_replies(meta_run *X)
+{
+    int rc = STS_OK;
+    sts_cons_packer k = {NULL, 0, 0};
+    size_t n = X->g.ntensors;
+    X->tkey = sts__malloc_array(n ? n : 1, sizeof *X->tkey);
+    X->soff = sts__malloc_array(n + 1, sizeof *X->soff);
+    STS_GOTO_IF(!X->tkey || !X->soff, X->diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = 0; t < n; t++) {
+        const sts_plan_summary *s = &X->g.tensors[t];
+        X->tkey[t] = s->key;
+        X->soff[t] = k.len;
+        STS_GOTO_IF(sts__cons_put_u64(&k, s->nblocks), X->diag, STS_E_NOMEM, "out of memory");
+        for (size_t j = 0; j < s->nblocks; j++) {
+            const sts_plan_block *b = &X->blocks[X->g.order[s->first_block + j]];
+            STS_GOTO_IF(sts__cons_put_u64(&k, b->data_off) || sts__cons_put_u64(&k, b->file) ||
+                            sts__cons_put(&k, b->offsets, 8 * (size_t)b->ndim) ||
+                            sts__cons_put(&k, b->shape, 8 * (size_t)b->ndim),
+                        X->diag, STS_E_NOMEM, "out of memory");
+        }
+    }
+    X->soff[n] = k.len;
+    X->nowned = n;
+    X->store = k.buf;
+    k.buf = NULL;
+done:
+    free(k.buf);
+    return rc;
+}
+
 /* ---- 3. summaries --------------------------------------------------------------- */
 
 static int pack_summaries(const meta_run *X, sts_cons_packer *k)
@@ -345,6 +397,9 @@ static int summaries(meta_run *X, sts_meta *m)
     sts_cons_packer k = {NULL, 0, 0};
     size_t n;
     rc = pack_summaries(X, &k);
+    if (rc == STS_OK)
+        rc = keep_replies(X);
+    drop_owned(X);
     STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
     rc = sts__cons_allgather(X->comm, &k, &m->summaries, X->start, X->len, X->diag);
     STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
@@ -419,24 +474,20 @@ done:
     return rc;
 }
 
-/* The owned tensor with this key (g.tensors are in key order), or NULL. */
-static const sts_plan_summary *find_owned(const meta_run *X, uint64_t key)
+/* The index of the owned tensor with this key, or SIZE_MAX. */
+static size_t find_owned(const meta_run *X, uint64_t key)
 {
-    size_t a = 0, b = X->g.ntensors;
+    size_t a = 0, b = X->nowned;
     while (a < b) {
         size_t mid = a + (b - a) / 2;
-        if (X->g.tensors[mid].key < key)
+        if (X->tkey[mid] < key)
             a = mid + 1;
         else
             b = mid;
     }
-    return a < X->g.ntensors && X->g.tensors[a].key == key ? &X->g.tensors[a] : NULL;
+    return a < X->nowned && X->tkey[a] == key ? a : SIZE_MAX;
 }
 
-/*
- * Reply to each requested key, in request order: u64 count, then per block
- * u64 data_off, u64 file, u64 offsets[ndim], u64 shape[ndim].
- */
 static int pack_replies(meta_run *X, const unsigned char *req, const uint64_t *rstart,
                         const uint64_t *rlen, sts_cons_packer *k)
 {
@@ -444,22 +495,14 @@ static int pack_replies(meta_run *X, const unsigned char *req, const uint64_t *r
     for (int r = 0; r < X->np; r++) {
         size_t before = k->len;
         for (uint64_t i = 0; i < rlen[r] / 8; i++) {
-            uint64_t key, cnt;
-            const sts_plan_summary *s;
+            uint64_t key;
+            size_t t;
             memcpy(&key, req + rstart[r] + 8 * i, 8);
-            s = find_owned(X, key);
-            if (!s)
+            t = find_owned(X, key);
+            if (t == SIZE_MAX)
                 return sts__fail(X->diag, STS_E_INTERNAL, "rank %d asked for an unknown tensor", r);
-            cnt = s->nblocks;
-            if (sts__cons_put_u64(k, cnt) != STS_OK)
+            if (sts__cons_put(k, X->store + X->soff[t], X->soff[t + 1] - X->soff[t]) != STS_OK)
                 return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
-            for (size_t j = 0; j < s->nblocks; j++) {
-                const sts_plan_block *b = &X->blocks[X->g.order[s->first_block + j]];
-                if (sts__cons_put_u64(k, b->data_off) || sts__cons_put_u64(k, b->file) ||
-                    sts__cons_put(k, b->offsets, 8 * (size_t)b->ndim) ||
-                    sts__cons_put(k, b->shape, 8 * (size_t)b->ndim))
-                    return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
-            }
         }
         X->scount[r] = k->len - before;
     }
@@ -515,17 +558,6 @@ done:
     return rc;
 }
 
-static void drop_owned(meta_run *X)
-{
-    free(X->owned);
-    free(X->blocks);
-    free(X->keys);
-    X->owned = NULL;
-    X->blocks = NULL;
-    X->keys = NULL;
-    sts__plan_groups_free(&X->g);
-}
-
 static int fetch(meta_run *X, sts_meta *m)
 {
     int rc;
@@ -538,7 +570,8 @@ static int fetch(meta_run *X, sts_meta *m)
     rc = alltoall(X, rc, (const unsigned char *)req, X->scount, &got, X->start, X->len);
     STS_CHECK(rc);
     rc = pack_replies(X, got, X->start, X->len, &k);
-    drop_owned(X);
+    free(X->store);
+    X->store = NULL;
     rc = alltoall(X, rc, k.buf, X->scount, &m->fetched, X->start, X->len);
     STS_CHECK(rc);
     free(k.buf);
@@ -590,6 +623,9 @@ done:
     free(recs->buf);
     memset(recs, 0, sizeof *recs);
     drop_owned(&X);
+    free(X.tkey);
+    free(X.soff);
+    free(X.store);
     free(X.start);
     free(X.len);
     free(X.scount);

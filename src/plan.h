@@ -71,6 +71,7 @@ typedef struct sts_plan_opts {
     uint64_t align;
     int drop_unmapped;
     const char *const *file_names; /* input file names for messages, or NULL */
+    int measure_only; /* headers measured, not encoded: sts_plan_file.header stays NULL */
 } sts_plan_opts;
 
 typedef struct sts_plan_tensor {
@@ -84,13 +85,15 @@ typedef struct sts_plan_tensor {
     uint64_t out_off;    /* absolute offset of the data in the output file */
     uint64_t stream_off; /* offset in the stream of all data sections */
     uint64_t key;        /* first appearance (sts_plan_summary.key) */
+    uint64_t given;      /* place in the order the files were filled in (mapping order, ...) */
     size_t first_block;  /* range of sts_plan.order: the tensor's distinct, non-empty */
     size_t nblocks;      /* blocks sorted by their start in dimension 0 */
 } sts_plan_tensor;
 
 typedef struct sts_plan_file {
     char *name;          /* "model-KKKKK-of-NNNNN.safetensors" */
-    void *header;        /* 8-byte prefix + JSON + padding (sts_free'd by the plan) */
+    void *header;        /* 8-byte prefix + JSON + padding (sts_free'd by the plan); NULL if
+                          * measure_only */
     size_t header_len;   /* = start of the data section */
     uint64_t data_size;  /* bytes of the data section */
     uint64_t stream_off; /* start of the data section in the stream */
@@ -109,6 +112,7 @@ typedef struct sts_plan {
     size_t nfiles;        /* output files that hold at least one tensor */
     unsigned file_count;  /* NNNNN of the file names */
     uint64_t total_bytes; /* sum of all data sections */
+    sts_layout layout;
     uint64_t *shape_pool; /* storage of the global shapes */
 } sts_plan;
 

@@ -149,11 +149,24 @@ static int cmp_offset(size_t a, size_t b, const void *ctx)
     return x->fill_key < y->fill_key ? -1 : x->fill_key > y->fill_key;
 }
 
+/* Ranks that never write a header only measure it: its bytes would be a copy per rank. */
+static int encode_header(const builder *B, sts_plan_file *F, const sts_tensor_desc *d, size_t n,
+                         uint64_t *begin, uint64_t *end)
+{
+    static const sts_meta_entry fmt_pt = {"format", "pt"};
+    const sts_meta_entry *meta = B->o->layout == STS_LAYOUT_CANONICAL ? &fmt_pt : NULL;
+    size_t nmeta = meta ? 1 : 0;
+    if (B->o->measure_only)
+        return sts__header_measure(d, n, meta, nmeta, B->o->layout, B->o->align, &F->header_len,
+                                   begin, end, B->diag);
+    return sts_header_encode(d, n, meta, nmeta, B->o->layout, B->o->align, &F->header,
+                             &F->header_len, begin, end, B->diag);
+}
+
 /* Encodes one output file's header for tensors ids[0..n) and fixes their offsets. */
 static int encode_file(builder *B, sts_plan_file *F, unsigned index, const size_t *ids, size_t n)
 {
     int rc = STS_OK;
-    static const sts_meta_entry fmt_pt = {"format", "pt"};
     sts_tensor_desc *d = sts__malloc_array(n, sizeof *d);
     uint64_t *begin = sts__malloc_array(n, sizeof *begin), *end = sts__malloc_array(n, sizeof *end);
     char name[64];
@@ -168,9 +181,7 @@ static int encode_file(builder *B, sts_plan_file *F, unsigned index, const size_
     snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", index, B->file_count);
     F->name = sts__strdup(name);
     STS_GOTO_IF(!F->name, B->diag, STS_E_NOMEM, "out of memory");
-    rc = sts_header_encode(d, n, B->o->layout == STS_LAYOUT_CANONICAL ? &fmt_pt : NULL,
-                           B->o->layout == STS_LAYOUT_CANONICAL ? 1 : 0, B->o->layout, B->o->align,
-                           &F->header, &F->header_len, begin, end, B->diag);
+    rc = encode_header(B, F, d, n, begin, end);
     if (rc != STS_OK) {
         sts__diag_prefix(B->diag, "output file %s", name);
         goto done;
@@ -199,6 +210,7 @@ static void fill_tensor(const tacc *T, size_t fidx, sts_plan_tensor *o)
     o->file = (uint32_t)fidx;
     o->out_off = T->out_off;
     o->key = T->key;
+    o->given = T->fill_key;
     o->first_block = T->first;
     o->nblocks = T->n;
 }
@@ -242,6 +254,7 @@ static int build_files(builder *B, sts_plan *P)
     if (B->file_count == 0)
         B->file_count = 1;
     P->file_count = B->file_count;
+    P->layout = B->o->layout;
     P->ntensors = n;
     P->ndropped = B->ndropped;
     if (n == 0) /* nothing to consolidate: still one valid, empty file */
