@@ -62,21 +62,7 @@ void sts_consolidate_opts_init(sts_consolidate_opts *o)
 
 int sts__cons_put(sts_cons_packer *k, const void *p, size_t n)
 {
-    if (k->len + n > k->cap) {
-        size_t nc = k->cap ? k->cap : 4096;
-        unsigned char *nb;
-        while (nc < k->len + n)
-            nc *= 2;
-        nb = realloc(k->buf, nc);
-        if (!nb)
-            return STS_E_NOMEM;
-        k->buf = nb;
-        k->cap = nc;
-    }
-    if (n)
-        memcpy(k->buf + k->len, p, n);
-    k->len += n;
-    return STS_OK;
+    return sts__bytes_put(k, p, n);
 }
 
 int sts__cons_put_u64(sts_cons_packer *k, uint64_t v)
@@ -321,44 +307,7 @@ done:
 int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
                         uint64_t *len, sts_diag *diag)
 {
-    int rc = STS_OK, *counts = NULL, *displs = NULL, me = 0, np = 1;
-    uint64_t mine = k->len, unit = 8, total = 0;
-    MPI_Datatype type = MPI_DATATYPE_NULL;
-    *all = NULL;
-    STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &me));
-    STS_MPI_CALL(diag, MPI_Comm_size, (comm, &np));
-    counts = sts__calloc_array((size_t)np, sizeof *counts);
-    displs = sts__calloc_array((size_t)np, sizeof *displs);
-    STS_GOTO_IF(!counts || !displs, diag, STS_E_NOMEM, "out of memory");
-    STS_MPI_CALL(diag, MPI_Allgather, (&mine, 1, MPI_UINT64_T, len, 1, MPI_UINT64_T, comm));
-    for (;;) {
-        total = 0;
-        for (int r = 0; r < np; r++)
-            total += (len[r] + unit - 1) / unit;
-        if (total <= INT_MAX)
-            break;
-        unit *= 2;
-    }
-    for (int r = 0; r < np; r++) {
-        counts[r] = (int)((len[r] + unit - 1) / unit);
-        displs[r] = r ? displs[r - 1] + counts[r - 1] : 0;
-        start[r] = (uint64_t)displs[r] * unit;
-    }
-    while (k->len % unit) /* padding is never parsed: len[] bounds each part */
-        STS_GOTO_IF(sts__cons_put(k, "", 1), diag, STS_E_NOMEM, "out of memory");
-    *all = malloc(total > 0 ? total * unit : 1);
-    STS_GOTO_IF(!*all, diag, STS_E_NOMEM, "cannot allocate %llu bytes for the block records",
-                (unsigned long long)(total * unit));
-    STS_MPI_CALL(diag, MPI_Type_contiguous, ((int)unit, MPI_BYTE, &type));
-    STS_MPI_CALL(diag, MPI_Type_commit, (&type));
-    STS_MPI_CALL(diag, MPI_Allgatherv,
-                 (k->buf, counts[me], type, *all, counts, displs, type, comm));
-done:
-    if (type != MPI_DATATYPE_NULL)
-        MPI_Type_free(&type);
-    free(counts);
-    free(displs);
-    return rc;
+    return sts__xchg_allgather(comm, STS_OK, k, all, start, len, diag);
 }
 
 /*
