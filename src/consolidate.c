@@ -43,6 +43,7 @@ typedef struct cons {
     char **in_names, **in_paths;
     sts_plan_map_entry *map;
     size_t nmap;
+    int copy_range;      /* rank 0's STSHARD_COPY_RANGE, for every rank */
     unsigned char *recs; /* every rank's block records, gathered */
     sts_plan_block *blocks;
     size_t nblocks;
@@ -172,7 +173,8 @@ static int pack_setup(cons *C, const sts_consolidate_opts *o, sts_cons_packer *k
                     sts__cons_put_u64(k, (uint64_t)o->drop_unmapped) ||
                     sts__cons_put_u64(k, (uint64_t)o->fsync) ||
                     sts__cons_put_u64(k, (uint64_t)o->force) ||
-                    sts__cons_put_u64(k, o->mapping ? 1 : 0) || sts__cons_put_u64(k, nmap),
+                    sts__cons_put_u64(k, o->mapping ? 1 : 0) || sts__cons_put_u64(k, nmap) ||
+                    sts__cons_put_u64(k, (uint64_t)sts__cons_copy_range_env()),
                 C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         STS_GOTO_IF(sts__cons_put_u64(k, strlen(names[i])) ||
@@ -197,7 +199,7 @@ done:
 static int unpack_setup(cons *C, unsigned char *p, size_t len)
 {
     int rc = STS_OK;
-    uint64_t v[9], has_map;
+    uint64_t v[10], has_map;
     size_t at = sizeof v;
     memcpy(v, p, sizeof v);
     C->nin = v[0];
@@ -209,6 +211,7 @@ static int unpack_setup(cons *C, unsigned char *p, size_t len)
     C->o.force = (int)v[6];
     has_map = v[7];
     C->nmap = v[8];
+    C->copy_range = (int)v[9];
     C->in_names = sts__calloc_array(C->nin, sizeof *C->in_names);
     C->in_paths = sts__calloc_array(C->nin, sizeof *C->in_paths);
     C->map = sts__calloc_array(C->nmap, sizeof *C->map);
@@ -492,6 +495,7 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     a.nranks = C->nranks;
     a.buffer_size = C->o.buffer_size;
     a.fsync = C->o.fsync;
+    a.copy_range = C->copy_range;
     a.progress = C->rank == 0 ? C->o.progress : NULL;
     a.progress_ud = C->o.progress_ud;
     rc = sts__cons_copy(&a, bytes_local, C->diag);

@@ -30,6 +30,7 @@ typedef struct sts_cons_data {
     int rank, nranks;
     size_t buffer_size;
     int fsync;
+    int copy_range;           /* copy_file_range allowed: rank 0's STSHARD_COPY_RANGE */
     sts_progress_fn progress; /* rank 0 only */
     void *progress_ud;
 } sts_cons_data;
@@ -40,6 +41,14 @@ typedef struct sts_cons_data {
  * exist already.  *bytes_local receives the data bytes written.
  */
 int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag);
+
+/*
+ * Local.  0 when STSHARD_COPY_RANGE=0 (no copy_file_range), else 1.  Rank 0
+ * reads it and sends it with the setup: the copy path is local and gives the
+ * same bytes either way, but one run should take the path its launcher's
+ * environment asked for on every host, not only where mpirun passed it.
+ */
+int sts__cons_copy_range_env(void);
 
 /*
  * Local.  Writes dir/model.safetensors.index.json through a temporary name

@@ -425,7 +425,9 @@ int sts__writer_direct(sts_writer *w)
     D.nranks = w->nranks;
     D.diag = &w->diag;
     sts__writer_cons_opts(w, &D.co);
-    rc = D.co.align % 8 ? sts__fail(D.diag, STS_E_ARG, "align must be a multiple of 8") : STS_OK;
+    rc = sts__direct_settings(&D);
+    if (rc == STS_OK && D.co.align % 8)
+        rc = sts__fail(D.diag, STS_E_ARG, "align must be a multiple of 8");
     STS_CHECK(sts__mpiio_agree(D.comm, rc, D.diag));
     STS_CHECK(phase_records(&D));
     STS_CHECK(phase_plan(&D));
