@@ -116,6 +116,15 @@ static int alloc_all(unsigned char **all, uint64_t bytes, sts_diag *diag)
     return rc;
 }
 
+static int rank_size(MPI_Comm comm, int *me, int *np, sts_diag *diag)
+{
+    int rc = STS_OK;
+    STS_MPI_CALL(diag, MPI_Comm_rank, (comm, me));
+    STS_MPI_CALL(diag, MPI_Comm_size, (comm, np));
+done:
+    return rc;
+}
+
 /* ---- gathers (every rank or one root receives every part) ------------------------- */
 
 typedef struct layout {
@@ -195,8 +204,7 @@ static int collect(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsigned
     rc = sts__mpiio_agree(comm, rc_in, diag);
     if (rc != STS_OK)
         return rc;
-    if (MPI_Comm_rank(comm, &me) != MPI_SUCCESS || MPI_Comm_size(comm, &np) != MPI_SUCCESS)
-        rc = sts__fail(diag, STS_E_MPI, "MPI_Comm_rank/size failed");
+    rc = rank_size(comm, &me, &np, diag);
     if (rc == STS_OK)
         rc = gather_sizes(comm, mine->len, len, diag);
     if (rc == STS_OK)
@@ -270,6 +278,14 @@ done:
     return rc;
 }
 
+static int wait_all(size_t k, MPI_Request *req, sts_diag *diag)
+{
+    int rc = STS_OK;
+    STS_MPI_CALL(diag, MPI_Waitall, ((int)k, req, MPI_STATUSES_IGNORE));
+done:
+    return rc;
+}
+
 static int move_a2a(MPI_Comm comm, int me, int np, const sts_bytes *mine, const uint64_t *scount,
                     unsigned char *all, const uint64_t *rstart, const uint64_t *rlen,
                     MPI_Request *req, sts_diag *diag)
@@ -285,12 +301,14 @@ static int move_a2a(MPI_Comm comm, int me, int np, const sts_bytes *mine, const 
     for (int r = 0; r < np && rc == STS_OK; soff += scount[r], r++) {
         if (r == me && scount[r])
             memcpy(all + rstart[r], mine->buf + soff, scount[r]);
-        else if (r != me)
+        else if (r != me && scount[r]) /* mine->buf may be NULL when nothing is sent */
             rc = post(comm, 1, r, mine->buf + soff, scount[r], req, &k, diag);
     }
     /* Also after a failed post: the posted requests must finish before their buffers go. */
-    if (k > 0 && MPI_Waitall((int)k, req, MPI_STATUSES_IGNORE) != MPI_SUCCESS && rc == STS_OK)
-        rc = sts__fail(diag, STS_E_MPI, "exchange: MPI_Waitall failed");
+    if (k > 0) {
+        int wrc = wait_all(k, req, diag);
+        rc = rc == STS_OK ? wrc : rc;
+    }
     return rc;
 }
 
@@ -311,8 +329,7 @@ int sts__xchg_alltoall(MPI_Comm comm, int rc_in, sts_bytes *mine, const uint64_t
     rc = sts__mpiio_agree(comm, rc_in, diag);
     if (rc != STS_OK)
         return rc;
-    if (MPI_Comm_rank(comm, &me) != MPI_SUCCESS || MPI_Comm_size(comm, &np) != MPI_SUCCESS)
-        rc = sts__fail(diag, STS_E_MPI, "MPI_Comm_rank/size failed");
+    rc = rank_size(comm, &me, &np, diag);
     if (rc == STS_OK)
         rc = a2a_sizes(comm, scount, rlen, diag);
     if (rc == STS_OK)
