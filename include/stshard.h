@@ -599,18 +599,21 @@ int sts_writer_add(sts_writer *w, const sts_block *b);
  */
 int sts_writer_begin(sts_writer *w);
 /*
- * Local, after sts_writer_begin.  1 if this rank writes the block name (a
- * replicated tensor added by several ranks is stored by exactly one of
- * them; the others need not produce its bytes), 0 if not.  Errors:
- * STS_E_ARG (NULL argument, an unknown name, before begin).
+ * Local, after sts_writer_begin.  Sets *stores to 1 if this rank writes the
+ * block name (a replicated tensor added by several ranks is stored by
+ * exactly one of them; the others need not produce its bytes), else 0.
+ * Returns STS_OK, or STS_E_ARG (NULL argument, an unknown name, before
+ * begin) with *stores set to 0 when stores is not NULL.  The answer and the
+ * status are kept apart so that `if (rc != STS_OK)` and `if (stores)` never
+ * mix an error with "stored".
  */
-int sts_writer_stores(const sts_writer *w, const char *name);
+int sts_writer_stores(const sts_writer *w, const char *name, int *stores);
 /*
  * Local, after sts_writer_begin, before commit.  Writes bytes
  * [off, off + len) of this rank's block name (its dense row-major bytes)
  * into its file with independent MPI-IO.  data is read before the call
  * returns (copied or written; not borrowed).  For a block this rank does not
- * store (sts_writer_stores == 0) nothing is written and STS_OK returned.
+ * store (sts_writer_stores gives 0) nothing is written and STS_OK returned.
  * Every byte of a stored block must be put exactly once, in any order and
  * pieces; the commit checks the byte count per block.  Errors: STS_E_ARG
  * (NULL arguments, an unknown name, a range outside the block, a block added

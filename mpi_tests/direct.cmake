@@ -82,3 +82,17 @@ if(STS_FAULT_INJECTION)
                          ENVIRONMENT "${STS_TEST_ENV}")
   endforeach()
 endif()
+
+# The environment switches (STSHARD_DIRECT_STRIDED, STSHARD_DIRECT_ROUND, STSHARD_COPY_RANGE)
+# set on one rank only: rank 0's value governs every rank, outputs are byte-identical, no hang.
+set(STS_ENV_AGREE_FAULT 0)
+if(STS_FAULT_INJECTION)
+  set(STS_ENV_AGREE_FAULT 1)
+endif()
+add_test(NAME env_agree
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_env_agree.sh ${STS_TEST_WORK}/env_agree
+                 $<TARGET_FILE:stshard_cli> ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
+                 ${MPIEXEC_PREFLAGS}
+         WORKING_DIRECTORY ${STS_TEST_WORK})
+set_tests_properties(env_agree PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                     ENVIRONMENT "${STS_TEST_ENV};STS_FAULT_BUILD=${STS_ENV_AGREE_FAULT}")

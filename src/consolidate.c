@@ -47,6 +47,7 @@ typedef struct cons {
     char **in_names, **in_paths;
     sts_plan_map_entry *map;
     size_t nmap;
+    int copy_range;       /* rank 0's STSHARD_COPY_RANGE, for every rank */
     sts_cons_packer recs; /* block records of the files this rank read (meta.c) */
     sts_meta meta;        /* the distributed plan */
     const sts_plan *plan; /* meta.plan */
@@ -65,21 +66,7 @@ void sts_consolidate_opts_init(sts_consolidate_opts *o)
 
 int sts__cons_put(sts_cons_packer *k, const void *p, size_t n)
 {
-    if (k->len + n > k->cap) {
-        size_t nc = k->cap ? k->cap : 4096;
-        unsigned char *nb;
-        while (nc < k->len + n)
-            nc *= 2;
-        nb = realloc(k->buf, nc);
-        if (!nb)
-            return STS_E_NOMEM;
-        k->buf = nb;
-        k->cap = nc;
-    }
-    if (n)
-        memcpy(k->buf + k->len, p, n);
-    k->len += n;
-    return STS_OK;
+    return sts__bytes_put(k, p, n);
 }
 
 int sts__cons_put_u64(sts_cons_packer *k, uint64_t v)
@@ -189,7 +176,8 @@ static int pack_setup(cons *C, const sts_consolidate_opts *o, sts_cons_packer *k
                     sts__cons_put_u64(k, (uint64_t)o->drop_unmapped) ||
                     sts__cons_put_u64(k, (uint64_t)o->fsync) ||
                     sts__cons_put_u64(k, (uint64_t)o->force) ||
-                    sts__cons_put_u64(k, o->mapping ? 1 : 0) || sts__cons_put_u64(k, nmap),
+                    sts__cons_put_u64(k, o->mapping ? 1 : 0) || sts__cons_put_u64(k, nmap) ||
+                    sts__cons_put_u64(k, (uint64_t)sts__cons_copy_range_env()),
                 C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         STS_GOTO_IF(sts__cons_put_u64(k, strlen(names[i])) ||
@@ -214,7 +202,7 @@ done:
 static int unpack_setup(cons *C, unsigned char *p, size_t len)
 {
     int rc = STS_OK;
-    uint64_t v[9], has_map;
+    uint64_t v[10], has_map;
     size_t at = sizeof v;
     memcpy(v, p, sizeof v);
     C->nin = v[0];
@@ -226,6 +214,7 @@ static int unpack_setup(cons *C, unsigned char *p, size_t len)
     C->o.force = (int)v[6];
     has_map = v[7];
     C->nmap = v[8];
+    C->copy_range = (int)v[9];
     C->in_names = sts__calloc_array(C->nin, sizeof *C->in_names);
     C->in_paths = sts__calloc_array(C->nin, sizeof *C->in_paths);
     C->map = sts__calloc_array(C->nmap, sizeof *C->map);
@@ -316,44 +305,7 @@ done:
 int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
                         uint64_t *len, sts_diag *diag)
 {
-    int rc = STS_OK, *counts = NULL, *displs = NULL, me = 0, np = 1;
-    uint64_t mine = k->len, unit = 8, total = 0;
-    MPI_Datatype type = MPI_DATATYPE_NULL;
-    *all = NULL;
-    STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &me));
-    STS_MPI_CALL(diag, MPI_Comm_size, (comm, &np));
-    counts = sts__calloc_array((size_t)np, sizeof *counts);
-    displs = sts__calloc_array((size_t)np, sizeof *displs);
-    STS_GOTO_IF(!counts || !displs, diag, STS_E_NOMEM, "out of memory");
-    STS_MPI_CALL(diag, MPI_Allgather, (&mine, 1, MPI_UINT64_T, len, 1, MPI_UINT64_T, comm));
-    for (;;) {
-        total = 0;
-        for (int r = 0; r < np; r++)
-            total += (len[r] + unit - 1) / unit;
-        if (total <= INT_MAX)
-            break;
-        unit *= 2;
-    }
-    for (int r = 0; r < np; r++) {
-        counts[r] = (int)((len[r] + unit - 1) / unit);
-        displs[r] = r ? displs[r - 1] + counts[r - 1] : 0;
-        start[r] = (uint64_t)displs[r] * unit;
-    }
-    while (k->len % unit) /* padding is never parsed: len[] bounds each part */
-        STS_GOTO_IF(sts__cons_put(k, "", 1), diag, STS_E_NOMEM, "out of memory");
-    *all = malloc(total > 0 ? total * unit : 1);
-    STS_GOTO_IF(!*all, diag, STS_E_NOMEM, "cannot allocate %llu bytes for the block records",
-                (unsigned long long)(total * unit));
-    STS_MPI_CALL(diag, MPI_Type_contiguous, ((int)unit, MPI_BYTE, &type));
-    STS_MPI_CALL(diag, MPI_Type_commit, (&type));
-    STS_MPI_CALL(diag, MPI_Allgatherv,
-                 (k->buf, counts[me], type, *all, counts, displs, type, comm));
-done:
-    if (type != MPI_DATATYPE_NULL)
-        MPI_Type_free(&type);
-    free(counts);
-    free(displs);
-    return rc;
+    return sts__xchg_allgather(comm, STS_OK, k, all, start, len, diag);
 }
 
 /* Each input file's header is read by one rank: files r, r+P, ... */
@@ -423,8 +375,12 @@ static int phase_create(cons *C)
     rc = sts__cons_out_names(&C->out, C->diag);
     if (rc == STS_OK && C->rank == 0) {
         rc = sts__cons_out_prepare(&C->out, C->diag);
-        for (size_t i = 0; rc == STS_OK && i < C->plan->nfiles; i++)
+        for (size_t i = 0; rc == STS_OK && i < C->plan->nfiles; i++) {
             rc = create_file(C, i);
+            /* Written: the data phase needs only header_len. */
+            sts_free(C->meta.plan->files[i].header);
+            C->meta.plan->files[i].header = NULL;
+        }
     }
     return sts__mpiio_agree(C->comm, rc, C->diag);
 }
@@ -466,6 +422,7 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     a.nranks = C->nranks;
     a.buffer_size = C->o.buffer_size;
     a.fsync = C->o.fsync;
+    a.copy_range = C->copy_range;
     a.progress = C->rank == 0 ? C->o.progress : NULL;
     a.progress_ud = C->o.progress_ud;
     rc = sts__cons_copy(&a, bytes_local, C->diag);

@@ -8,6 +8,7 @@
 
 #include <mpi.h>
 
+#include "exchange.h"
 #include "plan.h"
 
 /*
@@ -29,6 +30,7 @@ typedef struct sts_cons_data {
     int rank, nranks;
     size_t buffer_size;
     int fsync;
+    int copy_range;           /* copy_file_range allowed: rank 0's STSHARD_COPY_RANGE */
     sts_progress_fn progress; /* rank 0 only */
     void *progress_ud;
 } sts_cons_data;
@@ -39,6 +41,14 @@ typedef struct sts_cons_data {
  * exist already.  *bytes_local receives the data bytes written.
  */
 int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag);
+
+/*
+ * Local.  0 when STSHARD_COPY_RANGE=0 (no copy_file_range), else 1.  Rank 0
+ * reads it and sends it with the setup: the copy path is local and gives the
+ * same bytes either way, but one run should take the path its launcher's
+ * environment asked for on every host, not only where mpirun passed it.
+ */
+int sts__cons_copy_range_env(void);
 
 /*
  * Local.  Writes dir/model.safetensors.index.json through a temporary name
@@ -83,10 +93,7 @@ void sts__cons_out_discard(sts_cons_out *o);
 void sts__cons_out_free(sts_cons_out *o);
 
 /* A growing byte buffer for messages that other ranks decode (8-byte aligned fields). */
-typedef struct sts_cons_packer {
-    unsigned char *buf;
-    size_t len, cap;
-} sts_cons_packer;
+typedef sts_bytes sts_cons_packer;
 
 /* Local.  Appends n bytes; STS_E_NOMEM. */
 int sts__cons_put(sts_cons_packer *k, const void *p, size_t n);
@@ -97,13 +104,11 @@ int sts__cons_put_str(sts_cons_packer *k, const char *s, size_t len);
 size_t sts__cons_str_space(size_t len);
 
 /*
- * Collective over comm (not agreed: the caller agrees).  Gathers every
- * rank's packed bytes k->buf[0..k->len) on every rank into *all (malloc'd).
- * MPI_Allgatherv counts and displacements are ints, so the bytes travel in
- * units of a contiguous datatype of U bytes, U the smallest power of two
- * (>= 8) that keeps the total below INT_MAX units; each rank pads its part
- * (k may grow).  start[r] and len[r] (nranks entries each) locate rank r's
- * part in *all; every part starts 8-byte aligned.
+ * Collective over comm, agreed (sts__xchg_allgather with no error coming in).
+ * Gathers every rank's packed bytes k->buf[0..k->len) on every rank into *all
+ * (malloc'd; NULL on error).  start[r] and len[r] (nranks entries each)
+ * locate rank r's part in *all; every part starts 8-byte aligned.  k may grow
+ * (padding).
  */
 int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
                         uint64_t *len, sts_diag *diag);

@@ -283,6 +283,7 @@ static int flush_run(copier *C)
         loff_t in_off = (loff_t)(C->run_in_off + moved), out_off = (loff_t)(C->run_out_off + moved);
         ssize_t n;
         STS_CHECK(STS_FAULT("write", C->diag)); /* this path writes without MPI-IO */
+        STS_CHECK(STS_FAULT("cons.copy_range", C->diag));
         n = copy_file_range(C->in_fd[slot], &in_off, C->out_fd, &out_off, C->run_len - moved, 0);
         if (n < 0 && errno == EINTR)
             continue;
@@ -427,6 +428,12 @@ static uint64_t window_cap(size_t buffer_size)
     return cap < 8 ? 8 : cap;
 }
 
+int sts__cons_copy_range_env(void)
+{
+    const char *env = getenv("STSHARD_COPY_RANGE");
+    return !(env && strcmp(env, "0") == 0);
+}
+
 int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag)
 {
     int rc = STS_OK;
@@ -439,7 +446,7 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
     C.out = MPI_FILE_NULL;
     C.out_fd = -1;
     STS_CHECK(alloc_cache(&C));
-    C.range = !(getenv("STSHARD_COPY_RANGE") && strcmp(getenv("STSHARD_COPY_RANGE"), "0") == 0);
+    C.range = a->copy_range;
     C.cap = window_cap(a->buffer_size);
     *bytes_local = 0;
     sts__plan_iter_init(&it, a->plan, a->rank, a->nranks, C.cap);

@@ -130,51 +130,19 @@ done:
 }
 
 /*
- * Collective, agreed before and after.  mine holds the parts for ranks
- * 0..np-1 back to back (scount[r] bytes each); *all receives the part from
- * rank r at rstart[r], rlen[r] bytes.
+ * Collective, agreed (exchange.c): mine holds the parts for ranks 0..np-1
+ * back to back, scount[r] bytes each, every part a multiple of 8 bytes.
  */
-static int alltoall(meta_run *X, int rc, const unsigned char *mine, const uint64_t *scount,
+static int alltoall(meta_run *X, int rc, unsigned char *mine, const uint64_t *scount,
                     unsigned char **all, uint64_t *rstart, uint64_t *rlen)
 {
-    int *sc = NULL, *sd = NULL, *rcnt = NULL, *rd = NULL;
-    uint64_t stot = 0, rtot = 0;
-    *all = NULL;
-    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
-    STS_MPI_CALL(X->diag, MPI_Alltoall, (scount, 1, MPI_UINT64_T, rlen, 1, MPI_UINT64_T, X->comm));
-    sc = sts__calloc_array((size_t)X->np, sizeof *sc);
-    sd = sts__calloc_array((size_t)X->np, sizeof *sd);
-    rcnt = sts__calloc_array((size_t)X->np, sizeof *rcnt);
-    rd = sts__calloc_array((size_t)X->np, sizeof *rd);
-    rc = sc && sd && rcnt && rd ? STS_OK : sts__fail(X->diag, STS_E_NOMEM, "out of memory");
-    for (int r = 0; rc == STS_OK && r < X->np; r++) {
-        rstart[r] = rtot;
-        sd[r] = (int)stot;
-        rd[r] = (int)rtot;
-        sc[r] = (int)scount[r];
-        rcnt[r] = (int)rlen[r];
-        stot += scount[r];
-        rtot += rlen[r];
-        /* Alltoallv counts and displacements are int. */
-        if (stot > INT_MAX || rtot > INT_MAX)
-            rc = sts__fail(X->diag, STS_E_UNSUPPORTED,
-                           "metadata exchange: more than 2 GiB to or from one rank");
-    }
-    if (rc == STS_OK) {
-        *all = malloc(rtot ? rtot : 8);
-        if (!*all)
-            rc = sts__fail(X->diag, STS_E_NOMEM, "cannot allocate %llu bytes of block records",
-                           (unsigned long long)rtot);
-    }
-    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
-    STS_MPI_CALL(X->diag, MPI_Alltoallv,
-                 (mine, sc, sd, MPI_BYTE, *all, rcnt, rd, MPI_BYTE, X->comm));
-done:
-    free(sc);
-    free(sd);
-    free(rcnt);
-    free(rd);
-    return sts__mpiio_agree(X->comm, rc, X->diag);
+    uint64_t total = 0;
+    sts_bytes b;
+    for (int r = 0; rc == STS_OK && r < X->np; r++)
+        total += scount[r];
+    b.buf = mine;
+    b.len = b.cap = (size_t)total;
+    return sts__xchg_alltoall(X->comm, rc, &b, scount, all, rstart, rlen, X->diag);
 }
 
 /* ---- 1. partition ----------------------------------------------------------- */
@@ -395,23 +363,25 @@ static int summaries(meta_run *X, sts_meta *m)
 {
     int rc = STS_OK;
     sts_cons_packer k = {NULL, 0, 0};
+    sts_plan_summary *sums = NULL;
     size_t n;
     rc = pack_summaries(X, &k);
     if (rc == STS_OK)
         rc = keep_replies(X);
     drop_owned(X);
-    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
-    rc = sts__cons_allgather(X->comm, &k, &m->summaries, X->start, X->len, X->diag);
-    STS_CHECK(sts__mpiio_agree(X->comm, rc, X->diag));
+    rc = sts__xchg_allgather(X->comm, rc, &k, &m->summaries, X->start, X->len, X->diag);
+    STS_CHECK(rc);
     n = walk_summaries(X, m->summaries, NULL);
     STS_GOTO_IF(n == SIZE_MAX, X->diag, STS_E_INTERNAL, "corrupt tensor summary");
-    m->tensors = sts__malloc_array(n ? n : 1, sizeof *m->tensors);
-    STS_GOTO_IF(!m->tensors, X->diag, STS_E_NOMEM, "out of memory");
-    walk_summaries(X, m->summaries, m->tensors);
-    qsort(m->tensors, n, sizeof *m->tensors, cmp_summary);
-    /* Layout errors (mapping, encoding) are the same on every rank; memory is not. */
-    rc = sts__plan_from_summaries(m->tensors, n, X->o, &m->plan, X->diag);
+    sums = sts__malloc_array(n ? n : 1, sizeof *sums);
+    STS_GOTO_IF(!sums, X->diag, STS_E_NOMEM, "out of memory");
+    walk_summaries(X, m->summaries, sums);
+    qsort(sums, n, sizeof *sums, cmp_summary);
+    /* Layout errors (mapping, encoding) are the same on every rank; memory is not.
+     * The plan points into m->summaries, not into sums. */
+    rc = sts__plan_from_summaries(sums, n, X->o, &m->plan, X->diag);
 done:
+    free(sums);
     free(k.buf);
     return sts__mpiio_agree(X->comm, rc, X->diag);
 }
@@ -567,7 +537,7 @@ static int fetch(meta_run *X, sts_meta *m)
     sts_cons_packer k = {NULL, 0, 0};
     share_tensors(X, m->plan, &ta, &tb);
     rc = pack_requests(X, m, ta, tb, &req);
-    rc = alltoall(X, rc, (const unsigned char *)req, X->scount, &got, X->start, X->len);
+    rc = alltoall(X, rc, (unsigned char *)req, X->scount, &got, X->start, X->len);
     STS_CHECK(rc);
     rc = pack_replies(X, got, X->start, X->len, &k);
     free(X->store);
@@ -638,7 +608,6 @@ void sts__meta_free(sts_meta *m)
 {
     sts__plan_free(m->plan);
     free(m->summaries);
-    free(m->tensors);
     free(m->fetched);
     free(m->blocks);
     memset(m, 0, sizeof *m);

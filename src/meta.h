@@ -27,9 +27,8 @@ int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uin
 typedef struct sts_meta {
     sts_plan *plan; /* every tensor; blocks for this rank's share only */
     /* storage the plan borrows */
-    unsigned char *summaries;  /* every tensor's summary, gathered */
-    sts_plan_summary *tensors; /* decoded from it, in key order */
-    unsigned char *fetched;    /* the blocks sent by their owners */
+    unsigned char *summaries; /* every tensor's summary, gathered */
+    unsigned char *fetched;   /* the blocks sent by their owners */
     sts_plan_block *blocks;
     uint64_t blocks_owned;   /* block records this rank checked as an owner */
     uint64_t blocks_fetched; /* block records this rank received for its share */

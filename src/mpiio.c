@@ -63,17 +63,19 @@ int sts__mpiio_agree(MPI_Comm comm, int rc, sts_diag *diag)
  * (e.g. striping_factor=8,striping_unit=4194304,cb_nodes=4,romio_cb_write=enable).
  * They apply to every file the library opens when the caller passed
  * MPI_INFO_NULL, so Slurm scripts can tune Lustre/GPFS without code changes.
- * Unknown keys are ignored by MPI, as the standard requires.
+ * Unknown keys are ignored by MPI, as the standard requires.  A file opened
+ * by one rank (MPI_COMM_SELF) takes that rank's environment; a collective
+ * open takes rank 0's (shared_hints), since mpirun passes a variable to other
+ * hosts only with -x and MPI-IO wants the same hints on every rank.
  */
-static int env_hints(MPI_Info *info, sts_diag *diag)
+static int hints_from(const char *text, MPI_Info *info, sts_diag *diag)
 {
     int rc = STS_OK;
-    const char *env = getenv("STSHARD_MPI_HINTS");
     char *copy = NULL, *save = NULL;
     *info = MPI_INFO_NULL;
-    if (!env || !*env)
+    if (!text || !*text)
         return STS_OK;
-    copy = sts__strdup(env);
+    copy = sts__strdup(text);
     STS_GOTO_IF(!copy, diag, STS_E_NOMEM, "out of memory");
     STS_MPI_CALL(diag, MPI_Info_create, (info));
     for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
@@ -90,7 +92,48 @@ done:
     return rc;
 }
 
-/* Opens with the caller's info, or the environment's hints when it passed none. */
+static int env_hints(MPI_Info *info, sts_diag *diag)
+{
+    return hints_from(getenv("STSHARD_MPI_HINTS"), info, diag);
+}
+
+/* Longest STSHARD_MPI_HINTS a collective open shares (hint lists are a few dozen bytes). */
+#define HINTS_MAX 4096
+
+/* Collective (not agreed): rank 0's STSHARD_MPI_HINTS as an MPI_Info on every rank. */
+static int shared_hints(MPI_Comm comm, int me, MPI_Info *info, sts_diag *diag)
+{
+    int rc = STS_OK;
+    char text[HINTS_MAX];
+    memset(text, 0, sizeof text);
+    *info = MPI_INFO_NULL;
+    if (me == 0) {
+        const char *env = getenv("STSHARD_MPI_HINTS");
+        if (env && strlen(env) >= sizeof text)
+            rc = sts__fail(diag, STS_E_ARG, "STSHARD_MPI_HINTS: longer than %d bytes",
+                           HINTS_MAX - 1);
+        else if (env)
+            memcpy(text, env, strlen(env));
+    }
+    STS_MPI_CALL(diag, MPI_Bcast, (text, (int)sizeof text, MPI_CHAR, 0, comm));
+    /* Every rank parses the same text, so a malformed list fails everywhere alike. */
+    if (rc == STS_OK)
+        rc = hints_from(text, info, diag);
+done:
+    return rc;
+}
+
+/* MPI_File_open with exactly the info given. */
+static int plain_open(MPI_Comm comm, const char *path, int amode, MPI_Info info, MPI_File *fh,
+                      sts_diag *diag)
+{
+    int rc = STS_OK;
+    STS_MPI_CALL(diag, MPI_File_open, (comm, path, amode, info, fh));
+done:
+    return rc;
+}
+
+/* Opens with the caller's info, or this rank's environment's hints when it passed none. */
 static int file_open(MPI_Comm comm, const char *path, int amode, MPI_Info info, MPI_File *fh,
                      sts_diag *diag)
 {
@@ -150,14 +193,19 @@ int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info inf
 {
     int rc = STS_OK;
     int me = 0;
+    MPI_Info env = MPI_INFO_NULL;
     *fh = MPI_FILE_NULL;
     STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &me));
     if (write && me == 0)
         rc = remove_stale(path, diag);
+    if (info == MPI_INFO_NULL) {
+        int hrc = shared_hints(comm, me, &env, diag);
+        rc = rc == STS_OK ? hrc : rc;
+    }
     STS_CHECK(sts__mpiio_agree(comm, rc, diag));
     /* MPI_File_open is collective; on failure MPI returns the error on every rank
      * (the standard requires the same amode everywhere), but we still agree below. */
-    rc = file_open(comm, path, open_mode(write), info, fh, diag);
+    rc = plain_open(comm, path, open_mode(write), env != MPI_INFO_NULL ? env : info, fh, diag);
     /* Injected after the collective open, as a real failure would be: every rank still joins it. */
     if (rc == STS_OK)
         rc = STS_FAULT("open", diag);
@@ -167,6 +215,8 @@ int sts__mpiio_open_all(MPI_Comm comm, const char *path, int write, MPI_Info inf
     if (rc != STS_OK && *fh != MPI_FILE_NULL)
         MPI_File_close(fh);
 done:
+    if (env != MPI_INFO_NULL)
+        MPI_Info_free(&env);
     return rc;
 }
 

@@ -266,6 +266,11 @@ static int build_files(builder *B, sts_plan *P)
         STS_CHECK(add_file(B, P, index, ids + i, j - i, i, tmp, &stream));
     }
     P->total_bytes = stream;
+    if (P->nfiles < n) { /* sized for the worst case, one file a tensor */
+        sts_plan_file *f = sts__realloc_array(P->files, P->nfiles, sizeof *f);
+        if (f)
+            P->files = f;
+    }
 done:
     free(ids);
     free(tmp);

@@ -8,7 +8,7 @@
  *     directory of rank files) and broadcasts the file list;
  *  2. file i's header is read by rank i mod P and packed into a compact
  *     record (names, dtypes, shapes, saved offsets, absolute data offsets);
- *  3. MPI_Allgatherv gives every rank every record;
+ *  3. sts__xchg_allgather (exchange.c) gives every rank every record;
  *  4. every rank builds the same table from the same bytes: blocks sorted by
  *     tensor, identical duplicates dropped, global shapes and coverage;
  *  5. rank 0 checks the index's weight_map against the headers.
@@ -18,50 +18,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exchange.h"
 #include "mpiio.h"
 #include "reader.h"
 
-/* A growable buffer of 8-byte words: header records are sequences of u64. */
-typedef struct wbuf {
-    uint64_t *w;
-    size_t len;
-    size_t cap;
-} wbuf;
-
-static int wbuf_reserve(wbuf *b, size_t more)
+/* Header records are sequences of u64 in a byte buffer (exchange.h). */
+static int wbuf_put(sts_bytes *b, uint64_t v)
 {
-    size_t cap = b->cap ? b->cap : 1024;
-    uint64_t *p;
-    if (b->len + more <= b->cap)
-        return STS_OK;
-    while (cap < b->len + more)
-        cap *= 2;
-    p = sts__realloc_array(b->w, cap, sizeof *p);
-    if (!p)
-        return STS_E_NOMEM;
-    b->w = p;
-    b->cap = cap;
-    return STS_OK;
-}
-
-static int wbuf_put(wbuf *b, uint64_t v)
-{
-    if (wbuf_reserve(b, 1) != STS_OK)
-        return STS_E_NOMEM;
-    b->w[b->len++] = v;
-    return STS_OK;
+    return sts__bytes_put(b, &v, sizeof v);
 }
 
 /* Appends len bytes and a NUL, zero-padded to whole words. */
-static int wbuf_put_bytes(wbuf *b, const char *s, size_t len)
+static int wbuf_put_bytes(sts_bytes *b, const char *s, size_t len)
 {
-    size_t words = len / 8 + 1;
-    if (wbuf_reserve(b, words) != STS_OK)
-        return STS_E_NOMEM;
-    memset(b->w + b->len, 0, words * 8);
-    memcpy(b->w + b->len, s, len);
-    b->len += words;
-    return STS_OK;
+    static const char zeros[8];
+    int rc = sts__bytes_put(b, s, len);
+    return rc == STS_OK ? sts__bytes_put(b, zeros, 8 - len % 8) : rc;
 }
 
 /* Broadcasts kind and file list from rank 0: [kind, nfiles, total length] then the names. */
@@ -112,7 +84,7 @@ done:
  * ndim, absolute data offset, name length, shape[ndim], offsets[ndim], and the
  * name with a NUL, padded to whole words.
  */
-static int pack_header(wbuf *b, uint32_t file, const sts_header *h, uint64_t data_start)
+static int pack_header(sts_bytes *b, uint32_t file, const sts_header *h, uint64_t data_start)
 {
     size_t n = sts_header_count(h);
     int rc = STS_OK;
@@ -135,7 +107,7 @@ done:
 }
 
 /* Reads and packs the headers of the files this rank is responsible for. */
-static int read_my_headers(sts_reader *r, wbuf *b, sts_diag *diag)
+static int read_my_headers(sts_reader *r, sts_bytes *b, sts_diag *diag)
 {
     int rc = STS_OK;
     sts_header *h = NULL;
@@ -165,32 +137,18 @@ done:
 
 /* ---- phase 3: exchange -------------------------------------------------- */
 
-static int exchange(sts_reader *r, const wbuf *mine, sts_diag *diag)
+/* Collective, agreed (rc: this rank's result so far).  Every rank's records, back to back. */
+static int exchange(sts_reader *r, int rc, sts_bytes *mine, sts_diag *diag)
 {
-    int rc = STS_OK;
-    uint64_t len = mine->len * 8, total = 0;
-    uint64_t *lens = sts__malloc_array((size_t)r->nranks, sizeof *lens);
-    int *counts = sts__malloc_array((size_t)r->nranks, sizeof *counts);
-    int *displs = sts__malloc_array((size_t)r->nranks, sizeof *displs);
-    STS_GOTO_IF(!lens || !counts || !displs, diag, STS_E_NOMEM, "out of memory");
-    STS_MPI_CALL(diag, MPI_Allgather, (&len, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, r->comm));
-    for (int i = 0; i < r->nranks; i++) {
-        /* MPI_Allgatherv counts and displacements are int. */
-        STS_GOTO_IF(total + lens[i] > INT_MAX, diag, STS_E_UNSUPPORTED,
-                    "headers total more than 2 GiB; too large to exchange");
-        counts[i] = (int)lens[i];
-        displs[i] = (int)total;
-        total += lens[i];
-    }
-    r->records = malloc(total ? total : 8);
-    STS_GOTO_IF(!r->records, diag, STS_E_NOMEM, "out of memory");
-    r->records_len = total;
-    STS_MPI_CALL(diag, MPI_Allgatherv,
-                 (mine->w, (int)len, MPI_BYTE, r->records, counts, displs, MPI_BYTE, r->comm));
-done:
-    free(lens);
-    free(counts);
-    free(displs);
+    uint64_t *start = sts__malloc_array((size_t)r->nranks, sizeof *start);
+    uint64_t *len = sts__malloc_array((size_t)r->nranks, sizeof *len);
+    if (rc == STS_OK && (!start || !len))
+        rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
+    rc = sts__xchg_allgather(r->comm, rc, mine, &r->records, start, len, diag);
+    if (rc == STS_OK)
+        r->records_len = sts__xchg_compact(r->records, start, len, r->nranks);
+    free(start);
+    free(len);
     return rc;
 }
 
@@ -488,15 +446,13 @@ static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
     int rc = STS_OK;
     sts__strlist files = {0};
     void *index = NULL;
-    wbuf mine = {0};
+    sts_bytes mine = {NULL, 0, 0};
     if (r->rank == 0)
         rc = sts__ckptdir_discover(path, &r->kind, &files, &index, diag);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
     STS_CHECK(bcast_files(r, &files, diag));
     rc = read_my_headers(r, &mine, diag);
-    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
-    rc = exchange(r, &mine, diag);
-    STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
+    STS_CHECK(exchange(r, rc, &mine, diag));
     rc = make_table(r, diag);
     if (rc == STS_OK && r->rank == 0 && index)
         rc = sts__ckptdir_check_index(r, index, diag);
@@ -506,7 +462,7 @@ static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
 done:
     sts__strlist_free(&files);
     sts__ckptdir_index_free(index);
-    free(mine.w);
+    sts__bytes_free(&mine);
     return rc;
 }
 

@@ -17,7 +17,7 @@
  * nobody asked for.
  *
  * Every rank decides the same way from the same data: requests are gathered
- * with MPI_Allgatherv, and for each stored block the intersections with all
+ * with sts__xchg_allgather, and for each stored block the intersections with all
  * ranks' requests are computed.  A block takes the two-phase path when
  *  - some intersection is strided in the file with runs under
  *    XCHG_RUN_BYTES (otherwise direct reads are already large), and
@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exchange.h"
 #include "mpiio.h"
 #include "reader.h"
 
@@ -108,32 +109,28 @@ int sts__xplan_skips(const sts__xplan *p, size_t blk)
 /* ---- gathering the requests ------------------------------------------------- */
 
 /* This rank's requests as u64 records: tensor index, offsets, shape. */
-static uint64_t *pack_reqs(const sts_reader *r, const sts_read_req *reqs, size_t n, size_t *len)
+static int pack_reqs(const sts_reader *r, const sts_read_req *reqs, size_t n, sts_bytes *b)
 {
-    size_t total = 0, at = 0;
-    uint64_t *v;
-    for (size_t i = 0; i < n; i++)
-        total += 1 + 2 * (size_t)reqs[i].ndim;
-    v = sts__malloc_array(total + 1, sizeof *v);
-    if (!v)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        v[at++] = (uint64_t)sts_reader_find(r, reqs[i].name);
-        for (uint32_t d = 0; d < reqs[i].ndim; d++)
-            v[at + d] = reqs[i].offsets[d], v[at + reqs[i].ndim + d] = reqs[i].shape[d];
-        at += 2 * (size_t)reqs[i].ndim;
+    int rc = STS_OK;
+    for (size_t i = 0; i < n && rc == STS_OK; i++) {
+        uint64_t tix = (uint64_t)sts_reader_find(r, reqs[i].name);
+        rc = sts__bytes_put(b, &tix, sizeof tix);
+        if (rc == STS_OK)
+            rc = sts__bytes_put(b, reqs[i].offsets, reqs[i].ndim * sizeof(uint64_t));
+        if (rc == STS_OK)
+            rc = sts__bytes_put(b, reqs[i].shape, reqs[i].ndim * sizeof(uint64_t));
     }
-    *len = total;
-    return v;
+    return rc;
 }
 
-/* Splits the gathered records into p->g; own requests get their buffers. */
-static int unpack_reqs(const sts_reader *r, sts__xplan *p, const int *counts,
+/* Splits the gathered records (rank k's: len[k] bytes, back to back) into p->g; own
+ * requests get their buffers. */
+static int unpack_reqs(const sts_reader *r, sts__xplan *p, const uint64_t *len,
                        const sts_read_req *reqs, sts_diag *diag)
 {
     size_t at = 0, cap = 0;
     for (int k = 0; k < r->nranks; k++) {
-        size_t end = at + (size_t)counts[k], mine = 0;
+        size_t end = at + (size_t)(len[k] / 8), mine = 0;
         while (at < end) {
             uint64_t tix = p->gdata[at];
             greq *q;
@@ -158,45 +155,25 @@ static int unpack_reqs(const sts_reader *r, sts__xplan *p, const int *counts,
     return STS_OK;
 }
 
-/* Collective: 1 when every rank passes ok != 0. */
-static int all_ok(MPI_Comm comm, int ok, int *all, sts_diag *diag)
-{
-    int rc = STS_OK;
-    STS_MPI_CALL(diag, MPI_Allreduce, (&ok, all, 1, MPI_INT, MPI_MIN, comm));
-done:
-    return rc;
-}
-
+/* Collective, agreed up to the unpacking (whose errors the caller agrees on). */
 static int gather_reqs(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan *p,
                        sts_diag *diag)
 {
-    int rc = STS_OK, mine = 0, all = 0;
-    size_t len = 0, total = 0;
-    int *counts = sts__malloc_array((size_t)r->nranks * 2, sizeof *counts), *displs;
-    uint64_t *v = pack_reqs(r, reqs, n, &len);
-    /* Sizes travel as ints.  Each failure is agreed before the next collective, so no
-     * rank enters a gather the others have left. */
-    STS_CHECK(all_ok(r->comm, p && counts && v && len <= INT_MAX, &all, diag));
-    STS_GOTO_IF(!all, diag, STS_E_NOMEM, "out of memory, or a request list too large to gather");
-    mine = (int)len;
-    displs = counts + r->nranks;
-    STS_MPI_CALL(diag, MPI_Allgather, (&mine, 1, MPI_INT, counts, 1, MPI_INT, r->comm));
-    for (int k = 0; k < r->nranks; k++) {
-        /* Every rank sees the same counts, so this exit is taken everywhere. */
-        STS_GOTO_IF(total + (size_t)counts[k] > INT_MAX, diag, STS_E_NOMEM,
-                    "request lists too large to gather");
-        displs[k] = (int)total;
-        total += (size_t)counts[k];
-    }
-    p->gdata = sts__malloc_array(total + 1, sizeof *p->gdata);
-    STS_CHECK(all_ok(r->comm, p->gdata != NULL, &all, diag));
-    STS_GOTO_IF(!all, diag, STS_E_NOMEM, "out of memory for %zu gathered request words", total);
-    STS_MPI_CALL(diag, MPI_Allgatherv,
-                 (v, mine, MPI_UINT64_T, p->gdata, counts, displs, MPI_UINT64_T, r->comm));
-    rc = unpack_reqs(r, p, counts, reqs, diag);
+    int rc = STS_OK;
+    sts_bytes b = {NULL, 0, 0};
+    unsigned char *all = NULL;
+    uint64_t *start = sts__malloc_array((size_t)r->nranks, sizeof *start);
+    uint64_t *len = sts__malloc_array((size_t)r->nranks, sizeof *len);
+    if (!p || !start || !len || pack_reqs(r, reqs, n, &b) != STS_OK)
+        rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(sts__xchg_allgather(r->comm, rc, &b, &all, start, len, diag));
+    sts__xchg_compact(all, start, len, r->nranks);
+    p->gdata = (uint64_t *)(void *)all;
+    rc = unpack_reqs(r, p, len, reqs, diag);
 done:
-    free(counts);
-    free(v);
+    sts__bytes_free(&b);
+    free(start);
+    free(len);
     return rc;
 }
 

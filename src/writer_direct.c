@@ -10,7 +10,7 @@
  *  - direct (opts.direct): no rank file is written.  Phases, each agreed:
  *     1. records  every rank packs its kept blocks (replicas are resolved by
  *                 writer_plan.c as for rank files) in the order its rank files
- *                 would hold them; sts__cons_allgather gives all to every rank.
+ *                 would hold them; sts__xchg_allgather gives all to every rank.
  *     2. plan     the records go to sts__plan_build, numbered as the rank files
  *                 would be numbered by `consolidate` (sorted names: rank, then
  *                 file index), so names, header bytes, tensor offsets and the
@@ -239,9 +239,7 @@ static int phase_records(dsave *D)
     uint64_t *len = sts__calloc_array((size_t)D->nranks, sizeof *len);
     rc = start && len ? pack_records(D->w, &k, D->diag)
                       : sts__fail(D->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__mpiio_agree(D->comm, rc, D->diag));
-    rc = sts__cons_allgather(D->comm, &k, &D->recs, start, len, D->diag);
-    STS_CHECK(sts__mpiio_agree(D->comm, rc, D->diag));
+    STS_CHECK(sts__xchg_allgather(D->comm, rc, &k, &D->recs, start, len, D->diag));
     rc = sts__mpiio_agree(D->comm, decode_records(D, start, len), D->diag);
 done:
     free(k.buf);
@@ -427,7 +425,9 @@ int sts__writer_direct(sts_writer *w)
     D.nranks = w->nranks;
     D.diag = &w->diag;
     sts__writer_cons_opts(w, &D.co);
-    rc = D.co.align % 8 ? sts__fail(D.diag, STS_E_ARG, "align must be a multiple of 8") : STS_OK;
+    rc = sts__direct_settings(&D);
+    if (rc == STS_OK && D.co.align % 8)
+        rc = sts__fail(D.diag, STS_E_ARG, "align must be a multiple of 8");
     STS_CHECK(sts__mpiio_agree(D.comm, rc, D.diag));
     STS_CHECK(phase_records(&D));
     STS_CHECK(phase_plan(&D));

@@ -83,6 +83,15 @@ typedef sts__named named;
 int sts__direct_pieces(dsave *D);
 
 /*
+ * Collective (not agreed: the caller agrees).  The settings from the
+ * environment, as rank 0 sees them, on every rank: STSHARD_DIRECT_STRIDED
+ * (=view: strided blocks through file views instead of the exchange) into
+ * D->exchange and STSHARD_DIRECT_ROUND into D->round.  Other ranks'
+ * environments are ignored: they would choose different collectives.
+ */
+int sts__direct_settings(dsave *D);
+
+/*
  * Collective (not agreed: the caller agrees).  The exchange rounds of output
  * file f, on the open handle fh: the rows of every exchanged tensor of f are
  * split evenly over the ranks; in each round every rank assembles its next

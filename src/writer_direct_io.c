@@ -125,8 +125,6 @@ static int cmp_piece(const void *x, const void *y)
 static int mark_exchanged(dsave *D)
 {
     const sts_plan *P = D->plan;
-    const char *env = getenv("STSHARD_DIRECT_STRIDED");
-    D->exchange = !(env && strcmp(env, "view") == 0);
     D->agg = sts__calloc_array(P->ntensors ? P->ntensors : 1, 1);
     if (!D->agg)
         return sts__fail(D->diag, STS_E_NOMEM, "out of memory");
@@ -376,8 +374,7 @@ static int write_file(dsave *D, sts__writer_stager *s, uint32_t f, size_t lo, si
 
 /*
  * STSHARD_DIRECT_ROUND (bytes, at least 4 KiB) replaces STS_DIRECT_ROUND: the
- * tests use it to make one block span several rounds.  Ranks may differ: each
- * counts its own rounds and all join the maximum.
+ * tests use it to make one block span several rounds.
  */
 static uint64_t round_bytes(void)
 {
@@ -388,11 +385,28 @@ static uint64_t round_bytes(void)
                                                                             : STS_DIRECT_ROUND;
 }
 
+int sts__direct_settings(dsave *D)
+{
+    int rc = STS_OK;
+    /* mpirun passes a variable to other hosts only with -x, so each rank's environment may
+     * differ; the exchange mode picks which collectives run, so rank 0's word is law. */
+    uint64_t v[2] = {1, STS_DIRECT_ROUND};
+    if (D->rank == 0) {
+        const char *env = getenv("STSHARD_DIRECT_STRIDED");
+        v[0] = !(env && strcmp(env, "view") == 0);
+        v[1] = round_bytes();
+    }
+    STS_MPI_CALL(D->diag, MPI_Bcast, (v, 2, MPI_UINT64_T, 0, D->comm));
+    D->exchange = (int)v[0];
+    D->round = v[1];
+done:
+    return rc;
+}
+
 /* This rank's rounds per file, then the maximum over all ranks. */
 static int agree_rounds(dsave *D)
 {
     int rc = STS_OK;
-    D->round = round_bytes();
     D->budget = (D->co.buffer_size ? D->co.buffer_size : STS_CONS_DEFAULT_BUFFER) / 2;
     if (D->budget < 8)
         D->budget = 8;

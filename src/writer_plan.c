@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exchange.h"
 #include "mpiio.h"
 #include "writer_int.h"
 
@@ -28,12 +29,6 @@ typedef struct rec {
     uint64_t nbytes;
 } rec;
 
-static unsigned char *put(unsigned char *p, const void *v, size_t n)
-{
-    memcpy(p, v, n);
-    return p + n;
-}
-
 static uint64_t get_u64(const unsigned char *p)
 {
     uint64_t v;
@@ -48,45 +43,46 @@ static uint32_t get_u32(const unsigned char *p)
     return v;
 }
 
-/* Serializes this rank's whole blocks; *load receives the bytes of its other blocks. */
-static int pack_whole(const sts_writer *w, unsigned char **out, uint64_t *len, uint64_t *load)
+/* Serializes this rank's part: u64 load (the bytes of its other blocks), then the records of
+ * its whole blocks. */
+static int pack_whole(const sts_writer *w, sts_bytes *out)
 {
-    uint64_t n = 0;
-    unsigned char *p;
-    *load = 0;
+    uint64_t load = 0;
+    int rc;
     for (size_t i = 0; i < w->count; i++) {
-        const sts__writer_block *b = &w->blocks[i];
-        if (b->whole)
-            n += 4 + strlen(b->name) + 1 + 8 + 8 * (uint64_t)b->ndim + 8;
-        else
-            *load += b->nbytes;
+        if (!w->blocks[i].whole)
+            load += w->blocks[i].nbytes;
     }
-    *len = n;
-    *out = p = malloc(n ? n : 1);
-    if (!p)
-        return STS_E_NOMEM;
-    for (size_t i = 0; i < w->count; i++) {
+    rc = sts__bytes_put(out, &load, sizeof load);
+    for (size_t i = 0; i < w->count && rc == STS_OK; i++) {
         const sts__writer_block *b = &w->blocks[i];
         uint32_t nl = (uint32_t)strlen(b->name) + 1, dt = (uint32_t)b->dtype;
         if (!b->whole)
             continue;
-        p = put(p, &nl, 4);
-        p = put(p, b->name, nl);
-        p = put(p, &dt, 4);
-        p = put(p, &b->ndim, 4);
-        p = put(p, b->dims, 8 * (size_t)b->ndim);
-        p = put(p, &b->nbytes, 8);
+        rc = sts__bytes_put(out, &nl, 4);
+        rc = rc ? rc : sts__bytes_put(out, b->name, nl);
+        rc = rc ? rc : sts__bytes_put(out, &dt, 4);
+        rc = rc ? rc : sts__bytes_put(out, &b->ndim, 4);
+        rc = rc ? rc : sts__bytes_put(out, b->dims, 8 * (size_t)b->ndim);
+        rc = rc ? rc : sts__bytes_put(out, &b->nbytes, 8);
     }
-    return STS_OK;
+    return rc;
 }
 
-static int parse_records(const unsigned char *buf, const int *counts, const int *displs, int nranks,
-                         rec **out, size_t *nrec, sts_diag *diag)
+/* Every rank's part (start[r], len[r] bytes): its load into load[r], its records into *out. */
+static int parse_records(const unsigned char *buf, const uint64_t *start, const uint64_t *len,
+                         int nranks, uint64_t *load, rec **out, size_t *nrec, sts_diag *diag)
 {
     size_t n = 0, cap = 0;
     rec *recs = NULL;
     for (int r = 0; r < nranks; r++) {
-        const unsigned char *p = buf + displs[r], *end = p + counts[r];
+        const unsigned char *p = buf + start[r], *end = p + len[r];
+        if (len[r] < 8) {
+            free(recs);
+            return sts__fail(diag, STS_E_INTERNAL, "record of rank %d is truncated", r);
+        }
+        load[r] = get_u64(p);
+        p += 8;
         while (p < end) {
             rec x;
             uint32_t nl = get_u32(p);
@@ -186,55 +182,22 @@ static void assign(sts_writer *w, const rec *recs, group *groups, size_t ng, uin
     }
 }
 
-/* Counts and displacements of the gathered records, checked against int range. */
-static int gather_layout(const uint64_t *sizes, int nranks, int *counts, int *displs,
-                         uint64_t *total, sts_diag *diag)
-{
-    uint64_t t = 0;
-    for (int r = 0; r < nranks; r++) {
-        /* Allgatherv takes int counts and displacements. */
-        if (sizes[2 * r] > (uint64_t)INT32_MAX - t)
-            return sts__fail(diag, STS_E_UNSUPPORTED,
-                             "the names of the whole-tensor blocks exceed 2 GiB in total");
-        counts[r] = (int)sizes[2 * r];
-        displs[r] = (int)t;
-        t += sizes[2 * r];
-    }
-    *total = t;
-    return STS_OK;
-}
-
 int sts__writer_resolve_replicas(sts_writer *w)
 {
     int rc = STS_OK, np = w->nranks;
-    unsigned char *mine = NULL, *all = NULL;
-    uint64_t me[2] = {0, 0}, *sizes = NULL, *load = NULL, total = 0;
-    int *counts = NULL, *displs = NULL;
+    sts_bytes mine = {NULL, 0, 0};
+    unsigned char *all = NULL;
+    uint64_t *start = sts__malloc_array((size_t)np, sizeof *start);
+    uint64_t *len = sts__malloc_array((size_t)np, sizeof *len);
+    uint64_t *load = sts__malloc_array((size_t)np, sizeof *load);
     rec *recs = NULL;
     group *groups = NULL;
     size_t nrec = 0, ng = 0;
 
-    rc = pack_whole(w, &mine, &me[0], &me[1]);
-    sizes = sts__malloc_array(2 * (size_t)np, sizeof *sizes);
-    counts = sts__malloc_array((size_t)np, sizeof *counts);
-    displs = sts__malloc_array((size_t)np, sizeof *displs);
-    if (rc == STS_OK && (!sizes || !counts || !displs))
-        rc = STS_E_NOMEM;
-    if (rc != STS_OK)
-        rc = sts__fail(&w->diag, rc, "out of memory");
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    STS_MPI_CALL(&w->diag, MPI_Allgather, (me, 2, MPI_UINT64_T, sizes, 2, MPI_UINT64_T, w->comm));
-    /* Every rank sees the same sizes, so every rank reaches the same verdict here. */
-    STS_CHECK(gather_layout(sizes, np, counts, displs, &total, &w->diag));
-    all = malloc(total ? total : 1);
-    load = sts__malloc_array((size_t)np, sizeof *load);
-    rc = all && load ? STS_OK : sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    STS_MPI_CALL(&w->diag, MPI_Allgatherv,
-                 (mine, counts[w->rank], MPI_BYTE, all, counts, displs, MPI_BYTE, w->comm));
-    for (int r = 0; r < np; r++)
-        load[r] = sizes[2 * r + 1];
-    rc = parse_records(all, counts, displs, np, &recs, &nrec, &w->diag);
+    if (!start || !len || !load || pack_whole(w, &mine) != STS_OK)
+        rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
+    STS_CHECK(sts__xchg_allgather(w->comm, rc, &mine, &all, start, len, &w->diag));
+    rc = parse_records(all, start, len, np, load, &recs, &nrec, &w->diag);
     if (rc == STS_OK) {
         if (nrec > 0)
             qsort(recs, nrec, sizeof *recs, rec_cmp);
@@ -251,12 +214,11 @@ int sts__writer_resolve_replicas(sts_writer *w)
     }
     rc = sts__mpiio_agree(w->comm, rc, &w->diag);
 done:
-    free(mine);
+    sts__bytes_free(&mine);
     free(all);
-    free(sizes);
+    free(start);
+    free(len);
     free(load);
-    free(counts);
-    free(displs);
     free(recs);
     free(groups);
     return rc;
@@ -427,21 +389,23 @@ static int str_cmp(const void *a, const void *b)
 }
 
 /* Rank 0: the names of every file this save produced, sorted. */
-static int produced_names(const sts_writer *w, const int *counts, const unsigned *idx, char ***out,
-                          size_t *n)
+static int produced_names(const sts_writer *w, const unsigned char *idx, const uint64_t *start,
+                          const uint64_t *len, char ***out, size_t *n)
 {
     unsigned total = w->opts.mapping ? sts_mapping_file_count(w->opts.mapping) : 1;
     size_t k = 0, all = 0;
     char **names;
     for (int r = 0; r < w->nranks; r++)
-        all += (size_t)counts[r];
+        all += (size_t)(len[r] / sizeof(unsigned));
     names = sts__calloc_array(all, sizeof *names);
     if (!names)
         return STS_E_NOMEM;
     for (int r = 0; r < w->nranks; r++) {
-        for (int i = 0; i < counts[r]; i++, k++) {
+        for (uint64_t i = 0; i < len[r] / sizeof(unsigned); i++, k++) {
             char buf[128];
-            snprintf(buf, sizeof buf, STS_RANK_FILE_FMT, r + 1, idx[k], total);
+            unsigned fi;
+            memcpy(&fi, idx + start[r] + i * sizeof fi, sizeof fi);
+            snprintf(buf, sizeof buf, STS_RANK_FILE_FMT, r + 1, fi, total);
             names[k] = sts__strdup(buf);
             if (!names[k]) {
                 *out = names;
@@ -487,33 +451,26 @@ done:
 
 int sts__writer_remove_stale(sts_writer *w)
 {
-    int rc = STS_OK, mine = (int)w->nfiles, *counts = NULL, *displs = NULL;
-    unsigned *idx = NULL, *all = NULL;
+    int rc = STS_OK;
+    sts_bytes mine = {NULL, 0, 0};
+    unsigned char *all = NULL;
+    uint64_t *start = NULL, *len = NULL;
     char **names = NULL;
     size_t nnames = 0;
     if (!w->opts.force)
         return STS_OK;
-    idx = sts__malloc_array(w->nfiles, sizeof *idx);
-    counts = sts__calloc_array((size_t)w->nranks, sizeof *counts);
-    displs = sts__calloc_array((size_t)w->nranks, sizeof *displs);
-    if (!idx || !counts || !displs)
-        rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    for (size_t i = 0; i < w->nfiles; i++)
-        idx[i] = w->files[i].index;
-    STS_MPI_CALL(&w->diag, MPI_Gather, (&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, w->comm));
-    for (int r = 1; r < w->nranks; r++)
-        displs[r] = displs[r - 1] + counts[r - 1];
-    if (w->rank == 0)
-        all = sts__malloc_array((size_t)displs[w->nranks - 1] + (size_t)counts[w->nranks - 1],
-                                sizeof *all);
-    if (w->rank == 0 && !all)
-        rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    STS_MPI_CALL(&w->diag, MPI_Gatherv,
-                 (idx, mine, MPI_UNSIGNED, all, counts, displs, MPI_UNSIGNED, 0, w->comm));
+    start = sts__malloc_array((size_t)w->nranks, sizeof *start);
+    len = sts__malloc_array((size_t)w->nranks, sizeof *len);
+    if (!start || !len)
+        rc = STS_E_NOMEM;
+    for (size_t i = 0; i < w->nfiles && rc == STS_OK; i++)
+        rc = sts__bytes_put(&mine, &w->files[i].index, sizeof(unsigned));
+    if (rc != STS_OK)
+        rc = sts__fail(&w->diag, rc, "out of memory");
+    /* Rank 0 alone lists the directory, from every rank's file indices. */
+    STS_CHECK(sts__xchg_gather(w->comm, 0, rc, &mine, &all, start, len, &w->diag));
     if (w->rank == 0) {
-        rc = produced_names(w, counts, all, &names, &nnames);
+        rc = produced_names(w, all, start, len, &names, &nnames);
         STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "out of memory");
         STS_CHECK(remove_unlisted(w, names, nnames));
     }
@@ -521,9 +478,9 @@ done:
     for (size_t i = 0; names && i < nnames; i++)
         free(names[i]);
     free(names);
-    free(idx);
+    sts__bytes_free(&mine);
     free(all);
-    free(counts);
-    free(displs);
+    free(start);
+    free(len);
     return rc;
 }

@@ -159,15 +159,18 @@ int sts_writer_begin(sts_writer *w)
     return rc;
 }
 
-int sts_writer_stores(const sts_writer *w, const char *name)
+int sts_writer_stores(const sts_writer *w, const char *name, int *stores)
 {
     long k;
-    if (!w || !name || !w->stream)
+    if (stores)
+        *stores = 0;
+    if (!w || !name || !stores || !w->stream)
         return STS_E_ARG;
     k = sts__writer_find(w, name);
     if (k < 0)
         return STS_E_ARG;
-    return w->blocks[k].keep ? 1 : 0;
+    *stores = w->blocks[k].keep ? 1 : 0;
+    return STS_OK;
 }
 
 /* Local.  Writes bytes of stored block k at offset off of the block. */

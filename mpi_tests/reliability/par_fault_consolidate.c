@@ -31,6 +31,9 @@ static const fcase cases[] = {
     {"point=rename,code=access", STS_E_ACCESS, 1},
     {"point=cons.*,code=internal", STS_E_INTERNAL, 1},
     {"point=cons.planned,code=nomem", STS_E_NOMEM, 1},
+    /* The record exchange's receive buffer: one rank out of memory must not leave the
+     * others inside the gather (every rank reaches this point, so it must fire). */
+    {"point=xchg.alloc,code=nomem", STS_E_NOMEM, 0},
 };
 
 /* Names in dir that look like output (final or temporary); 0 when dir is absent. */

@@ -169,9 +169,15 @@ static int begin_save(MPI_Comm comm, const reshard_args *a, share_data *s, sts_w
         return rc;
     }
     s->stored = s->blocks; /* compacted in place: only the stored blocks are used from here */
-    for (size_t i = 0; i < s->n; i++)
-        if (sts_writer_stores(*out, s->blocks[i].t->name) == 1)
+    for (size_t i = 0; i < s->n; i++) {
+        int stores = 0;
+        /* Cannot fail for a block added before a successful begin.  If it did, stores stays
+         * 0 and the commit's byte count reports the block on every rank; returning here
+         * would leave the other ranks in the exchange. */
+        (void)sts_writer_stores(*out, s->blocks[i].t->name, &stores);
+        if (stores)
             s->stored[s->nstored++] = s->blocks[i];
+    }
     return STS_OK;
 }
 
