@@ -37,7 +37,7 @@
 #include "consolidate.h"
 #include "mpiio.h"
 
-#define MAX_PIECES 65536 /* bounds the bookkeeping of a window of tiny tensors */
+#define MAX_PIECES 16384 /* bounds the bookkeeping of a window of tiny tensors (about 2 MiB) */
 /*
  * Input files kept open at once: a window of a column-sharded tensor reads
  * from every file that holds a column, so the cache should hold them all;
