@@ -182,6 +182,40 @@ static void test_mapping(void)
     sts_mapping_free(m);
 }
 
+/*
+ * Many broken tensors, whose owners (meta.c) are spread over the ranks: the
+ * error reported must be the one first in input order, as one rank planning
+ * everything would report it, whatever the rank count.  t00 (the first entry
+ * of the first file) has a gap; t01 a dtype clash; t02.. alternate.
+ */
+static void test_first_error(void)
+{
+    char in[512], name[16];
+    sts_consolidate_opts o;
+    gen_model m;
+    sts_consolidate_opts_init(&o);
+    snprintf(in, sizeof in, "%s/in_first", base);
+    gen_init(&m, 2);
+    m.python_spacing = 1;
+    for (int i = 0; i < 40; i++) {
+        size_t t;
+        snprintf(name, sizeof name, "t%02d", i);
+        t = gen_tensor_add(&m, name, STS_F32, 2, (uint64_t[]){4, 4});
+        gen_block_add(&m, t, 0, (uint64_t[]){0, 0}, (uint64_t[]){2, 4});
+        if (i % 2 == 0) { /* row 2 missing */
+            gen_block_add(&m, t, 1, (uint64_t[]){3, 0}, (uint64_t[]){1, 4});
+        } else {
+            size_t u = gen_tensor_add(&m, name, STS_F16, 2, (uint64_t[]){4, 4});
+            gen_block_add(&m, u, 1, (uint64_t[]){2, 0}, (uint64_t[]){2, 4});
+        }
+    }
+    if (me == 0)
+        CHECK(gen_write(&m, in) == 0);
+    gen_free(&m);
+    MPI_Barrier(MPI_COMM_WORLD);
+    expect("first", in, &o, STS_E_COVERAGE_GAP, 1, "tensor 't00'");
+}
+
 static void test_output_path(void)
 {
     char in[512], path[600];
@@ -208,6 +242,7 @@ int main(int argc, char **argv)
     MPI_Barrier(MPI_COMM_WORLD);
     test_inputs();
     test_mapping();
+    test_first_error();
     test_output_path();
     TEST_AGREE(MPI_COMM_WORLD);
     if (me == 0 && test_failures == 0)

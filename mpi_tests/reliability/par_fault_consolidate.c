@@ -34,6 +34,9 @@ static const fcase cases[] = {
     /* The record exchange's receive buffer: one rank out of memory must not leave the
      * others inside the gather (every rank reaches this point, so it must fire). */
     {"point=xchg.alloc,code=nomem", STS_E_NOMEM, 0},
+    /* The metadata plane (meta.c): its fourth exchange (block replies) and its end. */
+    {"point=xchg.alloc,hit=4,code=nomem", STS_E_NOMEM, 0},
+    {"point=meta.fetched,code=nomem", STS_E_NOMEM, 0},
 };
 
 /* Names in dir that look like output (final or temporary); 0 when dir is absent. */
