@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "meta.h"
 #include "plan.h"
 #include "test_util.h"
 
@@ -31,6 +32,48 @@ static double rss_mib(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
+}
+
+/*
+ * The metadata one rank of P holds in a distributed consolidation (meta.c),
+ * modelled from this plan: the records it owns as a checker, every tensor's
+ * summary and plan entry, and the blocks of the tensors its share touches
+ * (reply record, block struct, order entry).  Returns the largest rank's
+ * bytes; *replicated gets what every rank would hold if all records were
+ * gathered to all (records plus block structs), as before meta.c.
+ */
+static double model_rank_mib(const sts_plan *p, const sts_plan_block *b, size_t n, int P,
+                             double *replicated, double *owned_max)
+{
+    double *own = calloc((size_t)P, sizeof *own), best = 0, shared = 0, all = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = (double)sts__meta_record_bytes(b[i].ndim, b[i].name_len);
+        own[sts__meta_owner(b[i].name, b[i].name_len, P)] += r + sizeof(sts_plan_block) + 8;
+        all += r + sizeof(sts_plan_block);
+    }
+    for (size_t t = 0; t < p->ntensors; t++)
+        shared += (double)sts__meta_summary_bytes(p->tensors[t].ndim, p->tensors[t].name_len) +
+                  sizeof(sts_plan_summary) + sizeof(sts_plan_tensor);
+    *owned_max = 0;
+    for (int r = 0; r < P; r++) {
+        uint64_t lo, hi;
+        double fetched = 0;
+        sts__plan_rank_range(p, r, P, &lo, &hi);
+        for (size_t t = 0; t < p->ntensors; t++) {
+            const sts_plan_tensor *T = &p->tensors[t];
+            if (T->stream_off < hi && T->stream_off + T->nbytes > lo)
+                fetched +=
+                    (double)T->nblocks * (16.0 + 16.0 * T->ndim + sizeof(sts_plan_block) + 8);
+        }
+        if (own[r] > *owned_max)
+            *owned_max = own[r];
+        if (own[r] + shared + fetched > best)
+            best = own[r] + shared + fetched;
+    }
+    free(own);
+    *replicated = all / 1048576.0;
+    *owned_max /= 1048576.0;
+    return best / 1048576.0;
 }
 
 int main(int argc, char **argv)
@@ -104,6 +147,14 @@ int main(int argc, char **argv)
            "%.0f MiB of it)\n",
            F, T, n, t1 - t0, F, t2 - t1, (unsigned long long)chunks, (unsigned long long)pieces,
            (unsigned long long)bytes, rss_mib(), rss0);
+    for (int k = 0; p && k < 2; k++) {
+        int P = k == 0 ? 64 : 1024;
+        double rep, own, mib = model_rank_mib(p, b, n, P, &rep, &own);
+        printf("bench_plan: simulated P = %d: largest rank holds %.1f MiB of metadata "
+               "(%.1f MiB owned records); gathering every record to every rank: %.1f MiB\n",
+               P, mib, own, rep);
+        CHECK(mib < rep);
+    }
     sts__plan_free(p);
     free(b);
     free(dims);

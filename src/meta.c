@@ -42,6 +42,16 @@
  */
 #define SUM_HEAD 32
 
+size_t sts__meta_record_bytes(uint32_t ndim, size_t name_len)
+{
+    return REC_HEAD + 16 * (size_t)ndim + sts__cons_str_space(name_len);
+}
+
+size_t sts__meta_summary_bytes(uint32_t ndim, size_t name_len)
+{
+    return SUM_HEAD + 8 * (size_t)ndim + sts__cons_str_space(name_len);
+}
+
 typedef struct meta_run {
     MPI_Comm comm;
     int me, np;
@@ -103,7 +113,7 @@ static size_t rec_view(const unsigned char *p, const unsigned char *end, sts_pla
  * the same hash; mixing first keeps an owner's names from sharing low bits,
  * which would crowd its table when P is a power of two.
  */
-static int owner_of(const char *name, size_t len, int np)
+int sts__meta_owner(const char *name, size_t len, int np)
 {
     uint64_t h = sts__plan_hash(name, len);
     h ^= h >> 29;
@@ -158,7 +168,7 @@ static int route(meta_run *X, const sts_cons_packer *recs, unsigned char *out, u
         int o;
         if (size == 0)
             return sts__fail(X->diag, STS_E_INTERNAL, "corrupt block record");
-        o = owner_of(b.name, b.name_len, X->np);
+        o = sts__meta_owner(b.name, b.name_len, X->np);
         if (out) {
             memcpy(out + pos[o], p, size);
             pos[o] += size;
@@ -423,7 +433,7 @@ static int pack_requests(meta_run *X, const sts_meta *m, size_t ta, size_t tb, u
     memset(X->scount, 0, (size_t)X->np * sizeof *X->scount);
     for (size_t t = ta; t < tb; t++)
         if (wanted(&p->tensors[t]))
-            X->scount[owner_of(p->tensors[t].name, p->tensors[t].name_len, X->np)] += 8;
+            X->scount[sts__meta_owner(p->tensors[t].name, p->tensors[t].name_len, X->np)] += 8;
     for (int r = 0; r < X->np; r++) {
         pos[r] = total;
         total += X->scount[r];
@@ -435,7 +445,7 @@ static int pack_requests(meta_run *X, const sts_meta *m, size_t ta, size_t tb, u
         int o;
         if (!wanted(T))
             continue;
-        o = owner_of(T->name, T->name_len, X->np);
+        o = sts__meta_owner(T->name, T->name_len, X->np);
         (*out)[pos[o] / 8] = T->key;
         pos[o] += 8;
     }
@@ -490,7 +500,7 @@ static int take_replies(meta_run *X, sts_meta *m, size_t ta, size_t tb, int fill
     memcpy(cur, X->start, (size_t)X->np * sizeof *cur);
     for (size_t t = ta; t < tb; t++) {
         sts_plan_tensor *T = &p->tensors[t];
-        int o = owner_of(T->name, T->name_len, X->np);
+        int o = sts__meta_owner(T->name, T->name_len, X->np);
         uint64_t cnt, end = X->start[o] + X->len[o], rec = 16 + 16 * (uint64_t)T->ndim;
         if (!wanted(T))
             continue;

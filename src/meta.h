@@ -24,6 +24,12 @@ int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uin
                         const char *name, size_t name_len, sts_dtype dtype, uint32_t ndim,
                         const uint64_t *offsets, const uint64_t *shape);
 
+/* Local.  The owner rank of a tensor, of np ranks. */
+int sts__meta_owner(const char *name, size_t len, int np);
+/* Local.  Bytes of a block record and of a tensor summary (for memory models: bench_plan). */
+size_t sts__meta_record_bytes(uint32_t ndim, size_t name_len);
+size_t sts__meta_summary_bytes(uint32_t ndim, size_t name_len);
+
 typedef struct sts_meta {
     sts_plan *plan; /* every tensor; blocks for this rank's share only */
     /* storage the plan borrows */
