@@ -49,10 +49,12 @@ else()
 endif()
 sts_test_program(par_consolidate_big par_consolidate_big.c par_consolidate_gen.c)
 target_link_libraries(par_consolidate_big PRIVATE cjson)
-# One variant only, alone (8.2 GiB of /dev/shm at once); skipped when space is short.
+# One variant only (8.2 GiB of /dev/shm at once); skipped when space is short.  It shares
+# only /dev/shm space, so it locks that (with par_save_large) instead of running alone.
 sts_add_mpi_test(NAME par_consolidate_huge NP 3 LABELS long TIMEOUT 900
                  COMMAND $<TARGET_FILE:par_consolidate_big> huge ${STS_BIG_DIR})
-set_tests_properties(par_consolidate_huge_np3 PROPERTIES RUN_SERIAL TRUE SKIP_RETURN_CODE 77)
+set_tests_properties(par_consolidate_huge_np3 PROPERTIES RESOURCE_LOCK shm_large
+                     SKIP_RETURN_CODE 77)
 sts_add_mpi_test(NAME par_consolidate_many NP 1 3 TIMEOUT 600
                  COMMAND $<TARGET_FILE:par_consolidate_big> many ${STS_TEST_WORK})
 

@@ -10,18 +10,15 @@ if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
   return()
 endif()
 
-# The codec sources again, instrumented for coverage and the sanitizers, so the
-# rest of the build (and its tests) stays as configured.
+# The format and plan layers again (src/CMakeLists.txt lists them), built with
+# coverage instrumentation for libFuzzer and the sanitizers; the library the
+# tests use stays as configured.  One archive serves every harness.
 set(STS_FUZZ_FLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
-add_library(stshard_fuzzlib STATIC
-  ${PROJECT_SOURCE_DIR}/src/errors.c ${PROJECT_SOURCE_DIR}/src/util.c
-  ${PROJECT_SOURCE_DIR}/src/dtype.c ${PROJECT_SOURCE_DIR}/src/json.c
-  ${PROJECT_SOURCE_DIR}/src/header.c ${PROJECT_SOURCE_DIR}/src/header_access.c
-  ${PROJECT_SOURCE_DIR}/src/header_encode.c)
+add_library(stshard_fuzzlib STATIC ${STS_FORMAT_SOURCES} ${STS_PLAN_SOURCES})
 target_include_directories(stshard_fuzzlib PUBLIC ${PROJECT_SOURCE_DIR}/include
-                                           PRIVATE ${PROJECT_SOURCE_DIR}/src)
+                                                  ${PROJECT_SOURCE_DIR}/src)
 target_compile_options(stshard_fuzzlib PRIVATE ${STS_FUZZ_FLAGS})
-target_link_libraries(stshard_fuzzlib PUBLIC MPI::MPI_C)
+target_link_libraries(stshard_fuzzlib PUBLIC MPI::MPI_C cjson)
 sts_target_warnings(stshard_fuzzlib)
 
 set(STS_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)

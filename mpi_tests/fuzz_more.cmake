@@ -2,26 +2,11 @@
 # coverage check, the mapping / index readers (and verify's index checks),
 # and the consolidation planner.  Each runs as a ctest with label "fuzz" for
 # a bounded time, seeded from a committed corpus under fuzz/corpus/<target>/.
-# fuzz.cmake (included before this file) sets up the header-codec targets.
+# fuzz.cmake (included before this file) builds the archive they link.
 if(NOT STS_FUZZ OR NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
   return()
 endif()
 
-# Every local (non-MPI-IO) module again, instrumented for coverage and the
-# sanitizers, so the rest of the build stays as configured.
-set(STS_FUZZ_MORE_SOURCES errors.c util.c dtype.c json.c header.c header_access.c
-    header_encode.c coverage.c mapping.c verify.c)
-if(EXISTS ${PROJECT_SOURCE_DIR}/src/plan.c)
-  list(APPEND STS_FUZZ_MORE_SOURCES plan.c plan_layout.c plan_chunk.c)
-endif()
-list(TRANSFORM STS_FUZZ_MORE_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/src/)
-add_library(stshard_fuzzlib_more STATIC ${STS_FUZZ_MORE_SOURCES})
-target_include_directories(stshard_fuzzlib_more PUBLIC ${PROJECT_SOURCE_DIR}/include
-                                                       ${PROJECT_SOURCE_DIR}/src)
-target_compile_options(stshard_fuzzlib_more PRIVATE
-                       -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
-target_link_libraries(stshard_fuzzlib_more PUBLIC MPI::MPI_C cjson)
-sts_target_warnings(stshard_fuzzlib_more)
 
 set(STS_FUZZ_MORE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
 
@@ -41,7 +26,7 @@ function(rel_add_fuzz_target name)
   add_executable(${name} ${STS_FUZZ_MORE_DIR}/${name}.c)
   target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(${name} PRIVATE stshard_fuzzlib_more)
+  target_link_libraries(${name} PRIVATE stshard_fuzzlib)
   sts_target_warnings(${name})
   set(work ${CMAKE_CURRENT_BINARY_DIR}/fuzz_work/${name})
   set(seeds ${STS_FUZZ_MORE_DIR}/corpus/${name})
@@ -52,6 +37,4 @@ endfunction()
 
 rel_add_fuzz_target(fuzz_coverage)
 rel_add_fuzz_target(fuzz_mapping DICT ${STS_FUZZ_MORE_DIR}/mapping.dict)
-if(EXISTS ${PROJECT_SOURCE_DIR}/src/plan.c)
-  rel_add_fuzz_target(fuzz_plan)
-endif()
+rel_add_fuzz_target(fuzz_plan)

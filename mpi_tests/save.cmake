@@ -52,7 +52,8 @@ target_include_directories(par_save_large PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
 sts_add_mpi_test(NAME par_save_large NP 1 2 TIMEOUT 600 LABELS long
                  COMMAND $<TARGET_FILE:par_save_large> /dev/shm/stshard_par_save_large)
 foreach(np 1 2)
-  set_tests_properties(par_save_large_np${np} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  set_tests_properties(par_save_large_np${np} PROPERTIES SKIP_RETURN_CODE 77
+                       RESOURCE_LOCK shm_large)
 endforeach()
 
 # --- stshard save (needs the tool, and the verify/mapping modules it brings) ---

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds with warnings as errors, and runs every
-# test: the main build, the ASan+UBSan build and the libFuzzer smoke runs.
+# test: the main build, then the ASan+UBSan build, which also builds the
+# libFuzzer harnesses and runs their smoke runs beside its other tests.
 # Both test builds compile in fault injection (STS_FAULT_INJECTION, src/fault.c).
 # Usage: scripts/test.sh [--quick]   (--quick: main build only)
 set -euo pipefail
@@ -25,13 +26,8 @@ run_build build-ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTS_FAULT_INJECTION=ON
 (cd build-ci && ctest --output-on-failure -j "$jobs")
 [ $quick -eq 1 ] && exit 0
 
-echo "== ASan+UBSan build (clang)"
+echo "== ASan+UBSan build with the libFuzzer smoke runs (clang)"
 mkdir -p build-asan
 run_build build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_SANITIZE=ON \
-    -DSTS_FAULT_INJECTION=ON
+    -DSTS_FAULT_INJECTION=ON -DSTS_FUZZ=ON
 (cd build-asan && ctest --output-on-failure -j "$jobs" -LE "bench|long")
-
-echo "== libFuzzer smoke runs (clang)"
-mkdir -p build-fuzz
-run_build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_FUZZ=ON
-(cd build-fuzz && ctest --output-on-failure -L fuzz)
