@@ -160,7 +160,7 @@ static int alltoall(meta_run *X, int rc, unsigned char *mine, const uint64_t *sc
 /* Walks recs: with out NULL sums each owner's bytes into X->scount, else copies to pos[owner]. */
 static int route(meta_run *X, const sts_cons_packer *recs, unsigned char *out, uint64_t *pos)
 {
-    const unsigned char *p = recs->buf, *end = recs->buf + recs->len;
+    const unsigned char *p = recs->buf, *end = recs->buf ? recs->buf + recs->len : NULL;
     while (p < end) {
         sts_plan_block b;
         uint64_t key;
