@@ -89,10 +89,12 @@ const char *sts_version_string(void);
     X(STS_E_INDEX, -45, "InvalidIndex", "model.safetensors.index.json is invalid or inconsistent") \
     X(STS_E_NO_TENSOR, -46, "TensorNotFound", "no such tensor")                                    \
     X(STS_E_BLOCK_RANGE, -47, "BlockOutOfRange", "block lies outside the tensor")                  \
-    X(STS_E_EMPTY_INPUT, -48, "NoInput", "no safetensors files found")
+    X(STS_E_EMPTY_INPUT, -48, "NoInput", "no safetensors files found")                             \
+    X(STS_E_AMBIGUOUS_INPUT, -49, "AmbiguousInput",                                                \
+      "directory holds both a Hugging Face checkpoint and rank files")
 
 #define STS_ERROR_ENUM_ITEM_(e, v, name, msg) e = v,
-typedef enum sts_error { STS_ERROR_LIST(STS_ERROR_ENUM_ITEM_) STS_E_MIN_ = -49 } sts_error;
+typedef enum sts_error { STS_ERROR_LIST(STS_ERROR_ENUM_ITEM_) STS_E_MIN_ = -50 } sts_error;
 #undef STS_ERROR_ENUM_ITEM_
 
 /* Local.  A static, human-readable message for code (never NULL). */
@@ -374,6 +376,21 @@ typedef enum sts_ckpt_kind {
     STS_CKPT_SHARDED = 2 /* rank files with DCP_SHARDING_INFO (stshard save or PyTorch DCP) */
 } sts_ckpt_kind;
 
+/*
+ * Local.  What the checkpoint directory dir holds, by the rules of
+ * docs/format.md ("What a checkpoint directory holds"), which every command
+ * that takes a checkpoint directory applies: *kind receives its form and
+ * *names (free with sts_ckpt_names_free) every visible *.safetensors file
+ * name in it, sorted bytewise; *n their count.  Hidden entries are ignored.
+ * Nothing is opened.  Errors: STS_E_ARG, STS_E_NOENT, STS_E_ACCESS, STS_E_IO
+ * (cannot list, or a *.safetensors entry is not a regular file),
+ * STS_E_AMBIGUOUS_INPUT (model.safetensors or its index beside rank files),
+ * STS_E_EMPTY_INPUT (no index and no *.safetensors file), STS_E_NOMEM.
+ */
+int sts_ckpt_scan(const char *dir, sts_ckpt_kind *kind, char ***names, size_t *n, sts_diag *diag);
+/* Local.  Frees what sts_ckpt_scan returned; NULL-safe. */
+void sts_ckpt_names_free(char **names, size_t n);
+
 /* A tensor of an open checkpoint.  Pointers are owned by the reader. */
 typedef struct sts_global_tensor {
     const char *name; /* NUL-terminated UTF-8 */
@@ -405,7 +422,7 @@ typedef struct sts_global_tensor {
  * sts_reader_read); "stshard_exchange_buffer": staging bytes per rank for
  * the exchange, decimal (default 2097152).  The ranks agree on the exchange
  * settings (off if any rank says off; the smallest buffer).  Errors:
- * STS_E_NOENT, STS_E_EMPTY_INPUT,
+ * STS_E_NOENT, STS_E_EMPTY_INPUT, STS_E_AMBIGUOUS_INPUT (docs/format.md §5),
  * STS_E_INDEX, every header error, STS_E_SHARDING_INFO, STS_E_DTYPE_MISMATCH,
  * STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_NOMEM, STS_E_MPI,
  * STS_E_IO; the same on every rank, diag names the file or tensor.

@@ -187,3 +187,14 @@ cli_test(mapping_bad_single 1 -m "^stshard mapping: MetadataIncompleteBuffer: .*
 cli_test(mapping_none 3 -m "NotFound: .*neither model.safetensors.index.json nor" --
          ${CLI} mapping --reference ${CLI_DATA}/ranks)
 cli_test(mapping_missing 3 -m "NotFound" -- ${CLI} mapping --reference ${CLI_DATA}/no-such-dir)
+
+# --- what a checkpoint directory holds: one answer from every command --------
+# A Hugging Face checkpoint beside rank files is AmbiguousInput for load, reshard,
+# consolidate, verify, mapping --reference and inspect; hidden junk is ignored by all.
+add_test(NAME cli_dir_forms
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/dir_forms.sh ${CLI_DATA}/dir-forms
+                 ${CLI_DATA}/ranks ${CLI_DATA}/single ${CLI_DATA}/index ${CLI}
+                 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS}
+         WORKING_DIRECTORY ${STS_TEST_WORK})
+set_tests_properties(cli_dir_forms PROPERTIES LABELS "mpi;cli" TIMEOUT 600
+                     ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED cli_data)

@@ -2,9 +2,9 @@
  * ckptdir.c - what a checkpoint path holds: a file, an index.json and the
  * model files its weight_map names, a model.safetensors, or a directory of
  * rank files; and, once the headers are known, whether the index agrees with
- * them.  Runs on rank 0 only (reader.c broadcasts the result).
+ * them.  Which form a directory holds is ckptscan.c's answer.  Runs on rank 0
+ * only (reader.c broadcasts the result).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +13,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "ckptscan.h"
 #include "mpiio.h"
 #include "reader.h"
 
-#define INDEX_NAME  "model.safetensors.index.json"
-#define SINGLE_NAME "model.safetensors"
-#define SUFFIX      ".safetensors"
 /* An index.json is small (one line per tensor); refuse absurd ones instead of reading them. */
 #define MAX_INDEX_BYTES ((long)1 << 30)
 
@@ -56,35 +54,19 @@ static int is_regular(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* Every visible *.safetensors regular file of dir, sorted by name. */
-static int list_rank_files(const char *dir, sts__strlist *out, sts_diag *diag)
+/* The rank files of a SHARDED scan, as paths under dir (the scan sorted them). */
+static int rank_paths(const char *dir, const sts__ckptscan *scan, sts__strlist *out, sts_diag *diag)
 {
     int rc = STS_OK;
-    struct dirent *e;
     char *full = NULL;
-    DIR *d = opendir(dir);
-    STS_GOTO_IF(!d, diag, sts__err_from_errno(errno), "%s: cannot list directory: %s", dir,
-                strerror(errno));
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        /* Hidden names are our own partial outputs (".<name>.stshard-partial"). */
-        if (e->d_name[0] == '.' || len <= strlen(SUFFIX) ||
-            strcmp(e->d_name + len - strlen(SUFFIX), SUFFIX) != 0)
-            continue;
-        full = sts__path_join(dir, e->d_name);
-        STS_GOTO_IF(!full, diag, STS_E_NOMEM, "out of memory");
-        /* Never skipped: that would drop its blocks without a word (and a FIFO would block). */
-        STS_GOTO_IF(!is_regular(full), diag, STS_E_IO, "%s: not a regular file", full);
-        STS_GOTO_IF(flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < scan->n; i++) {
+        full = sts__path_join(dir, scan->names[i]);
+        STS_GOTO_IF(!full || flist_add(out, full) != STS_OK, diag, STS_E_NOMEM, "out of memory");
         free(full);
         full = NULL;
     }
-    STS_GOTO_IF(out->n == 0, diag, STS_E_EMPTY_INPUT, "%s: no .safetensors files", dir);
-    qsort(out->v, out->n, sizeof *out->v, cmp_str);
 done:
     free(full);
-    if (d)
-        closedir(d);
     return rc;
 }
 
@@ -160,6 +142,7 @@ int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *f
     struct stat sb;
     char *ipath = NULL, *single = NULL;
     cJSON *json = NULL;
+    sts__ckptscan scan = {0};
     *index = NULL;
     STS_GOTO_IF(stat(path, &sb) != 0, diag, sts__err_from_errno(errno), "%s: %s", path,
                 strerror(errno));
@@ -168,22 +151,23 @@ int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *f
         STS_GOTO_IF(flist_add(files, path) != STS_OK, diag, STS_E_NOMEM, "out of memory");
         goto done;
     }
-    ipath = sts__path_join(path, INDEX_NAME);
-    single = sts__path_join(path, SINGLE_NAME);
-    STS_GOTO_IF(!ipath || !single, diag, STS_E_NOMEM, "out of memory");
-    if (is_regular(ipath)) {
-        *kind = STS_CKPT_INDEXED;
+    STS_CHECK(sts__ckptscan_dir(path, &scan, diag));
+    *kind = scan.kind;
+    if (scan.kind == STS_CKPT_INDEXED) {
+        ipath = sts__path_join(path, STS_INDEX_NAME);
+        STS_GOTO_IF(!ipath, diag, STS_E_NOMEM, "out of memory");
         STS_CHECK(read_small_json(ipath, &json, diag));
         *index = json;
         STS_CHECK(index_files(path, json, ipath, files, diag));
-    } else if (is_regular(single)) {
-        *kind = STS_CKPT_FILE;
-        STS_GOTO_IF(flist_add(files, single) != STS_OK, diag, STS_E_NOMEM, "out of memory");
+    } else if (scan.kind == STS_CKPT_FILE) {
+        single = sts__path_join(path, STS_SINGLE_NAME);
+        STS_GOTO_IF(!single || flist_add(files, single) != STS_OK, diag, STS_E_NOMEM,
+                    "out of memory");
     } else {
-        *kind = STS_CKPT_SHARDED;
-        STS_CHECK(list_rank_files(path, files, diag));
+        STS_CHECK(rank_paths(path, &scan, files, diag));
     }
 done:
+    sts__ckptscan_free(&scan);
     free(ipath);
     free(single);
     return rc;

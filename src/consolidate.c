@@ -24,7 +24,6 @@
  * On failure the temporaries are removed and no file appears under a final
  * name.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckptscan.h"
 #include "consolidate.h"
 #include "meta.h"
 #include "mpiio.h"
@@ -90,62 +90,28 @@ size_t sts__cons_str_space(size_t len)
 
 /* ---- 1. setup ------------------------------------------------------------ */
 
-static int is_input_name(const char *n)
-{
-    size_t len = strlen(n), suf = strlen(".safetensors");
-    return n[0] != '.' && len > suf && strcmp(n + len - suf, ".safetensors") == 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Rank 0: the sorted names of the regular *.safetensors files of indir. */
+/* Rank 0: the sorted names of indir's rank files, as ckptscan.c judges the directory. */
 static int list_inputs(cons *C, char ***names, size_t *n)
 {
     int rc = STS_OK;
-    DIR *d = opendir(C->indir);
-    struct dirent *e;
-    size_t cap = 0;
+    sts__ckptscan scan = {0};
     *names = NULL;
     *n = 0;
-    STS_GOTO_IF(!d, C->diag, sts__err_from_errno(errno), "%s: %s", C->indir, strerror(errno));
-    while ((e = readdir(d)) != NULL) {
-        struct stat sb;
-        char *path;
-        if (!is_input_name(e->d_name))
-            continue;
-        path = sts__path_join(C->indir, e->d_name);
-        STS_GOTO_IF(!path, C->diag, STS_E_NOMEM, "out of memory");
-        /* An input named like a rank file that cannot be read as one is an error, never
-         * skipped: skipping it would drop its blocks without a word (and a FIFO would block). */
-        if (stat(path, &sb) != 0) {
-            int err = errno;
-            rc = sts__fail(C->diag, sts__err_from_errno(err), "%s: %s", path, strerror(err));
-        } else if (!S_ISREG(sb.st_mode)) {
-            rc = sts__fail(C->diag, STS_E_IO, "%s: not a regular file", path);
-        }
-        if (rc != STS_OK) {
-            free(path);
-            goto done;
-        }
-        free(path);
-        if (*n == cap) {
-            char **nv = sts__realloc_array(*names, cap ? cap * 2 : 64, sizeof *nv);
-            STS_GOTO_IF(!nv, C->diag, STS_E_NOMEM, "out of memory");
-            *names = nv;
-            cap = cap ? cap * 2 : 64;
-        }
-        (*names)[*n] = sts__strdup(e->d_name);
-        STS_GOTO_IF(!(*names)[*n], C->diag, STS_E_NOMEM, "out of memory");
-        (*n)++;
-    }
-    STS_GOTO_IF(*n == 0, C->diag, STS_E_EMPTY_INPUT, "%s: no .safetensors files", C->indir);
-    qsort(*names, *n, sizeof **names, cmp_str);
+    STS_CHECK(sts__ckptscan_dir(C->indir, &scan, C->diag));
+    /* Its model files carry no DCP_SHARDING_INFO: say so before any header is read. */
+    STS_GOTO_IF(scan.kind == STS_CKPT_FILE, C->diag, STS_E_SHARDING_INFO,
+                "%s: holds a Hugging Face checkpoint (%s), not rank files: nothing to consolidate",
+                C->indir, STS_SINGLE_NAME);
+    STS_GOTO_IF(scan.kind == STS_CKPT_INDEXED, C->diag, STS_E_SHARDING_INFO,
+                "%s: holds a Hugging Face checkpoint (%s%s%s), not rank files: nothing to "
+                "consolidate",
+                C->indir, STS_INDEX_NAME, scan.n ? ", " : "", scan.n ? scan.names[0] : "");
+    *names = scan.names;
+    *n = scan.n;
+    scan.names = NULL;
+    scan.n = 0;
 done:
-    if (d)
-        closedir(d);
+    sts__ckptscan_free(&scan);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "ckptscan.h"
 #include "internal.h"
 
 /* An index or mapping file larger than this is not a mapping we should read whole. */
@@ -515,17 +516,12 @@ char *sts__mapping_join(const char *dir, const char *name)
     return p;
 }
 
-static int is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 int sts_mapping_from_reference(const char *dir, sts_mapping **out, sts_diag *diag)
 {
     int rc = STS_OK;
     char *index = NULL, *single = NULL;
     struct stat st;
+    sts__ckptscan scan = {0};
     sts__diag_clear(diag);
     if (!dir || !out)
         return sts__fail(diag, STS_E_ARG, "sts_mapping_from_reference: NULL argument");
@@ -536,17 +532,27 @@ int sts_mapping_from_reference(const char *dir, sts_mapping **out, sts_diag *dia
     }
     if (!S_ISDIR(st.st_mode))
         return sts__fail(diag, STS_E_NOENT, "%s: not a directory", dir);
+    /* The reference is read as the reader would read it (ckptscan.c): an index, else
+     * model.safetensors; rank files alone carry no file mapping. */
+    rc = sts__ckptscan_dir(dir, &scan, diag);
+    if (rc == STS_OK && scan.kind == STS_CKPT_SHARDED)
+        rc = STS_E_EMPTY_INPUT;
+    if (rc == STS_E_EMPTY_INPUT) {
+        rc = sts__fail(diag, STS_E_NOENT, "%s: neither %s nor %s found", dir, INDEX_NAME,
+                       SINGLE_NAME);
+        goto done;
+    }
+    if (rc != STS_OK)
+        goto done;
     index = sts__mapping_join(dir, INDEX_NAME);
     single = sts__mapping_join(dir, SINGLE_NAME);
     STS_GOTO_IF(!index || !single, diag, STS_E_NOMEM, "%s: out of memory", dir);
-    if (is_file(index))
+    if (scan.kind == STS_CKPT_INDEXED)
         rc = mapping_from_index(index, out, diag);
-    else if (is_file(single))
-        rc = mapping_from_single(single, out, diag);
     else
-        rc = sts__fail(diag, STS_E_NOENT, "%s: neither %s nor %s found", dir, INDEX_NAME,
-                       SINGLE_NAME);
+        rc = mapping_from_single(single, out, diag);
 done:
+    sts__ckptscan_free(&scan);
     free(index);
     free(single);
     return rc;

@@ -62,8 +62,9 @@ void sts__strlist_free(sts__strlist *l);
 /*
  * Local (rank 0).  Decides what path holds and lists its files (paths).  For
  * an index checkpoint *index receives the parsed index (free with
- * sts__ckptdir_index_free) for sts__ckptdir_check_index.  Errors:
- * STS_E_NOENT, STS_E_ACCESS, STS_E_EMPTY_INPUT, STS_E_INDEX, STS_E_NOMEM.
+ * sts__ckptdir_index_free) for sts__ckptdir_check_index.  A directory's form
+ * is ckptscan.c's.  Errors: STS_E_NOENT, STS_E_ACCESS, STS_E_IO,
+ * STS_E_EMPTY_INPUT, STS_E_AMBIGUOUS_INPUT, STS_E_INDEX, STS_E_NOMEM.
  */
 int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *files, void **index,
                           sts_diag *diag);

@@ -2,11 +2,11 @@
  * verify.c - strict validation of a safetensors file or a checkpoint
  * directory, reading headers only (never tensor data).
  *
- * A directory is checked as what it holds: an index with its model files, a
- * single model.safetensors, and/or a set of rank files whose blocks must tile
- * every global tensor exactly.  Every problem is reported, not only the first.
+ * A directory is checked as what it holds (ckptscan.c decides, for every
+ * command): an index with its model files, a single model.safetensors, or a
+ * set of rank files whose blocks must tile every global tensor exactly.  Every problem is reported,
+ * not only the first.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "ckptscan.h"
 #include "internal.h"
 
 #define INDEX_NAME  "model.safetensors.index.json"
@@ -96,11 +97,6 @@ static void fmt_shape(char *buf, size_t len, uint32_t ndim, const uint64_t *shap
         snprintf(buf + at, len - at, "]");
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static const char *base_name(const char *path)
 {
     const char *s = strrchr(path, '/');
@@ -110,25 +106,6 @@ static const char *base_name(const char *path)
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 /* ------------------------------------------------------------------------ */
-
-static int is_rank_file_name(const char *name)
-{
-    static const char *const parts[] = {"shard-", "-model-", "-of-"};
-    const char *p = name;
-    for (size_t i = 0; i < 3; i++) {
-        size_t len = strlen(parts[i]), digits = 0;
-        if (strncmp(p, parts[i], len) != 0)
-            return 0;
-        p += len;
-        while (p[digits] >= '0' && p[digits] <= '9')
-            digits++;
-        /* Zero-padded to five digits; wider numbers are written in full (SPEC 2). */
-        if (digits < 5)
-            return 0;
-        p += digits;
-    }
-    return strcmp(p, ".safetensors") == 0;
-}
 
 /*
  * Validates one file; decodes its sharding info when present or required.
@@ -152,79 +129,6 @@ static sts_header *check_file(vctx *v, const char *path, int need_sharding)
         }
     }
     return h;
-}
-
-/* What a non-regular directory entry is, for the message; st is NULL when stat failed. */
-static const char *entry_kind(const struct stat *st)
-{
-    if (!st)
-        return "a dangling link";
-    if (S_ISDIR(st->st_mode))
-        return "a directory";
-    if (S_ISFIFO(st->st_mode))
-        return "a FIFO";
-    if (S_ISSOCK(st->st_mode))
-        return "a socket";
-    return S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? "a device" : "not a regular file";
-}
-
-static int has_suffix(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/*
- * The directory's regular files, sorted bytewise.  Entries and the array are
- * malloc'd.  A *.safetensors entry that is not a regular file is a problem:
- * the reader refuses it (it would drop its blocks, or block on a FIFO).
- */
-static int list_dir(const char *dir, char ***out, size_t *nout, vctx *v)
-{
-    int rc = STS_OK;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    if (!d) {
-        int err = errno;
-        problem(v, dir, sts__err_from_errno(err), "cannot list directory: %s", strerror(err));
-        return sts__err_from_errno(err);
-    }
-    while ((e = readdir(d)) != NULL) {
-        char *full = sts__mapping_join(dir, e->d_name);
-        struct stat st;
-        int found = full && stat(full, &st) == 0, regular = found && S_ISREG(st.st_mode);
-        if (full && !regular && has_suffix(e->d_name, ".safetensors"))
-            problem(v, full, STS_E_IO, "is %s, not a regular file", entry_kind(found ? &st : NULL));
-        free(full);
-        if (!regular)
-            continue;
-        if (n == cap) {
-            char **p = sts__realloc_array(names, cap ? cap * 2 : 32, sizeof *p);
-            STS_GOTO_IF(!p, NULL, STS_E_NOMEM, "out of memory");
-            names = p;
-            cap = cap ? cap * 2 : 32;
-        }
-        names[n] = sts__strdup(e->d_name);
-        STS_GOTO_IF(!names[n], NULL, STS_E_NOMEM, "out of memory");
-        n++;
-    }
-    if (n > 1)
-        qsort(names, n, sizeof *names, cmp_str);
-done:
-    closedir(d);
-    if (rc != STS_OK) {
-        problem(v, dir, rc, "out of memory while listing the directory");
-        for (size_t i = 0; i < n; i++)
-            free(names[i]);
-        free(names);
-        names = NULL;
-        n = 0;
-    }
-    *out = names;
-    *nout = n;
-    return rc;
 }
 
 static void free_names(char **names, size_t n)
@@ -336,16 +240,14 @@ static uint64_t check_file_tensors(vctx *v, const sts_mapping *tmap, const char 
 /*
  * Safetensors files in an index checkpoint's directory that its weight_map
  * does not name: loaders never read them, so they are leftovers (an earlier
- * save into more files) or the index lost entries.  Rank files are left to
- * check_ranks.
+ * save into more files) or the index lost entries.  (Rank files beside an
+ * index make the directory ambiguous, an error before this is reached.)
  */
 static void unnamed_files(vctx *v, const char *dir, char **names, size_t n, const char **files,
                           size_t nfiles)
 {
     for (size_t i = 0; i < n; i++) {
         int named = 0;
-        if (!has_suffix(names[i], ".safetensors") || is_rank_file_name(names[i]))
-            continue;
         for (size_t f = 0; f < nfiles && !named; f++)
             named = strcmp(files[f], names[i]) == 0;
         if (!named) {
@@ -570,8 +472,6 @@ static int check_ranks(vctx *v, const char *dir, char **names, size_t n)
     int incomplete = 0;
     STS_GOTO_IF(!paths || !h, NULL, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        if (!is_rank_file_name(names[i]))
-            continue;
         paths[nfiles] = sts__mapping_join(dir, names[i]);
         STS_GOTO_IF(!paths[nfiles], NULL, STS_E_NOMEM, "out of memory");
         h[nfiles] = check_file(v, paths[nfiles], 1);
@@ -595,41 +495,30 @@ done:
 /* Entry point                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* The directory is checked as what ckptscan.c says it holds, as every command reads it. */
 static void check_dir(vctx *v, const char *dir)
 {
-    char **names = NULL;
-    size_t n = 0, nrank = 0, nother = 0;
-    int has_index = 0, has_single = 0;
-    if (list_dir(dir, &names, &n, v) != STS_OK)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        has_index |= strcmp(names[i], INDEX_NAME) == 0;
-        has_single |= strcmp(names[i], SINGLE_NAME) == 0;
-        nrank += is_rank_file_name(names[i]);
-        nother += has_suffix(names[i], ".safetensors");
-    }
-    if (has_index) {
-        check_index(v, dir, names, n);
-    } else if (has_single) {
-        char *p = sts__mapping_join(dir, SINGLE_NAME);
+    sts_diag diag;
+    sts__ckptscan scan;
+    int rc = sts__ckptscan_dir(dir, &scan, &diag);
+    char *p = NULL;
+    if (rc == STS_E_EMPTY_INPUT) {
+        problem(v, dir, rc, "no safetensors files in the directory");
+    } else if (rc != STS_OK) {
+        problem_diag(v, scan.culprit ? scan.culprit : dir, &diag);
+    } else if (scan.kind == STS_CKPT_INDEXED) {
+        check_index(v, dir, scan.names, scan.n);
+    } else if (scan.kind == STS_CKPT_FILE) {
+        p = sts__mapping_join(dir, SINGLE_NAME);
         if (p)
             sts_header_free(check_file(v, p, 0));
         else
             problem(v, dir, STS_E_NOMEM, "out of memory");
-        free(p);
+    } else {
+        check_ranks(v, dir, scan.names, scan.n);
     }
-    if (nrank > 0)
-        check_ranks(v, dir, names, n);
-    /* No recognised layout: each safetensors file is checked on its own. */
-    for (size_t i = 0; !has_index && !has_single && nrank == 0 && i < n; i++) {
-        char *p = has_suffix(names[i], ".safetensors") ? sts__mapping_join(dir, names[i]) : NULL;
-        if (p)
-            sts_header_free(check_file(v, p, 0));
-        free(p);
-    }
-    if (nother == 0 && !has_index)
-        problem(v, dir, STS_E_EMPTY_INPUT, "no safetensors files in the directory");
-    free_names(names, n);
+    free(p);
+    sts__ckptscan_free(&scan);
 }
 
 int sts_verify_path(const char *path, sts_problem_fn fn, void *ud, size_t *nproblems)
@@ -644,7 +533,7 @@ int sts_verify_path(const char *path, sts_problem_fn fn, void *ud, size_t *nprob
     } else if (S_ISDIR(st.st_mode)) {
         check_dir(&v, path);
     } else {
-        sts_header_free(check_file(&v, path, is_rank_file_name(base_name(path))));
+        sts_header_free(check_file(&v, path, sts__ckptscan_is_rank_name(base_name(path))));
     }
     if (nproblems)
         *nproblems = v.count;

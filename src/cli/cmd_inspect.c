@@ -239,11 +239,6 @@ static void inspect_file(const char *path, int json, totals *t)
     sts_header_free(h);
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static char *join(const char *dir, const char *name)
 {
     size_t a = strlen(dir), b = strlen(name);
@@ -253,43 +248,40 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-/* The directory's *.safetensors files, sorted; NULL-terminated, malloc'd. */
-static char **list_safetensors(const char *dir, size_t *n, int *err)
+/*
+ * The directory's *.safetensors files as paths, sorted, when the library's
+ * scan (the rule every command applies) accepts it; else reports and returns
+ * the exit status.
+ */
+static int list_safetensors(const char *dir, char ***out, size_t *n)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char **v = NULL;
-    size_t cap = 0;
-    *n = 0;
-    *err = 0;
-    if (!d) {
-        *err = errno;
-        return NULL;
+    sts_diag d;
+    sts_ckpt_kind kind;
+    char **names = NULL;
+    int rc = sts_ckpt_scan(dir, &kind, &names, n, &d);
+    if (rc == STS_E_EMPTY_INPUT || (rc == STS_OK && *n == 0)) {
+        cli_error("inspect", STS_E_EMPTY_INPUT, "%s: no *.safetensors files", dir);
+        rc = STS_E_EMPTY_INPUT;
+    } else if (rc != STS_OK) {
+        cli_error("inspect", rc, "%s", cli_diag_text(&d));
     }
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 12 || strcmp(e->d_name + len - 12, ".safetensors") != 0)
-            continue;
-        if (*n + 1 >= cap) {
-            char **p = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *p);
-            if (!p) {
-                *err = ENOMEM;
-                break;
-            }
-            v = p;
-        }
-        if ((v[*n] = join(dir, e->d_name)) == NULL) {
-            *err = ENOMEM;
+    for (size_t i = 0; rc == STS_OK && i < *n; i++) {
+        char *p = join(dir, names[i]);
+        if (!p) {
+            cli_error("inspect", STS_E_NOMEM, "out of memory");
+            rc = STS_E_NOMEM;
             break;
         }
-        ++*n;
+        free(names[i]);
+        names[i] = p;
     }
-    closedir(d);
-    if (v) {
-        qsort(v, *n, sizeof *v, cmp_name);
-        v[*n] = NULL;
+    if (rc != STS_OK) {
+        sts_ckpt_names_free(names, *n);
+        names = NULL;
+        *n = 0;
     }
-    return v;
+    *out = names;
+    return sts_exit_status(rc);
 }
 
 /* One line about the index, if the directory has one; detail is verify's job. */
@@ -335,7 +327,7 @@ done:
 int cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
-    int json = 0, err = 0, opts_done = 0;
+    int json = 0, opts_done = 0;
     totals t = {0, 0, 0, 0};
     struct stat st;
     char **files = NULL;
@@ -369,17 +361,9 @@ int cmd_inspect(int argc, char **argv)
         return sts_exit_status(code);
     }
     if (S_ISDIR(st.st_mode)) {
-        files = list_safetensors(path, &n, &err);
-        if (err) {
-            cli_error("inspect", STS_E_IO, "%s: %s", path, strerror(err));
-            t.status = CLI_IO;
+        t.status = list_safetensors(path, &files, &n);
+        if (t.status != CLI_OK)
             goto done;
-        }
-        if (n == 0) {
-            cli_error("inspect", STS_E_EMPTY_INPUT, "%s: no *.safetensors files", path);
-            t.status = sts_exit_status(STS_E_EMPTY_INPUT);
-            goto done;
-        }
     }
     if (json) {
         printf("{\n  \"path\": ");
@@ -408,9 +392,7 @@ int cmd_inspect(int argc, char **argv)
                (unsigned long long)t.files, t.files == 1 ? "" : "s", (unsigned long long)t.tensors,
                (unsigned long long)t.bytes, cli_format_bytes(t.bytes, size, sizeof size));
 done:
-    for (size_t i = 0; i < n; i++)
-        free(files[i]);
-    free(files);
+    sts_ckpt_names_free(files, n);
     if (fflush(stdout) != 0)
         return CLI_IO;
     return t.status;
