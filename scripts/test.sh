@@ -28,6 +28,9 @@ run_build build-ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTS_FAULT_INJECTION=ON
 
 echo "== ASan+UBSan build with the libFuzzer smoke runs (clang)"
 mkdir -p build-asan
-run_build build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSTS_SANITIZE=ON \
+# -O1, as AddressSanitizer's documentation advises: -O0 code makes the MPI tests
+# up to twice as slow (par_direct_np4: 28 s at -O0, 13 s at -O1).
+run_build build-asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DSTS_SANITIZE=ON \
     -DSTS_FAULT_INJECTION=ON -DSTS_FUZZ=ON
 (cd build-asan && ctest --output-on-failure -j "$jobs" -LE "bench|long")
