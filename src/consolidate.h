@@ -6,6 +6,12 @@
 #ifndef STS_CONSOLIDATE_H
 #define STS_CONSOLIDATE_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_OPS
+#error                                                                                             \
+    "consolidate.h belongs to the operations layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <mpi.h>
 
 #include "exchange.h"

@@ -13,6 +13,11 @@
 #ifndef STS_EXCHANGE_H
 #define STS_EXCHANGE_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_IO
+#error "exchange.h belongs to the MPI I/O layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <mpi.h>
 
 #include "internal.h"

@@ -33,7 +33,7 @@
 
 #include <mpi.h>
 
-#include "internal.h"
+#include "mpiio.h"
 
 #define MAX_SPECS 8
 #define MAX_TEXT  1024

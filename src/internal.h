@@ -33,29 +33,6 @@ void sts__diag_clear(sts_diag *diag);
 
 /* Maps an errno value to an STS_E_* code. */
 int sts__err_from_errno(int errnum);
-/* Maps an MPI error code (by its error class) to an STS_E_* code. */
-int sts__err_from_mpi(int mpi_code);
-/* Writes "<call>: <MPI_Error_string>" into diag and returns the mapped code. */
-int sts__mpi_fail(sts_diag *diag, const char *call, int mpi_code);
-
-/*
- * STS_MPI_CALL(diag, MPI_Fn, (args)): the one way the library calls MPI.
- * It runs the call, and on failure records the call's name and MPI's error
- * text in diag, maps the error class to an STS_E_* code in `rc` and jumps to
- * the function's `done:` label.  The enclosing function must declare
- * `int rc` and a `done:` label.  MPI-IO errors return (the default file
- * error handler is MPI_ERRORS_RETURN); communicator errors return because
- * sts__comm_dup sets MPI_ERRORS_RETURN on every communicator we own.
- */
-#define STS_MPI_CALL(diag, fn, args)                                                               \
-    do {                                                                                           \
-        int sts_mpi_rc_ = fn args;                                                                 \
-        if (sts_mpi_rc_ != MPI_SUCCESS) {                                                          \
-            rc = sts__mpi_fail((diag), #fn, sts_mpi_rc_);                                          \
-            goto done;                                                                             \
-        }                                                                                          \
-    } while (0)
-
 /* Jumps to done: with rc = code and a message when cond holds. */
 #define STS_GOTO_IF(cond, diag, code, ...)                                                         \
     do {                                                                                           \

@@ -163,7 +163,7 @@ static int decode_escaped(sts__json *j, const char **s, size_t *n)
     size_t o = 0;
     for (;;) {
         unsigned char c;
-        size_t k;
+        size_t k = 0;
         /* One step writes at most 4 bytes (a surrogate pair's UTF-8). */
         if (scratch_reserve(j, o + 4) != 0)
             return -2;

@@ -11,6 +11,11 @@
 #ifndef STS_META_H
 #define STS_META_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_OPS
+#error "meta.h belongs to the operations layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <mpi.h>
 
 #include "consolidate.h"

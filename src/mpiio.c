@@ -14,6 +14,50 @@
 
 #include "mpiio.h"
 
+/* Maps an MPI error code (by its error class) to an STS_E_* code. */
+static int err_from_mpi(int mpi_code)
+{
+    int cls = MPI_ERR_OTHER;
+    if (MPI_Error_class(mpi_code, &cls) != MPI_SUCCESS)
+        return STS_E_MPI;
+    switch (cls) {
+    case MPI_ERR_NO_SUCH_FILE:
+        return STS_E_NOENT;
+    case MPI_ERR_ACCESS:
+    case MPI_ERR_READ_ONLY:
+        return STS_E_ACCESS;
+    case MPI_ERR_NO_SPACE:
+    case MPI_ERR_QUOTA:
+        return STS_E_NOSPACE;
+    case MPI_ERR_FILE_EXISTS:
+        return STS_E_EXIST;
+    case MPI_ERR_NO_MEM:
+        return STS_E_NOMEM;
+    case MPI_ERR_IO:
+    case MPI_ERR_FILE:
+    case MPI_ERR_BAD_FILE:
+    case MPI_ERR_AMODE:
+    case MPI_ERR_FILE_IN_USE:
+    case MPI_ERR_DUP_DATAREP:
+    case MPI_ERR_CONVERSION:
+    case MPI_ERR_UNSUPPORTED_DATAREP:
+    case MPI_ERR_UNSUPPORTED_OPERATION:
+        return STS_E_IO;
+    default:
+        return STS_E_MPI;
+    }
+}
+
+int sts__mpiio_fail(sts_diag *diag, const char *call, int mpi_code)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    int code = err_from_mpi(mpi_code);
+    if (MPI_Error_string(mpi_code, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error %d", mpi_code);
+    return sts__fail(diag, code, "%s failed: %s", call, text);
+}
+
 int sts__mpiio_comm_dup(MPI_Comm comm, MPI_Comm *out, sts_diag *diag)
 {
     int rc = STS_OK;
@@ -298,7 +342,7 @@ int sts__mpiio_write_at_all(MPI_File fh, MPI_Comm comm, uint64_t off, const void
         /* A failure must not make this rank skip the remaining rounds that the
          * other ranks will still enter: record it and keep joining with what is left. */
         if (rc == STS_OK && mrc != MPI_SUCCESS)
-            rc = sts__mpi_fail(diag, "MPI_File_write_at_all", mrc);
+            rc = sts__mpiio_fail(diag, "MPI_File_write_at_all", mrc);
         else if (rc == STS_OK && n > 0)
             rc = check_count(&st, n, "write", off, diag);
         p += n;

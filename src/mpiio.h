@@ -10,9 +10,38 @@
 #ifndef STS_MPIIO_H
 #define STS_MPIIO_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_IO
+#error "mpiio.h belongs to the MPI I/O layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <mpi.h>
 
 #include "internal.h"
+
+/* Writes "<call> failed: <MPI_Error_string>" into diag and returns the STS_E_* code of its class.
+ */
+int sts__mpiio_fail(sts_diag *diag, const char *call, int mpi_code);
+
+/*
+ * STS_MPI_CALL(diag, MPI_Fn, (args)): the one way the library calls MPI.
+ * It runs the call, and on failure records the call's name and MPI's error
+ * text in diag, maps the error class to an STS_E_* code in `rc` and jumps to
+ * the function's `done:` label.  The enclosing function must declare
+ * `int rc` and a `done:` label.  MPI-IO errors return (the default file
+ * error handler is MPI_ERRORS_RETURN); communicator errors return because
+ * sts__mpiio_comm_dup sets MPI_ERRORS_RETURN on every communicator we own.
+ * It lives here, not in internal.h, so that the format and plan layers
+ * cannot call MPI.
+ */
+#define STS_MPI_CALL(diag, fn, args)                                                               \
+    do {                                                                                           \
+        int sts_mpi_rc_ = fn args;                                                                 \
+        if (sts_mpi_rc_ != MPI_SUCCESS) {                                                          \
+            rc = sts__mpiio_fail((diag), #fn, sts_mpi_rc_);                                        \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
 
 /* Largest single MPI-IO transfer we issue (1 GiB keeps well clear of INT_MAX). */
 #define STS_MPIIO_CHUNK ((uint64_t)1 << 30)

@@ -37,6 +37,11 @@
 #ifndef STS_PLAN_H
 #define STS_PLAN_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_PLAN
+#error "plan.h belongs to the plan layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -6,6 +6,11 @@
 #ifndef STS_PLAN_INT_H
 #define STS_PLAN_INT_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_PLAN
+#error "plan_int.h belongs to the plan layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include "plan.h"
 
 /* Work state of one tensor while the plan is built. */

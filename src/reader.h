@@ -5,6 +5,11 @@
 #ifndef STS_READER_H
 #define STS_READER_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_OPS
+#error "reader.h belongs to the operations layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <mpi.h>
 
 #include "internal.h"

@@ -327,7 +327,7 @@ int sts__readio_box(sts_reader *rd, MPI_File fh, const sts__box *in, sts_diag *d
         /* Later plain reads address the file in bytes again. */
         int vrc = MPI_File_set_view(fh, 0, MPI_BYTE, MPI_BYTE, "native", rd->info);
         if (rc == STS_OK && vrc != MPI_SUCCESS)
-            rc = sts__mpi_fail(diag, "MPI_File_set_view", vrc);
+            rc = sts__mpiio_fail(diag, "MPI_File_set_view", vrc);
     }
 done:
     for (int k = 0; k < 2; k++) {

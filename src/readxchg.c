@@ -828,7 +828,7 @@ int sts__xplan_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag)
             int mrc = MPI_Alltoallw(MPI_BOTTOM, y.sc, y.zero, y.st, MPI_BOTTOM, y.rc, y.zero, y.rt,
                                     r->comm);
             if (mrc != MPI_SUCCESS)
-                rc = sts__mpi_fail(diag, "MPI_Alltoallw", mrc);
+                rc = sts__mpiio_fail(diag, "MPI_Alltoallw", mrc);
         }
         /* A failed exchange is agreed at the next round's agreement or the last one. */
         rtypes_free(&y, r->nranks);

@@ -6,6 +6,12 @@
 #ifndef STS_WRITER_DIRECT_H
 #define STS_WRITER_DIRECT_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_OPS
+#error                                                                                             \
+    "writer_direct.h belongs to the operations layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include "consolidate.h"
 #include "writer_int.h"
 

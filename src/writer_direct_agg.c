@@ -352,7 +352,7 @@ int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
         ok = rc == STS_OK && any;
         mrc = quiet_min(D->comm, &ok);
         if (mrc != MPI_SUCCESS && rc == STS_OK)
-            rc = sts__mpi_fail(D->diag, "MPI_Iallreduce", mrc);
+            rc = sts__mpiio_fail(D->diag, "MPI_Iallreduce", mrc);
         if (!ok || mrc != MPI_SUCCESS)
             break;
         for (int r = 0; r < X.np; r++)
@@ -360,7 +360,7 @@ int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
         mrc = quiet_alltoallw(&X);
         free_types(&X);
         if (mrc != MPI_SUCCESS)
-            rc = sts__mpi_fail(D->diag, "MPI_Ialltoallw", mrc);
+            rc = sts__mpiio_fail(D->diag, "MPI_Ialltoallw", mrc);
         else if (X.have[X.me])
             rc = assemble_write(&X, fh);
     }

@@ -312,7 +312,7 @@ static int round_once(dsave *D, MPI_File fh, cursor *c, int rc)
     mrc = MPI_File_set_view(fh, disp, MPI_BYTE, ftype, "native", MPI_INFO_NULL);
     if (mrc != MPI_SUCCESS) {
         if (rc == STS_OK)
-            rc = sts__mpi_fail(D->diag, "MPI_File_set_view", mrc);
+            rc = sts__mpiio_fail(D->diag, "MPI_File_set_view", mrc);
         n = 0; /* a failed view must not receive data */
     }
     /* Offsets are counted in bytes of the view's visible data, from the block's first byte. */
@@ -320,7 +320,7 @@ static int round_once(dsave *D, MPI_File fh, cursor *c, int rc)
         MPI_File_write_at_all(fh, (MPI_Offset)c->sub, n ? (const void *)(pc->data + c->sub) : &none,
                               (int)n, MPI_BYTE, &st);
     if (mrc != MPI_SUCCESS && rc == STS_OK)
-        rc = sts__mpi_fail(D->diag, "MPI_File_write_at_all", mrc);
+        rc = sts__mpiio_fail(D->diag, "MPI_File_write_at_all", mrc);
     else if (rc == STS_OK && n > 0 &&
              (MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS || (uint64_t)got != n))
         rc = sts__fail(D->diag, STS_E_IO, "short collective write: %d of %llu bytes", got,
@@ -362,10 +362,10 @@ static int write_file(dsave *D, sts__writer_stager *s, uint32_t f, size_t lo, si
         MPI_Type_free(&c.type);
     /* MPI_File_sync is collective: every rank calls it, each syncing its own writes. */
     if (D->co.fsync && (mrc = MPI_File_sync(fh)) != MPI_SUCCESS && rc == STS_OK)
-        rc = sts__mpi_fail(D->diag, "MPI_File_sync", mrc);
+        rc = sts__mpiio_fail(D->diag, "MPI_File_sync", mrc);
     mrc = MPI_File_close(&fh);
     if (mrc != MPI_SUCCESS && rc == STS_OK)
-        rc = sts__mpi_fail(D->diag, "MPI_File_close", mrc);
+        rc = sts__mpiio_fail(D->diag, "MPI_File_close", mrc);
     if (rc != STS_OK && !strstr(D->diag->message, D->out.tmp_paths[f]))
         sts__diag_prefix(D->diag, "%s", D->out.tmp_paths[f]);
     /* After the collective close and this agreement every byte is in the file. */

@@ -7,6 +7,12 @@
 #ifndef STS_WRITER_INT_H
 #define STS_WRITER_INT_H
 
+#include "layer.h"
+#if STS_LAYER < STS_LAYER_OPS
+#error                                                                                             \
+    "writer_int.h belongs to the operations layer (src/layer.h); a lower layer may not include it"
+#endif
+
 #include <mpi.h>
 
 #include "internal.h"

@@ -1,0 +1,8 @@
+# The library's layers (src/layer.h): an upward include fails to compile, and
+# the format and plan layers call no MPI.
+sts_add_unit_test(NAME layers COMMAND ${CMAKE_COMMAND}
+  -DCC=${CMAKE_C_COMPILER} -DSRC=${PROJECT_SOURCE_DIR}/src -DNM=${CMAKE_NM}
+  "-DINC=${PROJECT_SOURCE_DIR}/include|$<JOIN:$<TARGET_PROPERTY:MPI::MPI_C,INTERFACE_INCLUDE_DIRECTORIES>,|>|$<JOIN:$<TARGET_PROPERTY:cjson,INTERFACE_INCLUDE_DIRECTORIES>,|>"
+  "-DLOW_OBJECTS=$<JOIN:$<TARGET_OBJECTS:sts_format>,|>|$<JOIN:$<TARGET_OBJECTS:sts_plan>,|>"
+  -DWORK=${CMAKE_CURRENT_BINARY_DIR}/layers_work
+  -P ${CMAKE_CURRENT_SOURCE_DIR}/layers/check_layers.cmake)
