@@ -38,10 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
-#define MAXT   4
-#define MAXB   40
-#define MAXD   3
-#define NFILES 5
+#define MAXT     4
+#define MAXB     48
+#define MAXD     3
+#define MAXDEPTH 6 /* deepest guillotine split */
+#define NFILES   5
 
 typedef struct src {
     const uint8_t *p;
@@ -81,6 +82,8 @@ typedef struct world {
 static void add_block(world *w, int t, const uint64_t *lo, const uint64_t *hi)
 {
     size_t i = w->nb++;
+    if (i >= MAXB)
+        abort(); /* the room check in partition() is wrong */
     w->tid[i] = t;
     for (uint32_t d = 0; d < w->t[t].ndim; d++) {
         w->off[i][d] = lo[d];
@@ -95,9 +98,11 @@ static void partition(src *s, world *w, int t, uint64_t *lo, uint64_t *hi, int d
     uint32_t d = T->ndim ? next_byte(s) % T->ndim : 0;
     uint64_t step = (T->ndim && d == T->ndim - 1) ? T->unit : 1, span, cut, saved;
     span = T->ndim ? (hi[d] - lo[d]) / step : 0;
-    /* Room stays for every later tensor: one block and one copy each. */
-    if (T->ndim == 0 || span < 2 || depth > 6 || w->nb + 2 > MAXB - 2 * MAXT ||
-        next_byte(s) % 3 == 0) {
+    /* Room stays for every later tensor (one block and one copy each) and for
+     * this one's open right halves: once the room check fails, each of the
+     * up to MAXDEPTH + 1 pending halves still adds a block. */
+    if (T->ndim == 0 || span < 2 || depth > MAXDEPTH ||
+        w->nb + 2 > MAXB - 2 * MAXT - (MAXDEPTH + 2) || next_byte(s) % 3 == 0) {
         add_block(w, t, lo, hi);
         return;
     }
