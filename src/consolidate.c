@@ -16,10 +16,11 @@
  *              blocks its own share of the output needs.  No rank holds all
  *              records.  Nothing has been written yet.
  *  4. create   rank 0 creates every output file under its temporary name and
- *              writes its header (each header is written by one rank).
+ *              writes its header (each header is written by one rank; publish.c).
  *  5. data     every rank copies its byte range of the output (consolidate_data.c).
  *  6. publish  rank 0 renames the files to their final names, then writes
- *              model.safetensors.index.json last and syncs the directory.
+ *              model.safetensors.index.json last and syncs the directory
+ *              (publish.c, shared with the direct save).
  *
  * On failure the temporaries are removed and no file appears under a final
  * name.
@@ -35,6 +36,7 @@
 #include "consolidate.h"
 #include "meta.h"
 #include "mpiio.h"
+#include "publish.h"
 
 typedef struct cons {
     MPI_Comm comm;
@@ -51,7 +53,7 @@ typedef struct cons {
     sts_cons_packer recs; /* block records of the files this rank read (meta.c) */
     sts_meta meta;        /* the distributed plan */
     const sts_plan *plan; /* meta.plan */
-    sts_cons_out out;     /* output names, temporaries, publishing */
+    sts__publish out;     /* output names, temporaries, publishing */
     struct stat *in_seen; /* the input files this rank read, as they were (size, time, inode) */
 } cons;
 
@@ -310,27 +312,6 @@ static int phase_plan(cons *C)
 
 /* ---- 4. create -------------------------------------------------------------- */
 
-/* Rank 0: creates file i fresh under its temporary name and writes its header. */
-static int create_file(cons *C, size_t i)
-{
-    int rc = STS_OK;
-    const sts_plan_file *F = &C->plan->files[i];
-    MPI_File fh = MPI_FILE_NULL;
-    STS_CHECK(sts__mpiio_open_self(C->out.tmp_paths[i], 1, MPI_INFO_NULL, &fh, C->diag));
-    rc = sts__mpiio_write_at(fh, 0, F->header, F->header_len, C->diag);
-    if (rc == STS_OK && C->o.fsync && MPI_File_sync(fh) != MPI_SUCCESS)
-        rc = sts__fail(C->diag, STS_E_IO, "MPI_File_sync failed");
-    if (rc != STS_OK)
-        sts__diag_prefix(C->diag, "%s", C->out.tmp_paths[i]);
-done:
-    if (fh != MPI_FILE_NULL) {
-        int crc = sts__mpiio_close(&fh, C->diag);
-        if (rc == STS_OK)
-            rc = crc;
-    }
-    return rc;
-}
-
 static int phase_create(cons *C)
 {
     int rc;
@@ -338,17 +319,15 @@ static int phase_create(cons *C)
     C->out.dir = C->outdir;
     C->out.fsync = C->o.fsync;
     C->out.force = C->o.force;
-    rc = sts__cons_out_names(&C->out, C->diag);
-    if (rc == STS_OK && C->rank == 0) {
-        rc = sts__cons_out_prepare(&C->out, C->diag);
-        for (size_t i = 0; rc == STS_OK && i < C->plan->nfiles; i++) {
-            rc = create_file(C, i);
-            /* Written: the data phase needs only header_len. */
-            sts_free(C->meta.plan->files[i].header);
-            C->meta.plan->files[i].header = NULL;
-        }
+    C->out.comm = C->comm;
+    C->out.rank = C->rank;
+    rc = sts__publish_open(&C->out, 1, C->diag);
+    /* Written by rank 0: the data phase needs only header_len. */
+    for (size_t i = 0; i < C->plan->nfiles; i++) {
+        sts_free(C->meta.plan->files[i].header);
+        C->meta.plan->files[i].header = NULL;
     }
-    return sts__mpiio_agree(C->comm, rc, C->diag);
+    return rc;
 }
 
 /* ---- 5. data -------------------------------------------------------------- */
@@ -406,19 +385,14 @@ static int phase_data(cons *C, uint64_t *bytes_local)
 
 static int phase_publish(cons *C)
 {
-    int rc = STS_OK;
-    if (C->rank == 0)
-        rc = sts__cons_out_publish(&C->out, C->diag);
-    return sts__mpiio_agree(C->comm, rc, C->diag);
+    return sts__publish_commit(&C->out, C->diag);
 }
 
 /* ---- entry point -------------------------------------------------------------- */
 
 static void cons_free(cons *C)
 {
-    if (C->rank == 0)
-        sts__cons_out_discard(&C->out);
-    sts__cons_out_free(&C->out);
+    sts__publish_free(&C->out);
     for (size_t i = 0; C->in_paths && i < C->nin; i++)
         free(C->in_paths[i]);
     free(C->in_paths);

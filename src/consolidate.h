@@ -65,39 +65,6 @@ int sts__cons_copy_range_env(void);
  */
 int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync, sts_diag *diag);
 
-/*
- * The output side of a consolidation: final and temporary names, the
- * existing-output check, and the publish step (renames, then the index last,
- * then a directory sync).  Shared with the direct save (writer_direct.c), so
- * both publish a checkpoint the same way.
- */
-typedef struct sts_cons_out {
-    const sts_plan *plan; /* borrowed */
-    const char *dir;      /* borrowed */
-    int fsync, force;
-    char **final_paths, **tmp_paths; /* by plan file index */
-    int created;                     /* temporaries may exist (the preparing rank only) */
-} sts_cons_out;
-
-/* Local.  Fills final_paths and tmp_paths from plan and dir. */
-int sts__cons_out_names(sts_cons_out *o, sts_diag *diag);
-/*
- * Local, one rank (rank 0).  mkdir -p of dir; without force, any final name
- * or the index already there is STS_E_EXIST.  Sets created on success: from
- * then on this rank removes the temporaries on failure (discard).
- */
-int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag);
-/*
- * Local, the preparing rank.  Renames every temporary to its final name,
- * writes model.safetensors.index.json, syncs the directory.  On failure the
- * files it renamed are removed again, so no partial set is left.
- */
-int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag);
-/* Local.  Removes the temporaries when created is set. */
-void sts__cons_out_discard(sts_cons_out *o);
-/* Local.  Frees the names. */
-void sts__cons_out_free(sts_cons_out *o);
-
 /* A growing byte buffer for messages that other ranks decode (8-byte aligned fields). */
 typedef sts_bytes sts_cons_packer;
 

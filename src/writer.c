@@ -1,248 +1,29 @@
 /*
- * writer.c - sharded save (SPEC 2): every rank writes its local blocks into
- * its own canonical safetensors file(s) with MPI-IO.
- *
- * Commit phases, each ending in an error agreement so no rank waits forever:
- *   1. blocks: a failed sts_writer_add on any rank fails the commit everywhere;
- *   2. replicas: whole-tensor blocks are gathered and each replicated tensor
- *      is given to exactly one holder, balancing bytes;
- *   3. plan: output file of each kept block; rank 0 checks the directory for
- *      rank files that the save would clash with;
- *   4. data: headers (sts_header_encode, canonical) and blocks written under
- *      temporary names through MPI_COMM_SELF handles;
- *   5. publish: renames once every rank succeeded; else temporaries removed.
- * With opts.consolidate_dir a consolidation of the published rank files
- * follows; with opts.direct phases 4-5 are replaced by writing the
- * consolidated checkpoint itself (both in writer_direct.c).  The streaming
- * flow (writer_stream.c) runs phases 1-3 in sts_writer_begin
- * (sts__writer_prepare), phase 4 in pieces, and phase 5 in its commit
- * (sts__writer_finish).
+ * writer.c - the public API of a sharded save (SPEC 2): handles, blocks, and
+ * the choice of mode at begin and commit.  The work is done by
+ *   writer_core.c    the shared core: blocks, this rank's files, headers,
+ *                    staging, the rank files' writing and publishing;
+ *   writer_plan.c    replica assignment, DCP_SHARDING_INFO, rank files present;
+ *   writer_stream.c  streaming (sts_writer_begin / _put, then commit);
+ *   writer_direct.c  direct mode (opts.direct): straight into a Hugging Face
+ *                    checkpoint, no rank file.
+ * The one-call "save then consolidate" (opts.consolidate_dir) lives here: it
+ * is the shard-file or streaming save followed by sts_consolidate.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "mpiio.h"
 #include "writer_int.h"
-
-/* Blocks smaller than this go through the staging buffer, so thousands of
- * small tensors become a few large writes; larger ones are written straight
- * from the caller's memory. */
-#define STAGE_DIRECT STS_WRITER_STAGE_DIRECT
-/* The staging buffer's bound: the only memory a save allocates for data. */
-#define STAGE_CAP STS_WRITER_STAGE_CAP
-
-/* ---- blocks and the name table ------------------------------------------ */
 
 void sts_save_opts_init(sts_save_opts *o)
 {
     memset(o, 0, sizeof *o);
 }
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
-/* Open addressing over block indices + 1 (0 = empty); the table stays at most half full. */
-long sts__writer_find(const sts_writer *w, const char *name)
-{
-    if (w->table_cap == 0)
-        return -1;
-    for (size_t i = name_hash(name) & (w->table_cap - 1);; i = (i + 1) & (w->table_cap - 1)) {
-        size_t v = w->table[i];
-        if (v == 0)
-            return -1;
-        if (strcmp(w->blocks[v - 1].name, name) == 0)
-            return (long)(v - 1);
-    }
-}
-
-static void table_put(size_t *table, size_t cap, const char *name, size_t value)
-{
-    size_t i = name_hash(name) & (cap - 1);
-    while (table[i] != 0)
-        i = (i + 1) & (cap - 1);
-    table[i] = value;
-}
-
-static int table_grow(sts_writer *w)
-{
-    size_t cap = w->table_cap ? 2 * w->table_cap : 64;
-    size_t *t;
-    if (2 * (w->count + 1) <= w->table_cap)
-        return STS_OK;
-    t = sts__calloc_array(cap, sizeof *t);
-    if (!t)
-        return STS_E_NOMEM;
-    for (size_t i = 0; i < w->count; i++)
-        table_put(t, cap, w->blocks[i].name, i + 1);
-    free(w->table);
-    w->table = t;
-    w->table_cap = cap;
-    return STS_OK;
-}
-
-/* Checks that s is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
-static int utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        uint32_t cp;
-        int n = *p < 0x80             ? 0
-                : (*p & 0xe0) == 0xc0 ? 1
-                : (*p & 0xf0) == 0xe0 ? 2
-                : (*p & 0xf8) == 0xf0 ? 3
-                                      : -1;
-        if (n < 0)
-            return 0;
-        cp = n == 0 ? *p : (uint32_t)(*p & (0x3f >> n));
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
-static int check_block(const sts_block *b, uint64_t *nbytes, sts_diag *diag)
-{
-    int rc = STS_OK;
-    uint64_t numel = 0, gnumel = 0, gbytes = 0;
-    STS_GOTO_IF(!b || !b->name, diag, STS_E_ARG, "block without a name");
-    STS_GOTO_IF(strcmp(b->name, "__metadata__") == 0, diag, STS_E_RESERVED_NAME,
-                "a tensor may not be named __metadata__");
-    STS_GOTO_IF(!utf8_valid(b->name), diag, STS_E_ARG, "tensor name is not valid UTF-8");
-    STS_GOTO_IF((unsigned)b->dtype >= STS_DTYPE_COUNT, diag, STS_E_ARG, "unknown dtype %d",
-                (int)b->dtype);
-    STS_GOTO_IF(b->ndim > 0 && (!b->global_shape || !b->offsets || !b->shape), diag, STS_E_ARG,
-                "global_shape, offsets and shape must be given for %u dimensions", b->ndim);
-    for (uint32_t d = 0; d < b->ndim; d++) {
-        uint64_t end;
-        STS_GOTO_IF(sts__add_u64(b->offsets[d], b->shape[d], &end) || end > b->global_shape[d],
-                    diag, STS_E_ARG,
-                    "dimension %u: block [%llu, %llu + %llu) lies outside the global size %llu", d,
-                    (unsigned long long)b->offsets[d], (unsigned long long)b->offsets[d],
-                    (unsigned long long)b->shape[d], (unsigned long long)b->global_shape[d]);
-    }
-    STS_CHECK(sts__numel(b->global_shape, b->ndim, &gnumel));
-    STS_CHECK(sts_dtype_nbytes(b->dtype, gnumel, &gbytes));
-    STS_CHECK(sts__numel(b->shape, b->ndim, &numel));
-    /* NULL data declares the block: its bytes come through sts_writer_put. */
-    STS_CHECK(sts_dtype_nbytes(b->dtype, numel, nbytes));
-done:
-    if (rc != STS_OK && diag && diag->message[0] == '\0')
-        sts__fail(diag, rc, "%s", sts_strerror(rc));
-    return rc;
-}
-
-/* Copies the block's description (the data stays borrowed). */
-static int push_block(sts_writer *w, const sts_block *b, uint64_t nbytes)
-{
-    sts__writer_block *k;
-    int whole = 1;
-    if (w->count == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 16;
-        sts__writer_block *n = sts__realloc_array(w->blocks, cap, sizeof *n);
-        if (!n)
-            return STS_E_NOMEM;
-        w->blocks = n;
-        w->cap = cap;
-    }
-    if (table_grow(w) != STS_OK)
-        return STS_E_NOMEM;
-    k = &w->blocks[w->count];
-    memset(k, 0, sizeof *k);
-    k->name = sts__strdup(b->name);
-    k->dims = sts__malloc_array(3 * (size_t)b->ndim + 1, sizeof *k->dims);
-    if (!k->name || !k->dims) {
-        free(k->name);
-        free(k->dims);
-        return STS_E_NOMEM;
-    }
-    for (uint32_t d = 0; d < b->ndim; d++) {
-        k->dims[d] = b->global_shape[d];
-        k->dims[b->ndim + d] = b->offsets[d];
-        k->dims[2 * b->ndim + d] = b->shape[d];
-        whole &= b->offsets[d] == 0 && b->shape[d] == b->global_shape[d];
-    }
-    k->dtype = b->dtype;
-    k->ndim = b->ndim;
-    k->data = b->data;
-    k->nbytes = nbytes;
-    k->whole = whole;
-    k->keep = 1;
-    table_put(w->table, w->table_cap, k->name, w->count + 1);
-    w->count++;
-    return STS_OK;
-}
-
-int sts_writer_add(sts_writer *w, const sts_block *b)
-{
-    int rc = STS_OK;
-    uint64_t nbytes = 0;
-    if (!w)
-        return STS_E_ARG;
-    sts__diag_clear(&w->diag);
-    STS_GOTO_IF(w->committed, &w->diag, STS_E_ARG, "sts_writer_add after commit");
-    STS_GOTO_IF(w->begun, &w->diag, STS_E_ARG, "sts_writer_add after sts_writer_begin");
-    STS_CHECK(check_block(b, &nbytes, &w->diag));
-    STS_GOTO_IF(sts__writer_find(w, b->name) >= 0, &w->diag, STS_E_DUPLICATE_NAME,
-                "this rank added the tensor twice");
-    rc = push_block(w, b, nbytes);
-    STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "out of memory");
-done:
-    if (rc != STS_OK) {
-        if (b && b->name)
-            sts__diag_prefix(&w->diag, "tensor '%s'", b->name);
-        sts__writer_remember(w, rc);
-    }
-    return rc;
-}
-
-void sts__writer_remember(sts_writer *w, int rc)
-{
-    /* The first failure is kept: commit reports it on every rank. */
-    if (rc != STS_OK && w->add_rc == STS_OK) {
-        w->add_rc = rc;
-        memcpy(&w->add_diag, &w->diag, sizeof w->add_diag);
-    }
-}
-
 /* ---- create / free ------------------------------------------------------ */
-
-/* Rank 0 creates the directory; then every rank checks that it sees one there
- * (a directory that is local to one node would show up here). */
-static int make_dir(sts_writer *w)
-{
-    int rc = STS_OK;
-    struct stat sb;
-    if (w->rank == 0) {
-        w->made_dir = stat(w->dir, &sb) != 0;
-        rc = sts__mkdir_p(w->dir, &w->diag);
-    }
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    if (stat(w->dir, &sb) != 0)
-        rc = sts__fail(&w->diag, sts__err_from_errno(errno), "%s: %s", w->dir, strerror(errno));
-    else if (!S_ISDIR(sb.st_mode))
-        rc = sts__fail(&w->diag, STS_E_EXIST, "%s: exists and is not a directory", w->dir);
-    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
-done:
-    return rc;
-}
 
 int sts_writer_create(MPI_Comm comm, const char *dir, const sts_save_opts *opts, sts_writer **out)
 {
@@ -280,30 +61,12 @@ done:
     return rc;
 }
 
-static void free_files(sts_writer *w)
-{
-    for (size_t i = 0; i < w->nfiles; i++) {
-        free(w->files[i].final_path);
-        free(w->files[i].tmp_path);
-    }
-    free(w->files);
-    w->files = NULL;
-    w->nfiles = 0;
-}
-
 void sts_writer_free(sts_writer *w)
 {
     if (!w)
         return;
-    for (size_t i = 0; i < w->count; i++) {
-        free(w->blocks[i].name);
-        free(w->blocks[i].dims);
-    }
-    sts__writer_stream_free(w);
-    free_files(w);
-    free(w->blocks);
-    free(w->table);
-    free(w->order);
+    sts__writer_stream_free(w); /* before the files: it removes the ones it left open */
+    sts__writer_core_free(w);
     free(w->dir);
     if (w->comm != MPI_COMM_NULL)
         MPI_Comm_free(&w->comm);
@@ -315,348 +78,93 @@ const char *sts_writer_errmsg(const sts_writer *w)
     return w ? w->diag.message : "";
 }
 
-/* ---- plan: files of this rank ------------------------------------------ */
+/* ---- blocks ------------------------------------------------------------- */
 
-/* Canonical order within a file: dtype rank descending, then name (bytewise). */
-static int order_cmp(const void *pa, const void *pb)
-{
-    const sts__writer_block *a = *(sts__writer_block *const *)pa;
-    const sts__writer_block *b = *(sts__writer_block *const *)pb;
-    if (a->file != b->file)
-        return a->file < b->file ? -1 : 1;
-    if (a->dtype != b->dtype)
-        return a->dtype > b->dtype ? -1 : 1;
-    return strcmp(a->name, b->name);
-}
-
-/* Assigns output files to the kept blocks and names this rank's files. */
-static int plan_files(sts_writer *w)
+int sts_writer_add(sts_writer *w, const sts_block *b)
 {
     int rc = STS_OK;
-    const sts_mapping *m = w->opts.mapping;
-    unsigned total = m ? sts_mapping_file_count(m) : 1;
-    size_t nkeep = 0;
-    char name[128];
-
-    for (size_t i = 0; i < w->count; i++) {
-        sts__writer_block *b = &w->blocks[i];
-        if (!b->keep)
-            continue;
-        b->file = m ? sts_mapping_get(m, b->name) : 1;
-        STS_GOTO_IF(b->file == 0, &w->diag, STS_E_MAPPING, "tensor '%s' is not in the mapping",
-                    b->name);
-        nkeep++;
-    }
-    w->order = sts__malloc_array(nkeep, sizeof *w->order);
-    w->files = sts__calloc_array(nkeep, sizeof *w->files);
-    STS_GOTO_IF(!w->order || !w->files, &w->diag, STS_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < w->count; i++)
-        if (w->blocks[i].keep)
-            w->order[w->norder++] = &w->blocks[i];
-    if (w->norder > 0)
-        qsort(w->order, w->norder, sizeof *w->order, order_cmp);
-    for (size_t i = 0; i < w->norder; i++) {
-        const sts__writer_block *b = w->order[i];
-        sts__writer_file *f;
-        if (i > 0 && w->order[i - 1]->file == b->file) {
-            w->files[w->nfiles - 1].nblocks++;
-            continue;
-        }
-        f = &w->files[w->nfiles++];
-        f->index = b->file;
-        f->first = i;
-        f->nblocks = 1;
-        snprintf(name, sizeof name, STS_RANK_FILE_FMT, w->rank + 1, b->file, total);
-        f->final_path = sts__path_join(w->dir, name);
-        f->tmp_path = f->final_path ? sts__tmp_path(f->final_path) : NULL;
-        STS_GOTO_IF(!f->tmp_path, &w->diag, STS_E_NOMEM, "out of memory");
-    }
+    if (!w)
+        return STS_E_ARG;
+    sts__diag_clear(&w->diag);
+    STS_GOTO_IF(w->committed, &w->diag, STS_E_ARG, "sts_writer_add after commit");
+    STS_GOTO_IF(w->begun, &w->diag, STS_E_ARG, "sts_writer_add after sts_writer_begin");
+    rc = sts__writer_core_add(w, b);
 done:
+    if (rc != STS_OK) {
+        if (b && b->name)
+            sts__diag_prefix(&w->diag, "tensor '%s'", b->name);
+        sts__writer_core_remember(w, rc);
+    }
     return rc;
 }
 
-/* ---- data: one file --------------------------------------------------- */
+/* ---- streaming ---------------------------------------------------------- */
 
-typedef sts__writer_stager stager;
+int sts_writer_begin(sts_writer *w)
+{
+    if (!w)
+        return STS_E_ARG;
+    sts__diag_clear(&w->diag);
+    return sts__writer_stream_begin(w);
+}
 
-int sts__writer_stage_flush(stager *s)
+int sts_writer_stores(const sts_writer *w, const char *name, int *stores)
+{
+    return sts__writer_stream_stores(w, name, stores);
+}
+
+int sts_writer_put(sts_writer *w, const char *name, uint64_t off, const void *data, uint64_t len)
+{
+    if (!w)
+        return STS_E_ARG;
+    sts__diag_clear(&w->diag);
+    return sts__writer_stream_put(w, name, off, data, len);
+}
+
+/* ---- one call: save, consolidate, remove ---------------------------------- */
+
+/* Every rank removes the rank files it published; rank 0 the directory if this save made it. */
+static int remove_rank_files(sts_writer *w)
 {
     int rc = STS_OK;
-    if (s->len > 0)
-        rc = sts__mpiio_write_at(s->fh, s->off, s->buf, s->len, s->diag);
-    s->len = 0;
-    return rc;
-}
-
-/* Writes len bytes at off, through the staging buffer when they are small. */
-int sts__writer_stage_put(stager *s, uint64_t off, const void *p, uint64_t len)
-{
-    int rc = STS_OK;
-    if (len == 0)
-        return STS_OK;
-    if (len >= STAGE_DIRECT || len > s->cap) {
-        STS_CHECK(sts__writer_stage_flush(s));
-        return sts__mpiio_write_at(s->fh, off, p, len, s->diag);
-    }
-    if (s->len > 0 && (s->off + s->len != off || s->cap - s->len < len))
-        STS_CHECK(sts__writer_stage_flush(s));
-    if (s->len == 0)
-        s->off = off;
-    memcpy(s->buf + s->len, p, len);
-    s->len += len;
-done:
-    return rc;
-}
-
-void sts__writer_progress(sts_writer *w, uint64_t bytes)
-{
-    /* Rank 0 stands for all ranks: its fraction done, scaled to the global total. */
-    w->done_local += bytes;
-    if (w->rank != 0 || !w->opts.progress || w->bytes_local == 0)
-        return;
-    w->opts.progress(
-        w->opts.progress_ud,
-        (uint64_t)((double)w->done_local / (double)w->bytes_local * (double)w->bytes_total),
-        w->bytes_total);
-}
-
-int sts__writer_encode_header(sts_writer *w, const sts__writer_file *f, void **hdr, size_t *hlen,
-                              uint64_t *begin)
-{
-    int rc = STS_OK;
-    sts_tensor_desc *desc = sts__calloc_array(f->nblocks, sizeof *desc);
-    uint64_t *end = sts__malloc_array(f->nblocks, sizeof *end);
-    char *info = NULL;
-    sts_meta_entry meta[3];
-    STS_GOTO_IF(!desc || !end, &w->diag, STS_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *b = w->order[f->first + i];
-        desc[i].name = b->name;
-        desc[i].dtype = b->dtype;
-        desc[i].ndim = b->ndim;
-        desc[i].shape = b->dims + 2 * b->ndim;
-    }
-    STS_CHECK(sts__writer_sharding_json(w, f, &info));
-    meta[0].key = "DCP_SHARDING_INFO";
-    meta[0].value = info;
-    meta[1].key = "DCP_VERSION";
-    meta[1].value = "1.0";
-    meta[2].key = "format";
-    meta[2].value = "pt";
-    STS_CHECK(sts_header_encode(desc, f->nblocks, meta, 3, STS_LAYOUT_CANONICAL, 0, hdr, hlen,
-                                begin, end, &w->diag));
-    for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *b = w->order[f->first + i];
-        /* The blocks were passed in canonical order, so the encoder packs them in that order. */
-        STS_GOTO_IF(end[i] - begin[i] != b->nbytes || (i > 0 && begin[i] != end[i - 1]), &w->diag,
-                    STS_E_INTERNAL, "header encoder placed tensor '%s' unexpectedly", b->name);
-    }
-done:
-    free(desc);
-    free(end);
-    free(info);
-    return rc;
-}
-
-/*
- * MPI-IO reports a full file system as a short write or a generic I/O error
- * (errno does not come through).  When the directory's file system has less
- * room left than the file still needed from byte `at`, say so.
- */
-int sts__writer_classify_io(sts_writer *w, int rc, uint64_t at, uint64_t file_end)
-{
-    struct statvfs sv;
-    uint64_t avail;
-    if (rc != STS_E_IO || statvfs(w->dir, &sv) != 0)
-        return rc;
-    avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-    if (avail >= file_end - at)
-        return rc;
-    w->diag.code = STS_E_NOSPACE;
-    sts__diag_prefix(&w->diag, "no space left on device (%llu bytes free, %llu more needed)",
-                     (unsigned long long)avail, (unsigned long long)(file_end - at));
-    return STS_E_NOSPACE;
-}
-
-/* Header, blocks, optional sync and close of an open file; *at tracks the offset reached. */
-static int write_body(sts_writer *w, const sts__writer_file *f, stager *s, const void *hdr,
-                      size_t hlen, const uint64_t *begin, uint64_t *at)
-{
-    int rc = STS_OK;
-    s->len = 0;
-    STS_CHECK(sts__writer_stage_put(s, 0, hdr, hlen));
-    for (size_t i = 0; i < f->nblocks; i++) {
-        const sts__writer_block *b = w->order[f->first + i];
-        *at = hlen + begin[i];
-        rc = sts__writer_stage_put(s, *at, b->data, b->nbytes);
-        if (rc != STS_OK) {
-            sts__diag_prefix(&w->diag, "tensor '%s' (%llu bytes at file offset %llu)", b->name,
-                             (unsigned long long)b->nbytes, (unsigned long long)*at);
-            goto done;
-        }
-        sts__writer_progress(w, b->nbytes);
-    }
-    STS_CHECK(sts__writer_stage_flush(s));
-    if (w->opts.fsync)
-        STS_MPI_CALL(&w->diag, MPI_File_sync, (s->fh));
-    STS_CHECK(sts__mpiio_close(&s->fh, &w->diag));
-done:
-    return rc;
-}
-
-static int write_file(sts_writer *w, const sts__writer_file *f, stager *s)
-{
-    int rc = STS_OK;
-    void *hdr = NULL;
-    size_t hlen = 0;
-    uint64_t *begin = sts__malloc_array(f->nblocks, sizeof *begin), at = 0, end;
-    s->fh = MPI_FILE_NULL;
-    STS_GOTO_IF(!begin, &w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__writer_encode_header(w, f, &hdr, &hlen, begin));
-    end = hlen + begin[f->nblocks - 1] + w->order[f->first + f->nblocks - 1]->nbytes;
-    STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &s->fh, &w->diag));
-    rc = sts__writer_classify_io(w, write_body(w, f, s, hdr, hlen, begin, &at), at, end);
-done:
-    if (s->fh != MPI_FILE_NULL)
-        MPI_File_close(&s->fh);
-    /* Failures from the open already name the file. */
-    if (rc != STS_OK && !strstr(w->diag.message, f->tmp_path))
-        sts__diag_prefix(&w->diag, "%s", f->tmp_path);
-    sts_free(hdr);
-    free(begin);
-    return rc;
-}
-
-/* The staging buffer's size: what will pass through it, up to its bound (plus room for
- * headers, which are usually small). */
-uint64_t sts__writer_stage_cap(const sts_writer *w)
-{
-    uint64_t small = 0;
-    for (size_t i = 0; i < w->norder; i++) {
-        uint64_t n = w->order[i]->nbytes;
-        small += n < STAGE_DIRECT ? n : 0;
-    }
-    return small + 64 * 1024 < STAGE_CAP ? small + 64 * 1024 : STAGE_CAP;
-}
-
-/* Writes every file of this rank under its temporary name (local, no MPI traffic). */
-static int write_files(sts_writer *w)
-{
-    int rc = STS_OK;
-    stager s;
-    memset(&s, 0, sizeof s);
-    s.diag = &w->diag;
-    if (w->nfiles > 0) {
-        s.cap = sts__writer_stage_cap(w);
-        s.buf = malloc(s.cap);
-        STS_GOTO_IF(!s.buf, &w->diag, STS_E_NOMEM, "out of memory (staging buffer)");
-    }
     for (size_t i = 0; i < w->nfiles; i++)
-        STS_CHECK(write_file(w, &w->files[i], &s));
-done:
-    free(s.buf);
+        if (unlink(w->files[i].final_path) != 0 && errno != ENOENT && rc == STS_OK)
+            rc = sts__fail(&w->diag, sts__err_from_errno(errno), "%s: cannot remove: %s",
+                           w->files[i].final_path, strerror(errno));
+    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
+    /* Only an empty directory goes: anything else the user keeps there stays. */
+    if (rc == STS_OK && w->rank == 0 && w->made_dir)
+        (void)rmdir(w->dir);
     return rc;
 }
-
-/* ---- publish ------------------------------------------------------------ */
 
 /*
- * Waits until every rank has finished writing, sleeping between tests of a
- * nonblocking barrier.  The agreement's blocking MPI_Allreduce would spin
- * instead: where ranks share cores, or the node is busy, a rank that
- * finished early would take CPU time from the ranks still copying data into
- * the file system.  Every rank joins, failed or not (the barrier is
- * collective); `mine` is this rank's result so far and is returned unless
- * it is STS_OK and the barrier itself fails.
+ * Collective, agreed.  After the rank files are published: sts_consolidate
+ * of w->dir into opts.consolidate_dir, then (unless keep_shards) removal of
+ * the rank files.
  */
-static int wait_quietly(sts_writer *w, int mine)
+static int consolidate(sts_writer *w)
 {
-    int rc = STS_OK, flag = 0;
-    MPI_Request req = MPI_REQUEST_NULL;
-    const struct timespec pause = {0, 200000}; /* 0.2 ms: small next to any write */
+    int rc;
+    sts_consolidate_opts co;
+    sts_consolidate_stats cs;
     sts_diag d;
+    sts__writer_core_cons_opts(w, &co);
+    memset(&cs, 0, sizeof cs);
     sts__diag_clear(&d);
-    STS_MPI_CALL(&d, MPI_Ibarrier, (w->comm, &req));
-    while (!flag) {
-        STS_MPI_CALL(&d, MPI_Test, (&req, &flag, MPI_STATUS_IGNORE));
-        if (!flag)
-            nanosleep(&pause, NULL);
-    }
-done:
-    if (mine != STS_OK)
-        return mine; /* w->diag already holds this rank's failure */
+    rc = sts_consolidate(w->comm, w->dir, w->opts.consolidate_dir, &co, &cs, &d);
     if (rc != STS_OK)
-        memcpy(&w->diag, &d, sizeof d);
-    return rc;
+        return sts__fail(&w->diag, rc, "consolidating %s into %s (the rank files are kept): %s",
+                         w->dir, w->opts.consolidate_dir, d.message);
+    w->out_files = cs.output_files;
+    w->out_tensors = cs.tensors;
+    w->out_bytes = cs.bytes_total;
+    w->cons_seconds = cs.seconds;
+    return w->opts.keep_shards ? STS_OK : remove_rank_files(w);
 }
 
-static void remove_quietly(const char *path)
-{
-    if (path)
-        (void)unlink(path);
-}
+/* ---- commit ------------------------------------------------------------- */
 
-/* Renames this rank's files, counting them so a failure elsewhere can undo exactly these. */
-static int rename_files(sts_writer *w)
-{
-    int rc = STS_OK;
-    for (w->renamed = 0; w->renamed < w->nfiles; w->renamed++)
-        STS_CHECK(
-            sts__rename(w->files[w->renamed].tmp_path, w->files[w->renamed].final_path, &w->diag));
-done:
-    return rc;
-}
-
-void sts__writer_cleanup(sts_writer *w)
-{
-    for (size_t i = 0; i < w->nfiles; i++) {
-        remove_quietly(w->files[i].tmp_path);
-        if (i < w->renamed)
-            remove_quietly(w->files[i].final_path);
-    }
-}
-
-/* The final progress report and the agreed statistics of a save that succeeded. */
-static int finish_stats(sts_writer *w, double t0, sts_save_stats *stats)
-{
-    int rc = STS_OK;
-    uint64_t mine[2] = {w->bytes_local, w->nfiles}, all[2] = {0, 0};
-    double secs = MPI_Wtime() - t0, max = 0;
-    if (w->rank == 0 && w->opts.progress)
-        w->opts.progress(w->opts.progress_ud, w->bytes_total, w->bytes_total);
-    STS_MPI_CALL(&w->diag, MPI_Allreduce, (mine, all, 2, MPI_UINT64_T, MPI_SUM, w->comm));
-    STS_MPI_CALL(&w->diag, MPI_Allreduce, (&secs, &max, 1, MPI_DOUBLE, MPI_MAX, w->comm));
-    if (stats) {
-        memset(stats, 0, sizeof *stats);
-        stats->bytes_local = w->bytes_local;
-        stats->bytes_total = all[0];
-        stats->files_total = all[1];
-        stats->seconds = max;
-        stats->output_files = w->out_files;
-        stats->output_tensors = w->out_tensors;
-        stats->output_bytes = w->out_bytes;
-        stats->consolidate_seconds = w->cons_seconds;
-    }
-done:
-    return rc;
-}
-
-/* Renames, makes the renames durable, removes stale rank files; on any failure
- * every rank takes back what it renamed, so no final name of this save remains. */
-static int publish(sts_writer *w)
-{
-    int rc = sts__mpiio_agree(w->comm, rename_files(w), &w->diag);
-    if (rc == STS_OK && w->opts.fsync)
-        rc = sts__mpiio_agree(w->comm, w->rank == 0 ? sts__fsync_dir(w->dir, &w->diag) : STS_OK,
-                              &w->diag);
-    if (rc == STS_OK)
-        rc = sts__mpiio_agree(w->comm, sts__writer_remove_stale(w), &w->diag);
-    if (rc != STS_OK)
-        sts__writer_cleanup(w);
-    return rc;
-}
-
-/* Local.  A block declared without data cannot be written by the one-call commit. */
 static int check_declared(sts_writer *w)
 {
     for (size_t i = 0; i < w->count; i++)
@@ -668,40 +176,31 @@ static int check_declared(sts_writer *w)
     return STS_OK;
 }
 
-int sts__writer_prepare(sts_writer *w, int rc)
+/* Collective, agreed.  Publishes the rank files written (rc: this rank's result), or removes
+ * them everywhere; then the one-call consolidation and the statistics. */
+static int finish(sts_writer *w, int rc, double t0, sts_save_stats *stats)
 {
-    if (rc == STS_OK && w->add_rc != STS_OK)
-        rc = sts__fail(&w->diag, w->add_rc, "%s", w->add_diag.message);
-    else if (rc == STS_OK && w->opts.direct && w->opts.consolidate_dir)
-        rc = sts__fail(&w->diag, STS_E_ARG, "direct and consolidate_dir exclude each other");
-    STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
-    STS_CHECK(make_dir(w));
-    STS_CHECK(sts__writer_resolve_replicas(w));
-    rc = plan_files(w);
-    if (rc == STS_OK && !w->opts.direct)
-        rc = sts__writer_check_dir(w);
-    /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
-    if (rc == STS_OK && w->rank == 0)
-        rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
-    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
+    STS_CHECK(sts__writer_core_finish(w, rc));
+    if (w->opts.consolidate_dir)
+        STS_CHECK(consolidate(w));
+    rc = sts__writer_core_stats(w, t0, stats);
 done:
     return rc;
 }
 
-int sts__writer_finish(sts_writer *w, int rc, double t0, sts_save_stats *stats)
+/* Collective.  The commit of a save begun with sts_writer_begin. */
+static int commit_stream(sts_writer *w, sts_save_stats *stats)
 {
-    rc = wait_quietly(w, rc);
-    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
-    if (rc != STS_OK) {
-        sts__writer_cleanup(w);
-        goto done;
+    int rc;
+    double t0 = 0;
+    if (w->committed) {
+        /* The first commit published or removed everything; nothing is touched again. */
+        rc = sts__fail(&w->diag, STS_E_ARG, "sts_writer_commit called twice");
+        return sts__mpiio_agree(w->comm, rc, &w->diag);
     }
-    STS_CHECK(publish(w));
-    if (w->opts.consolidate_dir)
-        STS_CHECK(sts__writer_consolidate(w));
-    rc = finish_stats(w, t0, stats);
-done:
-    return rc;
+    w->committed = 1;
+    rc = sts__writer_stream_end(w, &t0);
+    return finish(w, rc, t0, stats);
 }
 
 int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
@@ -712,21 +211,21 @@ int sts_writer_commit(sts_writer *w, sts_save_stats *stats)
         return STS_E_ARG;
     sts__diag_clear(&w->diag);
     if (w->begun)
-        return sts__writer_stream_commit(w, stats);
+        return commit_stream(w, stats);
     if (w->committed)
         rc = sts__fail(&w->diag, STS_E_ARG, "sts_writer_commit called twice");
     else if (w->add_rc == STS_OK)
         rc = check_declared(w);
     w->committed = 1;
-    STS_CHECK(sts__writer_prepare(w, rc));
+    STS_CHECK(sts__writer_core_prepare(w, rc));
     if (w->opts.direct) {
         /* No rank file is written: the blocks go straight into the model files. */
-        STS_CHECK(sts__writer_direct(w));
-        free_files(w);
-        rc = finish_stats(w, t0, stats);
+        STS_CHECK(sts__writer_direct_commit(w));
+        sts__writer_core_free_files(w);
+        rc = sts__writer_core_stats(w, t0, stats);
         goto done;
     }
-    rc = sts__writer_finish(w, write_files(w), t0, stats);
+    rc = finish(w, sts__writer_core_write_files(w), t0, stats);
 done:
     return rc;
 }

@@ -1,13 +1,8 @@
 /*
- * writer_direct.c - saving straight into a Hugging Face checkpoint.
+ * writer_direct.c - direct mode (opts.direct): saving straight into a
+ * Hugging Face checkpoint on top of the sharded writer's core
+ * (writer_core.c).  No rank file is written.  Phases, each agreed:
  *
- * Two modes on top of the sharded writer (writer.c):
- *
- *  - one call (opts.consolidate_dir): the rank files are published as usual,
- *    then sts_consolidate runs on the writer's communicator, then the rank
- *    files are removed unless keep_shards.
- *
- *  - direct (opts.direct): no rank file is written.  Phases, each agreed:
  *     1. records  every rank packs its kept blocks (replicas are resolved by
  *                 writer_plan.c as for rank files) in the order its rank files
  *                 would hold them; sts__xchg_allgather gives all to every rank.
@@ -16,77 +11,19 @@
  *                 file index), so names, header bytes, tensor offsets and the
  *                 choice among identical duplicate blocks are those of the
  *                 two-step path; then the declared global shapes are checked.
- *     3. create   rank 0 checks the output directory (consolidate's output side).
+ *     3. create   rank 0 checks the output directory (publish.c, as consolidate).
  *     4. data     per output file (writer_direct_io.c): collective open,
  *                 independent writes, collective rounds through file views,
  *                 collective close.
- *     5. publish  consolidate's: renames, the index last, directory sync.
+ *     5. publish  publish.c, as consolidate: renames, the index last, directory sync.
  *    On failure rank 0 removes the temporaries: no final name appears.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "mpiio.h"
 #include "writer_direct.h"
-
-/* ---- output options ------------------------------------------------------ */
-
-void sts__writer_cons_opts(const sts_writer *w, sts_consolidate_opts *o)
-{
-    if (w->opts.consolidate)
-        *o = *w->opts.consolidate;
-    else
-        sts_consolidate_opts_init(o);
-    /* The reference design passes one fqn_to_index_mapping to both steps. */
-    if (!o->mapping && o->max_file_size == 0)
-        o->mapping = w->opts.mapping;
-    o->fsync |= w->opts.fsync;
-    o->force |= w->opts.force;
-    if (!o->progress) {
-        o->progress = w->opts.progress;
-        o->progress_ud = w->opts.progress_ud;
-    }
-}
-
-/* ---- one call: save, consolidate, remove ---------------------------------- */
-
-/* Every rank removes the rank files it published; rank 0 the directory if this save made it. */
-static int remove_rank_files(sts_writer *w)
-{
-    int rc = STS_OK;
-    for (size_t i = 0; i < w->nfiles; i++)
-        if (unlink(w->files[i].final_path) != 0 && errno != ENOENT && rc == STS_OK)
-            rc = sts__fail(&w->diag, sts__err_from_errno(errno), "%s: cannot remove: %s",
-                           w->files[i].final_path, strerror(errno));
-    rc = sts__mpiio_agree(w->comm, rc, &w->diag);
-    /* Only an empty directory goes: anything else the user keeps there stays. */
-    if (rc == STS_OK && w->rank == 0 && w->made_dir)
-        (void)rmdir(w->dir);
-    return rc;
-}
-
-int sts__writer_consolidate(sts_writer *w)
-{
-    int rc;
-    sts_consolidate_opts co;
-    sts_consolidate_stats cs;
-    sts_diag d;
-    sts__writer_cons_opts(w, &co);
-    memset(&cs, 0, sizeof cs);
-    sts__diag_clear(&d);
-    rc = sts_consolidate(w->comm, w->dir, w->opts.consolidate_dir, &co, &cs, &d);
-    if (rc != STS_OK)
-        return sts__fail(&w->diag, rc, "consolidating %s into %s (the rank files are kept): %s",
-                         w->dir, w->opts.consolidate_dir, d.message);
-    w->out_files = cs.output_files;
-    w->out_tensors = cs.tensors;
-    w->out_bytes = cs.bytes_total;
-    w->cons_seconds = cs.seconds;
-    return w->opts.keep_shards ? STS_OK : remove_rank_files(w);
-}
 
 /* ---- 1. records ------------------------------------------------------------ */
 
@@ -375,30 +312,21 @@ static int phase_plan(dsave *D)
 
 static int phase_create(dsave *D)
 {
-    int rc;
     D->out.plan = D->plan;
     D->out.dir = D->w->dir;
     D->out.fsync = D->co.fsync;
     D->out.force = D->co.force;
-    rc = sts__cons_out_names(&D->out, D->diag);
-    if (rc == STS_OK && D->rank == 0)
-        rc = sts__cons_out_prepare(&D->out, D->diag);
-    return sts__mpiio_agree(D->comm, rc, D->diag);
-}
-
-static int phase_publish(dsave *D)
-{
-    int rc = D->rank == 0 ? sts__cons_out_publish(&D->out, D->diag) : STS_OK;
-    return sts__mpiio_agree(D->comm, rc, D->diag);
+    D->out.comm = D->comm;
+    D->out.rank = D->rank;
+    /* The temporaries are created by the collective opens of the data phase. */
+    return sts__publish_open(&D->out, 0, D->diag);
 }
 
 /* ---- entry point ------------------------------------------------------------------ */
 
 static void dsave_free(dsave *D)
 {
-    if (D->rank == 0)
-        sts__cons_out_discard(&D->out);
-    sts__cons_out_free(&D->out);
+    sts__publish_free(&D->out);
     for (size_t i = 0; D->src_names && i < D->nsrc; i++)
         free(D->src_names[i]);
     free(D->src_names);
@@ -414,7 +342,7 @@ static void dsave_free(dsave *D)
     free(D->recs);
 }
 
-int sts__writer_direct(sts_writer *w)
+int sts__writer_direct_commit(sts_writer *w)
 {
     int rc = STS_OK;
     dsave D;
@@ -424,17 +352,17 @@ int sts__writer_direct(sts_writer *w)
     D.rank = w->rank;
     D.nranks = w->nranks;
     D.diag = &w->diag;
-    sts__writer_cons_opts(w, &D.co);
-    rc = sts__direct_settings(&D);
+    sts__writer_core_cons_opts(w, &D.co);
+    rc = sts__writer_direct_io_settings(&D);
     if (rc == STS_OK && D.co.align % 8)
         rc = sts__fail(D.diag, STS_E_ARG, "align must be a multiple of 8");
     STS_CHECK(sts__mpiio_agree(D.comm, rc, D.diag));
     STS_CHECK(phase_records(&D));
     STS_CHECK(phase_plan(&D));
-    STS_CHECK(sts__mpiio_agree(D.comm, sts__direct_pieces(&D), D.diag));
+    STS_CHECK(sts__mpiio_agree(D.comm, sts__writer_direct_io_pieces(&D), D.diag));
     STS_CHECK(phase_create(&D));
-    STS_CHECK(sts__direct_write(&D));
-    STS_CHECK(phase_publish(&D));
+    STS_CHECK(sts__writer_direct_io_write(&D));
+    STS_CHECK(sts__publish_commit(&D.out, D.diag));
     w->out_files = D.plan->nfiles;
     w->out_tensors = D.plan->ntensors;
     w->out_bytes = D.plan->total_bytes;

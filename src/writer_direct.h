@@ -13,6 +13,7 @@
 #endif
 
 #include "consolidate.h"
+#include "publish.h"
 #include "writer_int.h"
 
 /* Where a gathered block record came from. */
@@ -56,7 +57,7 @@ typedef struct sts__dsave {
     MPI_Comm comm;
     int rank, nranks;
     sts_diag *diag;
-    sts_consolidate_opts co; /* output options (sts__writer_cons_opts) */
+    sts_consolidate_opts co; /* output options (sts__writer_core_cons_opts) */
     sts_plan_map_entry *map;
     size_t nmap;
 
@@ -70,7 +71,7 @@ typedef struct sts__dsave {
     sts__named *byname; /* the records sorted by name */
 
     sts_plan *plan;
-    sts_cons_out out;
+    sts__publish out;
 
     int exchange;        /* strided tensors by exchange (default) or through file views */
     unsigned char *agg;  /* per plan tensor: 1 when it goes through the exchange */
@@ -86,7 +87,7 @@ typedef sts__dsave dsave;
 typedef sts__named named;
 
 /* Local.  Lists this rank's pieces: the kept blocks of the plan that are its own. */
-int sts__direct_pieces(dsave *D);
+int sts__writer_direct_io_pieces(dsave *D);
 
 /*
  * Collective (not agreed: the caller agrees).  The settings from the
@@ -95,7 +96,7 @@ int sts__direct_pieces(dsave *D);
  * D->exchange and STSHARD_DIRECT_ROUND into D->round.  Other ranks'
  * environments are ignored: they would choose different collectives.
  */
-int sts__direct_settings(dsave *D);
+int sts__writer_direct_io_settings(dsave *D);
 
 /*
  * Collective (not agreed: the caller agrees).  The exchange rounds of output
@@ -106,7 +107,7 @@ int sts__direct_settings(dsave *D);
  * independent write.  rc is this rank's code so far; a failed rank keeps
  * joining until every rank has seen the failure.
  */
-int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc);
+int sts__writer_direct_agg_exchange(dsave *D, MPI_File fh, uint32_t f, int rc);
 
 /*
  * Collective, agreed.  Writes every output file under its temporary name:
@@ -114,6 +115,6 @@ int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc);
  * contiguous pieces as independent writes, then the agreed number of
  * collective rounds for the strided ones, then a collective close.
  */
-int sts__direct_write(dsave *D);
+int sts__writer_direct_io_write(dsave *D);
 
 #endif /* STS_WRITER_DIRECT_H */

@@ -223,11 +223,11 @@ static int assemble_write(xfer *X, MPI_File fh)
         sts__diag_prefix(X->D->diag, "tensor '%s' (%llu bytes at file offset %llu)",
                          X->D->plan->tensors[c->tensor].name, (unsigned long long)c->len,
                          (unsigned long long)c->out_off);
-        return sts__writer_classify_io(X->D->w, rc, c->out_off,
-                                       X->D->plan->files[c->file].header_len +
-                                           X->D->plan->files[c->file].data_size);
+        return sts__writer_core_classify_io(X->D->w, rc, c->out_off,
+                                            X->D->plan->files[c->file].header_len +
+                                                X->D->plan->files[c->file].data_size);
     }
-    sts__writer_progress(X->D->w, c->len);
+    sts__writer_core_progress(X->D->w, c->len);
     X->D->written += c->len;
     return STS_OK;
 }
@@ -337,7 +337,7 @@ static int quiet_alltoallw(xfer *X)
     return mrc == MPI_SUCCESS ? quiet_wait(&req) : mrc;
 }
 
-int sts__direct_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
+int sts__writer_direct_agg_exchange(dsave *D, MPI_File fh, uint32_t f, int rc)
 {
     xfer X;
     int mrc, any = 1, ok;

@@ -137,7 +137,7 @@ static int mark_exchanged(dsave *D)
     return STS_OK;
 }
 
-int sts__direct_pieces(dsave *D)
+int sts__writer_direct_io_pieces(dsave *D)
 {
     const sts_plan *P = D->plan;
     size_t n = 0;
@@ -188,7 +188,7 @@ static int write_runs(sts__writer_stager *s, const dgeom *g, const unsigned char
     uint64_t idx[STS_PLAN_MAX_NDIM], off = g->start, nruns = g->nbytes / g->run;
     memset(idx, 0, sizeof idx);
     for (uint64_t r = 0; r < nruns; r++) {
-        STS_CHECK(sts__writer_stage_put(s, off, data + r * g->run, g->run));
+        STS_CHECK(sts__writer_core_stage_put(s, off, data + r * g->run, g->run));
         for (uint32_t i = g->n; i-- > 0;) {
             off += g->stride[i];
             if (++idx[i] < g->count[i])
@@ -205,7 +205,7 @@ static int write_piece(dsave *D, sts__writer_stager *s, const sts__dpiece *pc)
 {
     dgeom g;
     if (pc->kind == STS_DIRECT_CONTIG)
-        return sts__writer_stage_put(s, pc->start, pc->data, pc->nbytes);
+        return sts__writer_core_stage_put(s, pc->start, pc->data, pc->nbytes);
     piece_geometry(D, pc, &g);
     return write_runs(s, &g, pc->data);
 }
@@ -222,9 +222,9 @@ static int write_independent(dsave *D, sts__writer_stager *s, uint32_t f, size_t
     const sts_plan_file *F = &D->plan->files[f];
     s->len = 0;
     if (D->rank == 0) {
-        rc = sts__writer_stage_put(s, 0, F->header, F->header_len);
+        rc = sts__writer_core_stage_put(s, 0, F->header, F->header_len);
         if (rc != STS_OK)
-            return sts__writer_classify_io(D->w, rc, 0, file_end(D, f));
+            return sts__writer_core_classify_io(D->w, rc, 0, file_end(D, f));
     }
     for (size_t i = lo; i < hi; i++) {
         const sts__dpiece *pc = &D->pieces[i];
@@ -235,13 +235,13 @@ static int write_independent(dsave *D, sts__writer_stager *s, uint32_t f, size_t
             sts__diag_prefix(D->diag, "tensor '%s' (%llu bytes at file offset %llu)",
                              D->plan->tensors[pc->tensor].name, (unsigned long long)pc->nbytes,
                              (unsigned long long)pc->start);
-            return sts__writer_classify_io(D->w, rc, pc->start, file_end(D, f));
+            return sts__writer_core_classify_io(D->w, rc, pc->start, file_end(D, f));
         }
-        sts__writer_progress(D->w, pc->nbytes);
+        sts__writer_core_progress(D->w, pc->nbytes);
         D->written += pc->nbytes;
     }
-    rc = sts__writer_stage_flush(s);
-    return sts__writer_classify_io(D->w, rc, s->off, file_end(D, f));
+    rc = sts__writer_core_stage_flush(s);
+    return sts__writer_core_classify_io(D->w, rc, s->off, file_end(D, f));
 }
 
 /* ---- collective rounds --------------------------------------------------------- */
@@ -329,10 +329,10 @@ static int round_once(dsave *D, MPI_File fh, cursor *c, int rc)
         sts__diag_prefix(D->diag, "tensor '%s' (%llu bytes from file offset %llu)",
                          D->plan->tensors[pc->tensor].name, (unsigned long long)pc->nbytes,
                          (unsigned long long)pc->start);
-        return sts__writer_classify_io(D->w, rc, pc->start, file_end(D, pc->file));
+        return sts__writer_core_classify_io(D->w, rc, pc->start, file_end(D, pc->file));
     }
     if (pc && (c->sub += n) == pc->nbytes) {
-        sts__writer_progress(D->w, pc->nbytes);
+        sts__writer_core_progress(D->w, pc->nbytes);
         D->written += pc->nbytes;
         MPI_Type_free(&c->type);
         c->type = MPI_DATATYPE_NULL;
@@ -355,7 +355,7 @@ static int write_file(dsave *D, sts__writer_stager *s, uint32_t f, size_t lo, si
     s->fh = fh;
     rc = write_independent(D, s, f, lo, hi);
     if (D->exchange)
-        rc = sts__direct_exchange(D, fh, f, rc);
+        rc = sts__writer_direct_agg_exchange(D, fh, f, rc);
     for (uint64_t r = 0; r < D->rounds[f]; r++)
         rc = round_once(D, fh, &c, rc);
     if (c.type != MPI_DATATYPE_NULL)
@@ -385,7 +385,7 @@ static uint64_t round_bytes(void)
                                                                             : STS_DIRECT_ROUND;
 }
 
-int sts__direct_settings(dsave *D)
+int sts__writer_direct_io_settings(dsave *D)
 {
     int rc = STS_OK;
     /* mpirun passes a variable to other hosts only with -x, so each rank's environment may
@@ -442,7 +442,7 @@ static int stager_init(dsave *D, sts__writer_stager *s)
     return s->buf ? STS_OK : sts__fail(D->diag, STS_E_NOMEM, "out of memory (staging buffer)");
 }
 
-int sts__direct_write(dsave *D)
+int sts__writer_direct_io_write(dsave *D)
 {
     int rc;
     sts__writer_stager s;

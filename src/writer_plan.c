@@ -177,12 +177,12 @@ static void assign(sts_writer *w, const rec *recs, group *groups, size_t ng, uin
         load[best] += groups[g].nbytes;
         for (size_t i = 0; i < groups[g].n; i++) {
             if (h[i].rank == w->rank)
-                w->blocks[sts__writer_find(w, h[i].name)].keep = best == w->rank;
+                w->blocks[sts__writer_core_find(w, h[i].name)].keep = best == w->rank;
         }
     }
 }
 
-int sts__writer_resolve_replicas(sts_writer *w)
+int sts__writer_plan_resolve_replicas(sts_writer *w)
 {
     int rc = STS_OK, np = w->nranks;
     sts_bytes mine = {NULL, 0, 0};
@@ -325,7 +325,7 @@ static void sb_py_string(sbuf *b, const char *s)
     sb_put(b, "\"", 1);
 }
 
-int sts__writer_sharding_json(sts_writer *w, const sts__writer_file *f, char **out)
+int sts__writer_plan_sharding_json(sts_writer *w, const sts__writer_file *f, char **out)
 {
     sbuf b = {NULL, 0, 0, 0};
     char num[32];
@@ -362,7 +362,7 @@ static int is_rank_file(const char *n)
            strcmp(n + len - 12, ".safetensors") == 0;
 }
 
-int sts__writer_check_dir(sts_writer *w)
+int sts__writer_plan_check_dir(sts_writer *w)
 {
     int rc = STS_OK;
     DIR *d = NULL;
@@ -449,7 +449,7 @@ done:
     return rc;
 }
 
-int sts__writer_remove_stale(sts_writer *w)
+int sts__writer_plan_remove_stale(sts_writer *w)
 {
     int rc = STS_OK;
     sts_bytes mine = {NULL, 0, 0};

@@ -1,17 +1,20 @@
 /*
  * writer_stream.c - the streaming flow of a sharded save, for callers that
  * cannot hold their blocks until the commit (stshard reshard):
- *   sts_writer_begin  plans the save as the commit would (writer.c's
- *                     sts__writer_prepare), then creates this rank's files
+ *   sts_writer_begin  plans the save as the commit would (writer_core.c's
+ *                     sts__writer_core_prepare), then creates this rank's files
  *                     under their temporary names with their headers and
  *                     keeps them open (MPI_COMM_SELF handles);
  *   sts_writer_put    writes one piece of a declared block at its file
  *                     offset with independent MPI-IO (small pieces through
  *                     the staging buffer), counting the bytes per block;
  *   sts_writer_commit checks the counts, writes blocks added with data,
- *                     flushes, syncs, closes, then publishes through
- *                     writer.c's sts__writer_finish.
- * Every failure of a local call is remembered (sts__writer_remember), so the
+ *                     flushes, syncs, closes (sts__writer_stream_end); writer.c
+ *                     then publishes through writer_core.c's
+ *                     sts__writer_core_finish.
+ * The public functions are writer.c's; they call the sts__writer_stream_*
+ * ones here.
+ * Every failure of a local call is remembered (sts__writer_core_remember), so the
  * commit fails on every rank and publishes nothing.
  */
 #include <stdlib.h>
@@ -86,7 +89,7 @@ static int open_file(sts_writer *w, size_t i)
     void *hdr = NULL;
     size_t hlen = 0;
     STS_GOTO_IF(!begin, &w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__writer_encode_header(w, f, &hdr, &hlen, begin));
+    STS_CHECK(sts__writer_core_encode_header(w, f, &hdr, &hlen, begin));
     for (size_t j = 0; j < f->nblocks; j++) {
         size_t k = (size_t)(w->order[f->first + j] - w->blocks);
         S->at[k] = hlen + begin[j];
@@ -94,8 +97,8 @@ static int open_file(sts_writer *w, size_t i)
     }
     S->end[i] = hlen + begin[f->nblocks - 1] + last->nbytes;
     STS_CHECK(sts__mpiio_open_self(f->tmp_path, 1, MPI_INFO_NULL, &S->fh[i], &w->diag));
-    rc = sts__writer_classify_io(w, sts__mpiio_write_at(S->fh[i], 0, hdr, hlen, &w->diag), 0,
-                                 S->end[i]);
+    rc = sts__writer_core_classify_io(w, sts__mpiio_write_at(S->fh[i], 0, hdr, hlen, &w->diag), 0,
+                                      S->end[i]);
 done:
     if (rc != STS_OK && !strstr(w->diag.message, f->tmp_path))
         sts__diag_prefix(&w->diag, "%s", f->tmp_path);
@@ -117,7 +120,7 @@ static int open_files(sts_writer *w)
     S->stage.diag = &w->diag;
     S->stage.fh = MPI_FILE_NULL;
     if (w->nfiles > 0) {
-        S->stage.cap = sts__writer_stage_cap(w);
+        S->stage.cap = sts__writer_core_stage_cap(w);
         S->stage.buf = malloc(S->stage.cap);
         STS_GOTO_IF(!S->stage.buf, &w->diag, STS_E_NOMEM, "out of memory (staging buffer)");
     }
@@ -127,18 +130,15 @@ done:
     return rc;
 }
 
-int sts_writer_begin(sts_writer *w)
+int sts__writer_stream_begin(sts_writer *w)
 {
     int rc = STS_OK;
-    if (!w)
-        return STS_E_ARG;
-    sts__diag_clear(&w->diag);
     if (w->begun || w->committed) {
         /* Nothing is planned again; the first begin's save stays as it was, but fails. */
         rc = sts__fail(&w->diag, STS_E_ARG, "sts_writer_begin %s",
                        w->committed ? "after sts_writer_commit" : "called twice");
         rc = sts__mpiio_agree(w->comm, rc, &w->diag);
-        sts__writer_remember(w, rc);
+        sts__writer_core_remember(w, rc);
         return rc;
     }
     w->begun = 1;
@@ -149,24 +149,24 @@ int sts_writer_begin(sts_writer *w)
                        "opts.consolidate_dir to consolidate the rank files after the save");
     else
         rc = stream_alloc(w);
-    rc = sts__writer_prepare(w, rc);
+    rc = sts__writer_core_prepare(w, rc);
     if (rc == STS_OK)
         rc = sts__mpiio_agree(w->comm, open_files(w), &w->diag);
     if (rc != STS_OK) {
         sts__writer_stream_free(w); /* closes and removes the files it created */
-        sts__writer_remember(w, rc);
+        sts__writer_core_remember(w, rc);
     }
     return rc;
 }
 
-int sts_writer_stores(const sts_writer *w, const char *name, int *stores)
+int sts__writer_stream_stores(const sts_writer *w, const char *name, int *stores)
 {
     long k;
     if (stores)
         *stores = 0;
     if (!w || !name || !stores || !w->stream)
         return STS_E_ARG;
-    k = sts__writer_find(w, name);
+    k = sts__writer_core_find(w, name);
     if (k < 0)
         return STS_E_ARG;
     *stores = w->blocks[k].keep ? 1 : 0;
@@ -185,7 +185,7 @@ static int put_stored(sts_writer *w, size_t k, uint64_t off, const void *data, u
     if (S->stage.len > 0 && (S->stage_file != fi || S->stage.off + S->stage.len != at ||
                              len >= STS_WRITER_STAGE_DIRECT || S->stage.cap - S->stage.len < len)) {
         uint64_t n = S->stage.len;
-        rc = sts__writer_stage_flush(&S->stage);
+        rc = sts__writer_core_stage_flush(&S->stage);
         if (rc != STS_OK) {
             sts__diag_prefix(&w->diag, "%llu staged bytes at file offset %llu",
                              (unsigned long long)n, (unsigned long long)S->stage.off);
@@ -196,17 +196,17 @@ static int put_stored(sts_writer *w, size_t k, uint64_t off, const void *data, u
     }
     S->stage.fh = S->fh[fi];
     S->stage_file = fi;
-    rc = sts__writer_stage_put(&S->stage, at, data, len);
+    rc = sts__writer_core_stage_put(&S->stage, at, data, len);
     if (rc != STS_OK) {
         sts__diag_prefix(&w->diag, "tensor '%s' (%llu bytes at file offset %llu)",
                          w->blocks[k].name, (unsigned long long)len, (unsigned long long)at);
         goto done;
     }
     S->got[k] += len;
-    sts__writer_progress(w, len);
+    sts__writer_core_progress(w, len);
 done:
     if (rc != STS_OK) {
-        rc = sts__writer_classify_io(w, rc, at, S->end[fi]);
+        rc = sts__writer_core_classify_io(w, rc, at, S->end[fi]);
         sts__diag_prefix(&w->diag, "%s", w->files[fi].tmp_path);
     }
     return rc;
@@ -225,7 +225,7 @@ static int check_put(sts_writer *w, const char *name, uint64_t off, const void *
     if (!w->stream)
         return sts__fail(&w->diag, STS_E_ARG, "tensor '%s': sts_writer_put %s", name,
                          w->begun ? "after a failed sts_writer_begin" : "before sts_writer_begin");
-    *k = sts__writer_find(w, name);
+    *k = sts__writer_core_find(w, name);
     if (*k < 0)
         return sts__fail(&w->diag, STS_E_ARG, "tensor '%s': this rank added no such block", name);
     b = &w->blocks[*k];
@@ -246,18 +246,16 @@ static int check_put(sts_writer *w, const char *name, uint64_t off, const void *
     return STS_OK;
 }
 
-int sts_writer_put(sts_writer *w, const char *name, uint64_t off, const void *data, uint64_t len)
+int sts__writer_stream_put(sts_writer *w, const char *name, uint64_t off, const void *data,
+                           uint64_t len)
 {
     int rc;
     long k = -1;
-    if (!w)
-        return STS_E_ARG;
-    sts__diag_clear(&w->diag);
     rc = check_put(w, name, off, data, len, &k);
     /* A block another rank stores is checked like any other, then dropped. */
     if (rc == STS_OK && w->blocks[k].keep && len > 0)
         rc = put_stored(w, (size_t)k, off, data, len);
-    sts__writer_remember(w, rc);
+    sts__writer_core_remember(w, rc);
     return rc;
 }
 
@@ -283,7 +281,7 @@ static int finish_blocks(sts_writer *w)
             STS_CHECK(put_stored(w, (size_t)(b - w->blocks), 0, b->data, b->nbytes));
     }
     if (S->stage.len > 0) {
-        rc = sts__writer_stage_flush(&S->stage);
+        rc = sts__writer_core_stage_flush(&S->stage);
         if (rc != STS_OK)
             sts__diag_prefix(&w->diag, "%s", w->files[S->stage_file].tmp_path);
     }
@@ -305,16 +303,10 @@ done:
     return rc;
 }
 
-int sts__writer_stream_commit(sts_writer *w, sts_save_stats *stats)
+int sts__writer_stream_end(sts_writer *w, double *t0)
 {
     int rc = STS_OK;
     stream *S = w->stream;
-    if (w->committed) {
-        /* The first commit published or removed everything; nothing is touched again. */
-        rc = sts__fail(&w->diag, STS_E_ARG, "sts_writer_commit called twice");
-        return sts__mpiio_agree(w->comm, rc, &w->diag);
-    }
-    w->committed = 1;
     if (w->add_rc != STS_OK)
         rc = sts__fail(&w->diag, w->add_rc, "%s", w->add_diag.message);
     else if (S)
@@ -325,6 +317,6 @@ int sts__writer_stream_commit(sts_writer *w, sts_save_stats *stats)
         else if (S->fh[i] != MPI_FILE_NULL)
             MPI_File_close(&S->fh[i]);
     }
-    /* Publishes, or removes every temporary file on every rank. */
-    return sts__writer_finish(w, rc, S ? S->t0 : MPI_Wtime(), stats);
+    *t0 = S ? S->t0 : MPI_Wtime();
+    return rc;
 }

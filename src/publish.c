@@ -1,9 +1,9 @@
 /*
- * consolidate_out.c - the output side of a consolidation, shared with the
- * direct save (writer_direct.c): final and temporary names, the check for an
- * existing output, and publishing (renames, the index last, a directory
- * sync).  Nothing appears under a final name before every file is complete,
- * and with force a failed publish puts the earlier checkpoint back.
+ * publish.c - publishing a Hugging Face checkpoint (publish.h): the output
+ * names, the checks before anything is written, the temporaries, and the
+ * renames with the index last.  Nothing appears under a final name before
+ * every file is complete, and with force a failed publish puts the earlier
+ * checkpoint back.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,8 +15,10 @@
 
 #include "consolidate.h"
 #include "mpiio.h"
+#include "publish.h"
 
-int sts__cons_out_names(sts_cons_out *o, sts_diag *diag)
+/* Every rank: the final and temporary path of each output file. */
+static int make_names(sts__publish *o, sts_diag *diag)
 {
     size_t n = o->plan->nfiles;
     o->final_paths = sts__calloc_array(n, sizeof *o->final_paths);
@@ -33,7 +35,7 @@ int sts__cons_out_names(sts_cons_out *o, sts_diag *diag)
 }
 
 /* Existing final names are an error unless force. */
-static int check_existing(const sts_cons_out *o, sts_diag *diag)
+static int check_existing(const sts__publish *o, sts_diag *diag)
 {
     struct stat sb;
     char *index;
@@ -62,7 +64,8 @@ static uint64_t output_bytes(const sts_plan *p)
     return n;
 }
 
-int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag)
+/* Rank 0: from success on, the temporaries are this rank's to remove on failure. */
+static int prepare(sts__publish *o, sts_diag *diag)
 {
     int rc = sts__mkdir_p(o->dir, diag);
     if (rc == STS_OK)
@@ -73,7 +76,7 @@ int sts__cons_out_prepare(sts_cons_out *o, sts_diag *diag)
     return rc;
 }
 
-void sts__cons_out_discard(sts_cons_out *o)
+static void discard(sts__publish *o)
 {
     if (!o->created || !o->tmp_paths)
         return;
@@ -83,7 +86,7 @@ void sts__cons_out_discard(sts_cons_out *o)
     o->created = 0;
 }
 
-void sts__cons_out_free(sts_cons_out *o)
+static void free_names(sts__publish *o)
 {
     for (size_t i = 0; o->plan && o->final_paths && i < o->plan->nfiles; i++) {
         free(o->final_paths[i]);
@@ -116,7 +119,7 @@ static int is_model_file(const char *n)
  * earlier run that the new index does not name (a run that split into more
  * files), so the directory holds one checkpoint.  Best effort.
  */
-static void remove_stale_outputs(const sts_cons_out *o)
+static void remove_stale_outputs(const sts__publish *o)
 {
     DIR *d = opendir(o->dir);
     struct dirent *e;
@@ -180,7 +183,8 @@ static void settle_aside(char **from, char **aside, size_t n, int restore)
     }
 }
 
-int sts__cons_out_publish(sts_cons_out *o, sts_diag *diag)
+/* Rank 0: the renames, the index last, the directory sync. */
+static int publish(sts__publish *o, sts_diag *diag)
 {
     int rc = STS_OK, wrote_index = 0;
     size_t n = o->plan->nfiles, done_n = 0;
@@ -217,4 +221,49 @@ done:
     free(from);
     free(aside);
     return rc;
+}
+
+/* Rank 0: creates output i fresh under its temporary name and writes its header. */
+static int create_file(const sts__publish *o, size_t i, sts_diag *diag)
+{
+    int rc = STS_OK;
+    const sts_plan_file *F = &o->plan->files[i];
+    MPI_File fh = MPI_FILE_NULL;
+    STS_CHECK(sts__mpiio_open_self(o->tmp_paths[i], 1, MPI_INFO_NULL, &fh, diag));
+    rc = sts__mpiio_write_at(fh, 0, F->header, F->header_len, diag);
+    if (rc == STS_OK && o->fsync && MPI_File_sync(fh) != MPI_SUCCESS)
+        rc = sts__fail(diag, STS_E_IO, "MPI_File_sync failed");
+    if (rc != STS_OK)
+        sts__diag_prefix(diag, "%s", o->tmp_paths[i]);
+done:
+    if (fh != MPI_FILE_NULL) {
+        int crc = sts__mpiio_close(&fh, diag);
+        if (rc == STS_OK)
+            rc = crc;
+    }
+    return rc;
+}
+
+int sts__publish_open(sts__publish *o, int write_headers, sts_diag *diag)
+{
+    int rc = make_names(o, diag);
+    if (rc == STS_OK && o->rank == 0) {
+        rc = prepare(o, diag);
+        for (size_t i = 0; write_headers && rc == STS_OK && i < o->plan->nfiles; i++)
+            rc = create_file(o, i, diag);
+    }
+    return sts__mpiio_agree(o->comm, rc, diag);
+}
+
+int sts__publish_commit(sts__publish *o, sts_diag *diag)
+{
+    int rc = o->rank == 0 ? publish(o, diag) : STS_OK;
+    return sts__mpiio_agree(o->comm, rc, diag);
+}
+
+void sts__publish_free(sts__publish *o)
+{
+    if (o->rank == 0)
+        discard(o);
+    free_names(o);
 }
