@@ -154,7 +154,7 @@ int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync_it, sts_
 {
     int rc = STS_OK;
     char *final_path = sts__path_join(dir, "model.safetensors.index.json");
-    char *tmp = final_path ? sts__tmp_path(final_path) : NULL;
+    char *tmp = final_path ? sts__path_tmp(final_path) : NULL;
     FILE *f = NULL;
     STS_GOTO_IF(!final_path || !tmp, diag, STS_E_NOMEM, "out of memory");
     unlink(tmp);
@@ -167,7 +167,7 @@ int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync_it, sts_
                 "%s: fsync failed: %s", tmp, strerror(errno));
     STS_GOTO_IF(fclose(f) != 0, diag, sts__err_from_errno(errno), "%s: %s", tmp, strerror(errno));
     f = NULL;
-    STS_CHECK(sts__rename(tmp, final_path, diag));
+    STS_CHECK(sts__mpiio_rename(tmp, final_path, diag));
 done:
     if (f)
         fclose(f);
