@@ -17,6 +17,7 @@
 
 #include "ckptscan.h"
 #include "internal.h"
+#include "json_write.h"
 
 /* An index or mapping file larger than this is not a mapping we should read whole. */
 #define MAX_JSON_FILE (1ULL << 30)
@@ -267,22 +268,8 @@ done:
 /* Writes s as a JSON string; non-ASCII bytes pass through (the text stays UTF-8). */
 static void write_json_string(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c == '\n')
-            fputs("\\n", f);
-        else if (*c == '\t')
-            fputs("\\t", f);
-        else if (*c == '\r')
-            fputs("\\r", f);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
+    /* Errors show in ferror(f), which the caller checks once at the end. */
+    (void)sts__json_write_file(f, s, STS__JSON_LONG_BF);
 }
 
 int sts_mapping_write_json(const sts_mapping *m, const char *path, sts_diag *diag)
