@@ -34,8 +34,8 @@ struct sts_header {
     uint64_t data_size; /* end of the last tensor */
 };
 
-/* The most tensors a header may hold: indices must fit the slot's low half. */
-#define STS_MAX_TENSORS 0xFFFFFFFEULL
+/* The most tensors a header may hold: the name table's limit. */
+#define STS_MAX_TENSORS STS_HASHTAB_MAX_ITEMS
 
 /* 8-byte-aligned storage from the arena *a, valid until the arena is freed; NULL when out of
  * memory.  A zero-byte request returns a valid, distinct pointer. */
