@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <mpi.h>
 
@@ -315,6 +316,25 @@ int sts_mapping_load_json(const char *path, sts_mapping **out, sts_diag *diag);
 int sts_mapping_from_reference(const char *dir, sts_mapping **out, sts_diag *diag);
 /* Local.  Writes m as pretty JSON to path ("-" = stdout).  Errors: STS_E_IO. */
 int sts_mapping_write_json(const sts_mapping *m, const char *path, sts_diag *diag);
+
+/* ------------------------------------------------------------------------ */
+/* JSON strings                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* sts_json_write_string flag: Python json.dumps style (ensure_ascii=True). */
+#define STS_JSON_ASCII 1u
+
+/*
+ * Local.  Writes s (NUL-terminated; the caller keeps it) to f as a quoted
+ * JSON string, the way the library writes names into its own files.  flags 0:
+ * serde_json style - '"', '\\' and control characters escaped (\b \f \n \r
+ * \t short, the rest \u00xx), all other bytes as they are.  STS_JSON_ASCII:
+ * Python json.dumps style - also DEL and every non-ASCII character as \uXXXX
+ * (surrogate pairs above U+FFFF), and each byte that is not valid UTF-8 as
+ * \ufffd.  Nothing is buffered beyond f's own buffer.  Errors: STS_E_ARG (f or
+ * s NULL, unknown flag), STS_E_IO (a write to f failed).
+ */
+int sts_json_write_string(FILE *f, const char *s, unsigned flags);
 
 /* ------------------------------------------------------------------------ */
 /* Verification (local, POSIX reads)                                         */

@@ -22,14 +22,10 @@
 
 static int flist_add(sts__strlist *l, const char *s)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        char **p = sts__realloc_array(l->v, cap, sizeof *p);
-        if (!p)
-            return STS_E_NOMEM;
-        l->v = p;
-        l->cap = cap;
-    }
+    char **p = sts__grow(l->v, &l->cap, l->n + 1, sizeof *p, 16);
+    if (!p)
+        return STS_E_NOMEM;
+    l->v = p;
     l->v[l->n] = sts__strdup(s);
     return l->v[l->n++] ? STS_OK : STS_E_NOMEM;
 }

@@ -83,14 +83,10 @@ static int check_regular(const char *dir, const char *name, sts__ckptscan *s, st
 
 static int add_name(sts__ckptscan *s, size_t *cap, const char *name)
 {
-    if (s->n == *cap) {
-        size_t c = *cap ? *cap * 2 : 32;
-        char **p = sts__realloc_array(s->names, c, sizeof *p);
-        if (!p)
-            return STS_E_NOMEM;
-        s->names = p;
-        *cap = c;
-    }
+    char **p = sts__grow(s->names, cap, s->n + 1, sizeof *p, 32);
+    if (!p)
+        return STS_E_NOMEM;
+    s->names = p;
     s->names[s->n] = sts__strdup(name);
     return s->names[s->n++] ? STS_OK : STS_E_NOMEM;
 }

@@ -88,25 +88,15 @@ typedef struct copier {
 /* Room for one more chunk and n more pieces in the window's lists. */
 static int reserve(copier *C, size_t n)
 {
-    if (C->nchunks == C->capchunks) {
-        size_t nc = C->capchunks ? C->capchunks * 2 : 64;
-        wchunk *v = sts__realloc_array(C->chunks, nc, sizeof *v);
-        if (!v)
-            return STS_E_NOMEM;
-        C->chunks = v;
-        C->capchunks = nc;
-    }
-    if (C->npieces + n > C->cappieces) {
-        size_t nc = C->cappieces ? C->cappieces : 64;
-        wpiece *v;
-        while (nc < C->npieces + n)
-            nc *= 2;
-        v = sts__realloc_array(C->pieces, nc, sizeof *v);
-        if (!v)
-            return STS_E_NOMEM;
-        C->pieces = v;
-        C->cappieces = nc;
-    }
+    wchunk *c = sts__grow(C->chunks, &C->capchunks, C->nchunks + 1, sizeof *c, 64);
+    wpiece *p;
+    if (!c)
+        return STS_E_NOMEM;
+    C->chunks = c;
+    p = sts__grow(C->pieces, &C->cappieces, C->npieces + n, sizeof *p, 64);
+    if (!p)
+        return STS_E_NOMEM;
+    C->pieces = p;
     return STS_OK;
 }
 

@@ -16,62 +16,14 @@
 #include <unistd.h>
 
 #include "consolidate.h"
+#include "json_write.h"
 #include "mpiio.h"
-
-/* Decodes one UTF-8 sequence (already validated by the header parser). */
-static uint32_t utf8_next(const unsigned char **p)
-{
-    const unsigned char *s = *p;
-    uint32_t c = s[0];
-    int n = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
-    if (n)
-        c &= 0x3Fu >> n;
-    for (int i = 1; i <= n; i++)
-        c = (c << 6) | (s[i] & 0x3Fu);
-    *p = s + n + 1;
-    return c;
-}
 
 /* Writes s as a JSON string with Python's ensure_ascii escaping. */
 static void put_string(FILE *f, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    while (*p) {
-        uint32_t c = utf8_next(&p);
-        switch (c) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        case '\b':
-            fputs("\\b", f);
-            break;
-        case '\f':
-            fputs("\\f", f);
-            break;
-        default:
-            if (c >= 0x20 && c < 0x7F)
-                fputc((int)c, f);
-            else if (c < 0x10000)
-                fprintf(f, "\\u%04x", c);
-            else
-                fprintf(f, "\\u%04x\\u%04x", 0xD800 + ((c - 0x10000) >> 10),
-                        0xDC00 + ((c - 0x10000) & 0x3FF));
-        }
-    }
-    fputc('"', f);
+    /* A failed write shows in ferror(f), which the caller checks before the rename. */
+    (void)sts__json_write_file(f, s, STS_JSON_ASCII);
 }
 
 static int cmp_name(const void *x, const void *y)
@@ -154,7 +106,7 @@ int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync_it, sts_
 {
     int rc = STS_OK;
     char *final_path = sts__path_join(dir, "model.safetensors.index.json");
-    char *tmp = final_path ? sts__tmp_path(final_path) : NULL;
+    char *tmp = final_path ? sts__path_tmp(final_path) : NULL;
     FILE *f = NULL;
     STS_GOTO_IF(!final_path || !tmp, diag, STS_E_NOMEM, "out of memory");
     unlink(tmp);
@@ -167,7 +119,7 @@ int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync_it, sts_
                 "%s: fsync failed: %s", tmp, strerror(errno));
     STS_GOTO_IF(fclose(f) != 0, diag, sts__err_from_errno(errno), "%s: %s", tmp, strerror(errno));
     f = NULL;
-    STS_CHECK(sts__rename(tmp, final_path, diag));
+    STS_CHECK(sts__mpiio_rename(tmp, final_path, diag));
 done:
     if (f)
         fclose(f);

@@ -73,26 +73,6 @@ static void arena_free(sts__arena_blk *a)
     }
 }
 
-uint64_t sts__name_hash(const char *s, size_t n)
-{
-    /* Multiply-xorshift over 8-byte words; quality is ample for a probe table. */
-    uint64_t h = 0x243F6A8885A308D3ULL ^ (n * 0x9E3779B97F4A7C15ULL);
-    uint64_t w;
-    while (n >= 8) {
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
-        h ^= h >> 32;
-        s += 8;
-        n -= 8;
-    }
-    w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
-    h ^= h >> 29;
-    h *= 0x9E3779B97F4A7C15ULL;
-    return h ^ (h >> 32);
-}
-
 int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...)
 {
     char msg[sizeof diag->message];
@@ -143,19 +123,12 @@ static void set_pending(parser *p, int code, const char *fmt, ...)
 
 static int grow_tmp(parser *p, size_t need)
 {
-    size_t cap = p->tmp_cap ? p->tmp_cap * 2 : 16;
-    uint64_t *t;
-    if (need <= p->tmp_cap)
-        return 0;
-    while (cap < need)
-        cap *= 2;
-    t = sts__realloc_array(p->tmp, cap, sizeof *t);
+    uint64_t *t = sts__grow(p->tmp, &p->tmp_cap, need, sizeof *t, 16);
     if (!t) {
         p->nomem = 1;
         return -1;
     }
     p->tmp = t;
-    p->tmp_cap = cap;
     return 0;
 }
 
@@ -270,12 +243,10 @@ static int add_meta(parser *p, const char *k, size_t kn, const char *v, size_t v
     sts_header *h = p->h;
     sts__meta_kv *e;
     if (h->nmeta == h->meta_cap) {
-        size_t cap = h->meta_cap ? h->meta_cap * 2 : 8;
-        sts__meta_kv *m = sts__realloc_array(h->meta, cap, sizeof *m);
+        sts__meta_kv *m = sts__grow(h->meta, &h->meta_cap, h->nmeta + 1, sizeof *m, 8);
         if (!m)
             return p->nomem = 1, -1;
         h->meta = m;
-        h->meta_cap = cap;
     }
     e = &h->meta[h->nmeta];
     e->klen = kn;
@@ -355,14 +326,10 @@ static int parse_meta(parser *p)
 static sts_tensor_info *new_tensor(parser *p)
 {
     sts_header *h = p->h;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        sts_tensor_info *t = sts__realloc_array(h->t, cap, sizeof *t);
-        if (!t)
-            return NULL;
-        h->t = t;
-        h->cap = cap;
-    }
+    sts_tensor_info *t = sts__grow(h->t, &h->cap, h->n + 1, sizeof *t, 64);
+    if (!t)
+        return NULL;
+    h->t = t;
     memset(&h->t[h->n], 0, sizeof h->t[0]);
     return &h->t[h->n++];
 }
@@ -424,43 +391,41 @@ static void sort_by_offsets(sts_header *h)
     }
 }
 
+static const char *tensor_key(const void *ctx, size_t i, size_t *len)
+{
+    const sts_header *h = ctx;
+    *len = h->t[i].name_len;
+    return h->t[i].name;
+}
+
 static int build_index(sts_header *h, sts_diag *diag)
 {
     enum { AHEAD = 16 };
-    size_t cap = 16;
     uint64_t *hashes;
+    int rc;
     if (h->n > STS_MAX_TENSORS)
         return sts__fail(diag, STS_E_UNSUPPORTED, "more than %llu tensors in one header",
                          STS_MAX_TENSORS);
-    while (cap < h->n * 2)
-        cap *= 2;
-    h->slots = sts__calloc_array(cap, sizeof *h->slots);
+    sts__hashtab_init(&h->names, tensor_key, h);
     hashes = sts__malloc_array(h->n, sizeof *hashes);
-    if (!h->slots || !hashes) {
+    if (!hashes || sts__hashtab_reserve(&h->names, h->n) != STS_OK) {
         free(hashes);
         return STS_E_NOMEM;
     }
-    h->slot_mask = cap - 1;
     for (size_t i = 0; i < h->n; i++)
-        hashes[i] = sts__name_hash(h->t[i].name, h->t[i].name_len);
+        hashes[i] = sts__hashtab_hash(h->t[i].name, h->t[i].name_len);
     for (size_t i = 0; i < h->n; i++) {
-        const sts_tensor_info *t = &h->t[i];
-        size_t s = (size_t)hashes[i] & h->slot_mask;
+        size_t first = 0;
         /* Slots are hit at random: fetch a later one now so its miss overlaps this work. */
         if (i + AHEAD < h->n)
-            __builtin_prefetch(&h->slots[hashes[i + AHEAD] & h->slot_mask]);
-        for (; h->slots[s]; s = (s + 1) & h->slot_mask) {
-            const sts_tensor_info *o;
-            if (STS_SLOT_FP(h->slots[s]) != STS_SLOT_FP(hashes[i]))
-                continue;
-            o = &h->t[STS_SLOT_INDEX(h->slots[s])];
-            if (o->name_len == t->name_len && memcmp(o->name, t->name, t->name_len) == 0) {
-                free(hashes);
-                return sts__rule_fail(diag, STS_E_DUPLICATE_NAME, "tensor '%.200s' appears twice",
-                                      t->name);
-            }
+            sts__hashtab_prefetch(&h->names, hashes[i + AHEAD]);
+        rc = sts__hashtab_insert(&h->names, i, hashes[i], &first);
+        if (rc != STS_OK) {
+            free(hashes);
+            return rc == 1 ? sts__rule_fail(diag, STS_E_DUPLICATE_NAME,
+                                            "tensor '%.200s' appears twice", h->t[i].name)
+                           : rc;
         }
-        h->slots[s] = STS_SLOT(hashes[i], i);
     }
     free(hashes);
     return STS_OK;
@@ -596,6 +561,6 @@ void sts_header_free(sts_header *h)
     free(h->t);
     free(h->meta);
     free(h->meta_sorted);
-    free(h->slots);
+    sts__hashtab_free(&h->names);
     free(h);
 }

@@ -26,20 +26,9 @@ const sts_tensor_info *sts_header_tensor(const sts_header *h, size_t i)
 
 long sts_header_find(const sts_header *h, const char *name, size_t len)
 {
-    uint64_t hash;
-    size_t s;
-    if (!h || !h->slots || (!name && len))
+    if (!h)
         return -1;
-    hash = sts__name_hash(name, len);
-    for (s = (size_t)hash & h->slot_mask; h->slots[s]; s = (s + 1) & h->slot_mask) {
-        const sts_tensor_info *t;
-        if (STS_SLOT_FP(h->slots[s]) != STS_SLOT_FP(hash))
-            continue;
-        t = &h->t[STS_SLOT_INDEX(h->slots[s])];
-        if (t->name_len == len && memcmp(t->name, name, len) == 0)
-            return (long)STS_SLOT_INDEX(h->slots[s]);
-    }
-    return -1;
+    return sts__hashtab_find(&h->names, name, len);
 }
 
 uint64_t sts_header_data_size(const sts_header *h)
@@ -239,14 +228,10 @@ static int shard_entry(shard_ctx *c, sts_diag *diag)
             if (sts__json_open(&c->j, '[', &more) != 0)
                 return shard_fail(c, diag, c->j.err);
             for (cnt = 0; more; cnt++) {
-                if (cnt == c->tmp_cap) {
-                    size_t cap = c->tmp_cap ? c->tmp_cap * 2 : 8;
-                    uint64_t *nt = sts__realloc_array(c->tmp, cap, sizeof *nt);
-                    if (!nt)
-                        return sts__fail(diag, STS_E_NOMEM, "out of memory");
-                    c->tmp = nt;
-                    c->tmp_cap = cap;
-                }
+                uint64_t *nt = sts__grow(c->tmp, &c->tmp_cap, cnt + 1, sizeof *nt, 8);
+                if (!nt)
+                    return sts__fail(diag, STS_E_NOMEM, "out of memory");
+                c->tmp = nt;
                 if (sts__json_u64(&c->j, &c->tmp[cnt]) != 0 ||
                     sts__json_next(&c->j, ']', &more) != 0)
                     return shard_fail(c, diag, c->j.err);

@@ -14,6 +14,7 @@
 
 #include "header_int.h"
 #include "json.h"
+#include "json_write.h"
 
 typedef struct out_buf {
     char *p;
@@ -68,86 +69,15 @@ static void put_u64(out_buf *o, uint64_t v)
     put(o, tmp + i, sizeof tmp - i);
 }
 
-static const char hexdig[] = "0123456789abcdef";
-
-static void put_u_escape(out_buf *o, unsigned cp)
+static void put_piece(void *ud, const char *s, size_t n)
 {
-    char e[6] = {
-        '\\',           'u', hexdig[cp >> 12 & 15], hexdig[cp >> 8 & 15], hexdig[cp >> 4 & 15],
-        hexdig[cp & 15]};
-    put(o, e, 6);
+    put(ud, s, n);
 }
 
-/* Short escapes both serde_json and Python use; 0 when c has none. */
-static char short_escape(unsigned char c)
-{
-    switch (c) {
-    case '"':
-        return '"';
-    case '\\':
-        return '\\';
-    case '\b':
-        return 'b';
-    case '\f':
-        return 'f';
-    case '\n':
-        return 'n';
-    case '\r':
-        return 'r';
-    case '\t':
-        return 't';
-    default:
-        return 0;
-    }
-}
-
-/*
- * Writes s as a JSON string.  serde_json style (ascii_only 0) escapes only
- * quote, backslash and control characters and writes other UTF-8 raw; Python
- * style (ascii_only 1, ensure_ascii=True) also escapes DEL and every non-ASCII
- * character, as \uXXXX or a surrogate pair.  Both use lowercase hex.  s is
- * valid UTF-8 (checked by the caller).
- */
+/* s as a JSON string: serde_json style, or Python's (ascii_only) for the pytorch layout. */
 static void put_string(out_buf *o, const char *s, size_t n, int ascii_only)
 {
-    const unsigned char *b = (const unsigned char *)s;
-    size_t run = 0;
-    put(o, "\"", 1);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = b[i];
-        char esc = short_escape(c);
-        unsigned cp, len;
-        if (!esc && c >= 0x20 && (c < 0x7F || (!ascii_only && c >= 0x7F))) {
-            i++;
-            continue;
-        }
-        put(o, s + run, i - run);
-        if (esc) {
-            char e[2] = {'\\', esc};
-            put(o, e, 2);
-            i++;
-        } else if (c < 0x80) {
-            put_u_escape(o, c);
-            i++;
-        } else {
-            /* Non-ASCII in Python style: decode the (valid) sequence. */
-            len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-            cp = c & (0xFF >> (len + 1));
-            for (unsigned k = 1; k < len; k++)
-                cp = cp << 6 | (b[i + k] & 0x3F);
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                put_u_escape(o, 0xD800 | cp >> 10);
-                put_u_escape(o, 0xDC00 | (cp & 0x3FF));
-            } else {
-                put_u_escape(o, cp);
-            }
-            i += len;
-        }
-        run = i;
-    }
-    put(o, s + run, n - run);
-    put(o, "\"", 1);
+    sts__json_write_string(s, n, ascii_only ? STS_JSON_ASCII : 0, put_piece, o);
 }
 
 /* ---- argument checks and ordering --------------------------------------- */

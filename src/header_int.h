@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "hashtab.h"
 #include "internal.h"
 
 /* A chain of blocks holding the strings and shapes a header owns. */
@@ -28,23 +29,13 @@ struct sts_header {
     size_t nmeta, meta_cap;
     sts__meta_kv **meta_sorted; /* the same entries by key, bytewise */
     unsigned has_meta;          /* times __metadata__ appeared (null included) */
-    uint64_t *slots;            /* name hash table, STS_SLOT() entries; 0 = empty */
-    size_t slot_mask;
+    sts__hashtab names;         /* name -> index into t */
     sts__arena_blk *arena;
     uint64_t data_size; /* end of the last tensor */
 };
 
-/*
- * A name-table slot keeps the tensor index + 1 in its low 32 bits and the top
- * 32 bits of the name's hash above them, so probing compares fingerprints and
- * touches a tensor's name only on a likely match (a cache miss saved per probe
- * on million-tensor headers).
- */
-#define STS_SLOT(hash, index) (((hash)&0xFFFFFFFF00000000ULL) | ((uint64_t)(index) + 1))
-#define STS_SLOT_INDEX(slot)  ((size_t)((slot)&0xFFFFFFFFULL) - 1)
-#define STS_SLOT_FP(slot)     ((slot)&0xFFFFFFFF00000000ULL)
-/* The most tensors a header may hold: indices must fit the slot's low half. */
-#define STS_MAX_TENSORS 0xFFFFFFFEULL
+/* The most tensors a header may hold: the name table's limit. */
+#define STS_MAX_TENSORS STS_HASHTAB_MAX_ITEMS
 
 /* 8-byte-aligned storage from the arena *a, valid until the arena is freed; NULL when out of
  * memory.  A zero-byte request returns a valid, distinct pointer. */
@@ -52,8 +43,6 @@ void *sts__arena_alloc(sts__arena_blk **a, size_t bytes);
 /* Copy of s[0..n) plus a NUL, in the arena. */
 char *sts__arena_strdup(sts__arena_blk **a, const char *s, size_t n);
 
-/* Hash of the bytes s[0..n) for the name tables. */
-uint64_t sts__name_hash(const char *s, size_t n);
 /* sts__fail with the rule's name (sts_errname(code)) and ": " put before the message. */
 int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...) STS_PRINTF(3, 4);
 /* Bytewise comparison of two byte strings (a shorter prefix sorts first), like Rust's Ord. */

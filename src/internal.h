@@ -68,6 +68,15 @@ void *sts__malloc_array(size_t n, size_t size);
 void *sts__calloc_array(size_t n, size_t size);
 void *sts__realloc_array(void *p, size_t n, size_t size);
 char *sts__strdup(const char *s);
+/*
+ * Room for need elements of size bytes in the array p of *cap elements: when
+ * need > *cap (or p is NULL) the capacity doubles, from first when it was 0,
+ * until it holds need, and p is reallocated.  Returns the array (p itself
+ * when it was big enough), or NULL when out of memory or on size overflow;
+ * p and *cap are then unchanged.  Usage:
+ *   T *v = sts__grow(a->v, &a->cap, a->n + 1, sizeof *v, 16); if (!v) ...; a->v = v;
+ */
+void *sts__grow(void *p, size_t *cap, size_t need, size_t size, size_t first);
 
 /* mapping.c helpers shared with verify.c (cJSON stays out of the public API). */
 struct cJSON;

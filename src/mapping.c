@@ -16,7 +16,9 @@
 #include <cjson/cJSON.h>
 
 #include "ckptscan.h"
+#include "hashtab.h"
 #include "internal.h"
+#include "json_write.h"
 
 /* An index or mapping file larger than this is not a mapping we should read whole. */
 #define MAX_JSON_FILE (1ULL << 30)
@@ -26,7 +28,7 @@
 
 typedef struct entry {
     char *name;
-    uint64_t hash;
+    size_t len;
     unsigned index;
 } entry;
 
@@ -34,47 +36,14 @@ struct sts_mapping {
     entry *entries; /* insertion order */
     size_t count;
     size_t cap;
-    size_t *slots; /* open addressing: entry position + 1, 0 = empty */
-    size_t nslots; /* power of two, kept at least twice count */
+    sts__hashtab names; /* name -> position in entries */
 };
 
-/* FNV-1a: short keys, no adversary; lookups compare the full name anyway. */
-static uint64_t hash_name(const char *s)
+static const char *entry_key(const void *ctx, size_t k, size_t *len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-/* Slot holding name, or the empty slot where it would go. */
-static size_t find_slot(const sts_mapping *m, const char *name, uint64_t h)
-{
-    size_t mask = m->nslots - 1;
-    size_t i = (size_t)h & mask;
-    while (m->slots[i] != 0) {
-        const entry *e = &m->entries[m->slots[i] - 1];
-        if (e->hash == h && strcmp(e->name, name) == 0)
-            break;
-        i = (i + 1) & mask;
-    }
-    return i;
-}
-
-static int grow_slots(sts_mapping *m)
-{
-    size_t n = m->nslots ? m->nslots * 2 : 64;
-    size_t *slots = sts__calloc_array(n, sizeof *slots);
-    if (!slots)
-        return STS_E_NOMEM;
-    free(m->slots);
-    m->slots = slots;
-    m->nslots = n;
-    for (size_t k = 0; k < m->count; k++)
-        m->slots[find_slot(m, m->entries[k].name, m->entries[k].hash)] = k + 1;
-    return STS_OK;
+    const sts_mapping *m = ctx;
+    *len = m->entries[k].len;
+    return m->entries[k].name;
 }
 
 int sts_mapping_create(sts_mapping **out)
@@ -86,10 +55,7 @@ int sts_mapping_create(sts_mapping **out)
     m = calloc(1, sizeof *m);
     if (!m)
         return STS_E_NOMEM;
-    if (grow_slots(m) != STS_OK) {
-        free(m);
-        return STS_E_NOMEM;
-    }
+    sts__hashtab_init(&m->names, entry_key, m);
     *out = m;
     return STS_OK;
 }
@@ -101,55 +67,50 @@ void sts_mapping_free(sts_mapping *m)
     for (size_t k = 0; k < m->count; k++)
         free(m->entries[k].name);
     free(m->entries);
-    free(m->slots);
+    sts__hashtab_free(&m->names);
     free(m);
 }
 
 int sts_mapping_set(sts_mapping *m, const char *name, unsigned file_index)
 {
-    uint64_t h;
-    size_t slot;
+    size_t len;
+    long k;
+    entry *e;
+    int rc;
     if (!m || !name || file_index == 0)
         return STS_E_ARG;
-    h = hash_name(name);
-    slot = find_slot(m, name, h);
-    if (m->slots[slot] != 0) {
-        m->entries[m->slots[slot] - 1].index = file_index;
+    len = strlen(name);
+    k = sts__hashtab_find(&m->names, name, len);
+    if (k >= 0) {
+        m->entries[k].index = file_index;
         return STS_OK;
     }
-    if (m->count == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        entry *e = sts__realloc_array(m->entries, cap, sizeof *e);
-        if (!e)
-            return STS_E_NOMEM;
-        m->entries = e;
-        m->cap = cap;
-    }
-    m->entries[m->count].name = sts__strdup(name);
-    if (!m->entries[m->count].name)
+    e = sts__grow(m->entries, &m->cap, m->count + 1, sizeof *e, 64);
+    if (!e)
         return STS_E_NOMEM;
-    m->entries[m->count].hash = h;
-    m->entries[m->count].index = file_index;
-    m->count++;
-    if (m->count * 2 > m->nslots) {
-        /* The new entry is found again by the rehash, so nothing is lost on failure but speed. */
-        if (grow_slots(m) != STS_OK) {
-            free(m->entries[--m->count].name);
-            return STS_E_NOMEM;
-        }
-        return STS_OK;
+    m->entries = e;
+    e = &m->entries[m->count];
+    e->name = sts__strdup(name);
+    if (!e->name)
+        return STS_E_NOMEM;
+    e->len = len;
+    e->index = file_index;
+    rc = sts__hashtab_insert(&m->names, m->count, sts__hashtab_hash(name, len), NULL);
+    if (rc != STS_OK) {
+        free(e->name);
+        return rc < 0 ? rc : STS_E_NOMEM;
     }
-    m->slots[slot] = m->count;
+    m->count++;
     return STS_OK;
 }
 
 unsigned sts_mapping_get(const sts_mapping *m, const char *name)
 {
-    size_t slot;
+    long k;
     if (!m || !name)
         return 0;
-    slot = find_slot(m, name, hash_name(name));
-    return m->slots[slot] ? m->entries[m->slots[slot] - 1].index : 0;
+    k = sts__hashtab_find(&m->names, name, strlen(name));
+    return k >= 0 ? m->entries[k].index : 0;
 }
 
 size_t sts_mapping_count(const sts_mapping *m)
@@ -267,22 +228,8 @@ done:
 /* Writes s as a JSON string; non-ASCII bytes pass through (the text stays UTF-8). */
 static void write_json_string(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c == '\n')
-            fputs("\\n", f);
-        else if (*c == '\t')
-            fputs("\\t", f);
-        else if (*c == '\r')
-            fputs("\\r", f);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
-    }
-    fputc('"', f);
+    /* Errors show in ferror(f), which the caller checks once at the end. */
+    (void)sts__json_write_file(f, s, STS__JSON_LONG_BF);
 }
 
 int sts_mapping_write_json(const sts_mapping *m, const char *path, sts_diag *diag)
@@ -424,10 +371,8 @@ static int collect_files(const cJSON *wmap, ref_file **out, size_t *nout, const 
         if (sts_mapping_get(seen, item->valuestring) != 0)
             continue;
         STS_CHECK(sts_mapping_set(seen, item->valuestring, 1));
-        if (n == cap) {
-            ref_file *f;
-            cap = cap ? cap * 2 : 16;
-            f = sts__realloc_array(files, cap, sizeof *f);
+        {
+            ref_file *f = sts__grow(files, &cap, n + 1, sizeof *f, 16);
             STS_GOTO_IF(!f, diag, STS_E_NOMEM, "%s: out of memory", path);
             files = f;
         }

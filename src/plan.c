@@ -84,59 +84,38 @@ void sts__plan_sort_idx(size_t *a, size_t n, size_t *tmp, sts__plan_cmp cmp, con
 
 /* ---- grouping by name ---------------------------------------------------- */
 
-static void table_put(size_t *slots, size_t nslots, const tacc *T, size_t id)
+static const char *tensor_key(const void *ctx, size_t id, size_t *len)
 {
-    size_t h = (size_t)sts__plan_hash(T->name, T->name_len) & (nslots - 1);
-    while (slots[h])
-        h = (h + 1) & (nslots - 1);
-    slots[h] = id + 1;
+    const builder *B = ctx;
+    *len = B->t[id].name_len;
+    return B->t[id].name;
 }
 
-/* Keeps the table at most half full, so probes stay short. */
 int sts__plan_table_add(builder *B, size_t id)
 {
-    if (2 * (id + 1) > B->nslots) {
-        size_t n = B->nslots ? B->nslots * 2 : 1024;
-        size_t *s = sts__calloc_array(n, sizeof *s);
-        if (!s)
-            return STS_E_NOMEM;
-        for (size_t i = 0; i < B->nslots; i++)
-            if (B->slots[i])
-                table_put(s, n, &B->t[B->slots[i] - 1], B->slots[i] - 1);
-        free(B->slots);
-        B->slots = s;
-        B->nslots = n;
-    }
-    table_put(B->slots, B->nslots, &B->t[id], id);
-    return STS_OK;
+    int rc;
+    /* Builders start zeroed; the table learns its keys at the first insert. */
+    if (!B->names.key)
+        sts__hashtab_init(&B->names, tensor_key, B);
+    rc = sts__hashtab_insert(&B->names, id, sts__hashtab_hash(B->t[id].name, B->t[id].name_len),
+                             NULL);
+    /* A name already present keeps its first id, as lookups always returned. */
+    return rc == 1 ? STS_OK : rc;
 }
 
 long sts__plan_lookup(const builder *B, const char *name, size_t len)
 {
-    size_t h;
-    if (B->nslots == 0)
-        return -1;
-    h = (size_t)sts__plan_hash(name, len) & (B->nslots - 1);
-    for (size_t id; (id = B->slots[h]) != 0; h = (h + 1) & (B->nslots - 1)) {
-        const tacc *T = &B->t[id - 1];
-        if (T->name_len == len && memcmp(T->name, name, len) == 0)
-            return (long)(id - 1);
-    }
-    return -1;
+    return sts__hashtab_find(&B->names, name, len);
 }
 
 static int add_tensor(builder *B, size_t blk, uint32_t *id)
 {
     const sts_plan_block *b = &B->b[blk];
     tacc *T;
-    if (B->nt == B->capt) {
-        size_t cap = B->capt ? B->capt * 2 : 256;
-        tacc *t = sts__realloc_array(B->t, cap, sizeof *t);
-        if (!t)
-            return STS_E_NOMEM;
-        B->t = t;
-        B->capt = cap;
-    }
+    T = sts__grow(B->t, &B->capt, B->nt + 1, sizeof *T, 256);
+    if (!T)
+        return STS_E_NOMEM;
+    B->t = T;
     T = &B->t[B->nt];
     memset(T, 0, sizeof *T);
     T->first_seen = blk;
@@ -442,7 +421,7 @@ done:
 static void builder_free(builder *B)
 {
     free(B->tid);
-    free(B->slots);
+    sts__hashtab_free(&B->names);
     free(B->t);
     free(B->order);
     free(B->scratch);

@@ -155,7 +155,7 @@ typedef struct sts_plan_groups {
     uint64_t fail_key;    /* after an error: where it is in input order (below) */
 } sts_plan_groups;
 
-/* Local.  FNV-1a of a tensor name: the name table's hash, and meta.c's owner of a tensor. */
+/* Local.  FNV-1a of a tensor name: meta.c's owner rank of a tensor. */
 uint64_t sts__plan_hash(const char *s, size_t n);
 
 /* fail_key of an error found in the tensor checks: every block check comes first. */

@@ -151,27 +151,19 @@ int sts__plan_iter_next(sts_plan_iter *it, sts_plan_chunk *c)
 /* Room for one more piece / active block (doubling). */
 static int more_pieces(sts_plan_pieces *ps)
 {
-    if (ps->n == ps->cap) {
-        size_t nc = ps->cap ? ps->cap * 2 : 16;
-        sts_plan_piece *v = sts__realloc_array(ps->v, nc, sizeof *v);
-        if (!v)
-            return STS_E_NOMEM;
-        ps->v = v;
-        ps->cap = nc;
-    }
+    sts_plan_piece *v = sts__grow(ps->v, &ps->cap, ps->n + 1, sizeof *v, 16);
+    if (!v)
+        return STS_E_NOMEM;
+    ps->v = v;
     return STS_OK;
 }
 
 static int more_active(sts_plan_pieces *ps)
 {
-    if (ps->nactive == ps->capactive) {
-        size_t nc = ps->capactive ? ps->capactive * 2 : 16;
-        size_t *v = sts__realloc_array(ps->active, nc, sizeof *v);
-        if (!v)
-            return STS_E_NOMEM;
-        ps->active = v;
-        ps->capactive = nc;
-    }
+    size_t *v = sts__grow(ps->active, &ps->capactive, ps->nactive + 1, sizeof *v, 16);
+    if (!v)
+        return STS_E_NOMEM;
+    ps->active = v;
     return STS_OK;
 }
 

@@ -11,6 +11,7 @@
 #error "plan_int.h belongs to the plan layer (src/layer.h); a lower layer may not include it"
 #endif
 
+#include "hashtab.h"
 #include "plan.h"
 
 /* Work state of one tensor while the plan is built. */
@@ -35,9 +36,8 @@ typedef struct builder {
     const uint64_t *keys; /* per block, or NULL: the block index */
     const sts_plan_opts *o;
     sts_diag *diag;
-    uint32_t *tid; /* tensor id of every block */
-    size_t *slots; /* hash table: tensor id + 1, 0 = empty */
-    size_t nslots;
+    uint32_t *tid;      /* tensor id of every block */
+    sts__hashtab names; /* tensor name -> id */
     tacc *t;
     size_t nt, capt;
     size_t *order;

@@ -314,7 +314,7 @@ int sts__plan_from_summaries(const sts_plan_summary *s, size_t n, const sts_plan
     P = NULL;
 done:
     sts__plan_free(P);
-    free(B.slots);
+    sts__hashtab_free(&B.names);
     free(B.t);
     return rc;
 }

@@ -136,13 +136,10 @@ static int unpack_reqs(const sts_reader *r, sts__xplan *p, const uint64_t *len,
             greq *q;
             if (tix >= r->ntensors)
                 return sts__fail(diag, STS_E_MPI, "request record of rank %d is malformed", k);
-            if (p->ng == cap) {
-                greq *ng = sts__realloc_array(p->g, cap ? cap * 2 : 64, sizeof *ng);
-                if (!ng)
-                    return sts__fail(diag, STS_E_NOMEM, "out of memory");
-                p->g = ng;
-                cap = cap ? cap * 2 : 64;
-            }
+            q = sts__grow(p->g, &cap, p->ng + 1, sizeof *q, 64);
+            if (!q)
+                return sts__fail(diag, STS_E_NOMEM, "out of memory");
+            p->g = q;
             q = &p->g[p->ng++];
             q->rank = k;
             q->tix = (size_t)tix;
@@ -178,21 +175,6 @@ done:
 }
 
 /* ---- choosing the blocks ------------------------------------------------------ */
-
-/* Growable arrays of the plan: v with room for need entries, or NULL (v is kept). */
-static void *grow(void *v, size_t *cap, size_t need, size_t size)
-{
-    void *nv;
-    size_t nc = *cap ? *cap : 64;
-    if (need <= *cap)
-        return v;
-    while (nc < need)
-        nc *= 2;
-    nv = sts__realloc_array(v, nc, size);
-    if (nv)
-        *cap = nc;
-    return nv;
-}
 
 /* Box of request q inside stored block b, relative to the block: 1 if they meet. */
 static int meet(const sts__rblock *b, uint32_t ndim, const greq *q, uint64_t *lo, uint64_t *ext)
@@ -328,13 +310,13 @@ static int add_xblock(sts__xplan *p, const sts_reader *r, size_t k, size_t tix, 
                       uint64_t hi, const size_t *cand, size_t nc)
 {
     const sts_global_tensor *t = &r->tensors[tix];
-    xblock *x = grow(p->xb, &p->cap_xb, p->nxb + 1, sizeof *p->xb);
+    xblock *x = sts__grow(p->xb, &p->cap_xb, p->nxb + 1, sizeof *p->xb, 64);
     size_t *xr;
     uint64_t rb = sts_dtype_bits(t->dtype) / 8;
     if (!x)
         return -1;
     p->xb = x;
-    xr = grow(p->xreq, &p->cap_xreq, p->nxreq + nc, sizeof *p->xreq);
+    xr = sts__grow(p->xreq, &p->cap_xreq, p->nxreq + nc, sizeof *p->xreq, 64);
     if (!xr)
         return -1;
     p->xreq = xr;
@@ -393,7 +375,7 @@ done:
 
 static int add_unit(sts__xplan *p, size_t xb, uint64_t lo, uint64_t hi, int owner)
 {
-    xunit *u = grow(p->u, &p->cap_u, p->nu + 1, sizeof *p->u);
+    xunit *u = sts__grow(p->u, &p->cap_u, p->nu + 1, sizeof *p->u, 64);
     if (!u)
         return -1;
     p->u = u;

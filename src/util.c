@@ -1,5 +1,5 @@
 /*
- * util.c - checked allocation and element-count arithmetic.
+ * util.c - checked allocation, array growth and element-count arithmetic.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +25,23 @@ void *sts__realloc_array(void *p, size_t n, size_t size)
     if (__builtin_mul_overflow(n, size, &bytes))
         return NULL;
     return realloc(p, bytes ? bytes : 1);
+}
+
+void *sts__grow(void *p, size_t *cap, size_t need, size_t size, size_t first)
+{
+    size_t n = *cap ? *cap : (first ? first : 1);
+    void *q;
+    if (p && need <= *cap)
+        return p;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return NULL;
+        n *= 2;
+    }
+    q = sts__realloc_array(p, n, size);
+    if (q)
+        *cap = n;
+    return q;
 }
 
 char *sts__strdup(const char *s)

@@ -198,12 +198,9 @@ static int index_tables(vctx *v, const char *path, const cJSON *wmap, sts_mappin
         }
         fi = sts_mapping_get(fmap, item->valuestring);
         if (fi == 0) {
-            if (*nfiles == cap) {
-                const char **p = sts__realloc_array(*files, cap ? cap * 2 : 16, sizeof *p);
-                STS_GOTO_IF(!p, NULL, STS_E_NOMEM, "out of memory");
-                *files = p;
-                cap = cap ? cap * 2 : 16;
-            }
+            const char **p = sts__grow(*files, &cap, *nfiles + 1, sizeof *p, 16);
+            STS_GOTO_IF(!p, NULL, STS_E_NOMEM, "out of memory");
+            *files = p;
             (*files)[(*nfiles)++] = item->valuestring;
             fi = (unsigned)*nfiles;
             STS_CHECK(sts_mapping_set(fmap, item->valuestring, fi));

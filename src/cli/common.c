@@ -184,32 +184,9 @@ void cli_progress_end(cli_progress *p)
 
 void cli_json_string(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        switch (*c) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (*c < 0x20)
-                fprintf(f, "\\u%04x", *c);
-            else
-                fputc(*c, f);
-        }
-    }
-    fputc('"', f);
+    /* Write errors are not reported here (nor were they before): inspect and verify check
+     * fflush(stdout) at the end. */
+    (void)sts_json_write_string(f, s, 0);
 }
 
 /* The diag text without a repeated "ErrorName: " (cli_error prints the name already). */
