@@ -100,19 +100,19 @@ int main(int argc, char **argv)
     MPI_Comm_size(comm, &np);
     snprintf(dir, sizeof dir, "par_mpiio_np%d", np);
     if (me == 0)
-        CHECK_OK(sts__mkdir_p(dir, &d));
+        CHECK_OK(sts__path_mkdir_p(dir, &d));
     MPI_Barrier(comm);
     test_agree(comm, me, np);
     test_write_all(comm, me, np, dir);
     test_env_hints(comm, dir);
-    tmp = sts__tmp_path("a/b/model.safetensors");
+    tmp = sts__path_tmp("a/b/model.safetensors");
     CHECK(tmp && strcmp(tmp, "a/b/.model.safetensors.stshard-partial") == 0);
     free(tmp);
-    tmp = sts__tmp_path("x");
+    tmp = sts__path_tmp("x");
     CHECK(tmp && strcmp(tmp, ".x.stshard-partial") == 0);
     free(tmp);
     /* A path through an existing file cannot become a directory. */
-    CHECK_RC(sts__mkdir_p("/proc/self/status/x", &d), STS_E_NOENT);
+    CHECK_RC(sts__path_mkdir_p("/proc/self/status/x", &d), STS_E_NOENT);
     TEST_AGREE(comm);
     MPI_Comm_free(&comm);
     MPI_Finalize();

@@ -111,16 +111,4 @@ int sts__mpiio_size(MPI_File fh, uint64_t *size, sts_diag *diag);
  */
 int sts__mpiio_rename(const char *tmp, const char *final_path, sts_diag *diag);
 
-/*
- * The names these helpers had before they moved to path.h, for callers not
- * yet converted (the writer, consolidate_out.c and some MPI tests); drop them
- * once those use the sts__path_* / sts__mpiio_rename names.
- */
-#define sts__mkdir_p           sts__path_mkdir_p
-#define sts__fsync_dir         sts__path_fsync_dir
-#define sts__tmp_path          sts__path_tmp
-#define sts__hidden_path       sts__path_hidden
-#define sts__rename            sts__mpiio_rename
-#define sts__mpiio_check_space sts__path_check_space
-
 #endif /* STS_MPIIO_H */

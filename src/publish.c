@@ -27,7 +27,7 @@ static int make_names(sts__publish *o, sts_diag *diag)
         return sts__fail(diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         o->final_paths[i] = sts__path_join(o->dir, o->plan->files[i].name);
-        o->tmp_paths[i] = o->final_paths[i] ? sts__tmp_path(o->final_paths[i]) : NULL;
+        o->tmp_paths[i] = o->final_paths[i] ? sts__path_tmp(o->final_paths[i]) : NULL;
         if (!o->tmp_paths[i])
             return sts__fail(diag, STS_E_NOMEM, "out of memory");
     }
@@ -67,11 +67,11 @@ static uint64_t output_bytes(const sts_plan *p)
 /* Rank 0: from success on, the temporaries are this rank's to remove on failure. */
 static int prepare(sts__publish *o, sts_diag *diag)
 {
-    int rc = sts__mkdir_p(o->dir, diag);
+    int rc = sts__path_mkdir_p(o->dir, diag);
     if (rc == STS_OK)
         rc = check_existing(o, diag);
     if (rc == STS_OK)
-        rc = sts__mpiio_check_space(o->dir, output_bytes(o->plan), diag);
+        rc = sts__path_check_space(o->dir, output_bytes(o->plan), diag);
     o->created = rc == STS_OK;
     return rc;
 }
@@ -155,9 +155,9 @@ static int move_aside(char **from, char **aside, size_t n, sts_diag *diag)
          * over it fails below and the run fails, as without force. */
         if (lstat(from[i], &sb) != 0 || S_ISDIR(sb.st_mode))
             continue;
-        aside[i] = sts__hidden_path(from[i], ".stshard-old");
+        aside[i] = sts__path_hidden(from[i], ".stshard-old");
         STS_GOTO_IF(!aside[i], diag, STS_E_NOMEM, "out of memory");
-        rc = sts__rename(from[i], aside[i], diag);
+        rc = sts__mpiio_rename(from[i], aside[i], diag);
         if (rc != STS_OK) {
             free(aside[i]);
             aside[i] = NULL;
@@ -198,10 +198,10 @@ static int publish(sts__publish *o, sts_diag *diag)
     if (o->force)
         STS_CHECK(move_aside(from, aside, n + 1, diag));
     for (; done_n < n; done_n++)
-        STS_CHECK(sts__rename(o->tmp_paths[done_n], o->final_paths[done_n], diag));
+        STS_CHECK(sts__mpiio_rename(o->tmp_paths[done_n], o->final_paths[done_n], diag));
     STS_CHECK(sts__cons_write_index(o->plan, o->dir, o->fsync, diag));
     wrote_index = 1;
-    STS_CHECK(sts__fsync_dir(o->dir, diag));
+    STS_CHECK(sts__path_fsync_dir(o->dir, diag));
     if (o->force)
         remove_stale_outputs(o);
     o->created = 0;

@@ -3,7 +3,7 @@
  * consolidate.c and the direct save (writer_direct.c).
  *
  * Crash safety: every output file is written under its temporary name
- * (sts__tmp_path: hidden, not ending in ".safetensors"); the files are renamed
+ * (sts__path_tmp: hidden, not ending in ".safetensors"); the files are renamed
  * to their final names only once every rank has written its part, and the
  * index is written last, so a reader never sees a partial checkpoint under
  * final names.  With force an earlier checkpoint under the same names is

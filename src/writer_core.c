@@ -218,7 +218,7 @@ static int make_dir(sts_writer *w)
     struct stat sb;
     if (w->rank == 0) {
         w->made_dir = stat(w->dir, &sb) != 0;
-        rc = sts__mkdir_p(w->dir, &w->diag);
+        rc = sts__path_mkdir_p(w->dir, &w->diag);
     }
     STS_CHECK(sts__mpiio_agree(w->comm, rc, &w->diag));
     if (stat(w->dir, &sb) != 0)
@@ -306,7 +306,7 @@ static int plan_files(sts_writer *w)
         f->nblocks = 1;
         snprintf(name, sizeof name, STS_RANK_FILE_FMT, w->rank + 1, b->file, total);
         f->final_path = sts__path_join(w->dir, name);
-        f->tmp_path = f->final_path ? sts__tmp_path(f->final_path) : NULL;
+        f->tmp_path = f->final_path ? sts__path_tmp(f->final_path) : NULL;
         STS_GOTO_IF(!f->tmp_path, &w->diag, STS_E_NOMEM, "out of memory");
     }
 done:
@@ -538,8 +538,8 @@ static int rename_files(sts_writer *w)
 {
     int rc = STS_OK;
     for (w->renamed = 0; w->renamed < w->nfiles; w->renamed++)
-        STS_CHECK(
-            sts__rename(w->files[w->renamed].tmp_path, w->files[w->renamed].final_path, &w->diag));
+        STS_CHECK(sts__mpiio_rename(w->files[w->renamed].tmp_path, w->files[w->renamed].final_path,
+                                    &w->diag));
 done:
     return rc;
 }
@@ -584,8 +584,8 @@ static int publish(sts_writer *w)
 {
     int rc = sts__mpiio_agree(w->comm, rename_files(w), &w->diag);
     if (rc == STS_OK && w->opts.fsync)
-        rc = sts__mpiio_agree(w->comm, w->rank == 0 ? sts__fsync_dir(w->dir, &w->diag) : STS_OK,
-                              &w->diag);
+        rc = sts__mpiio_agree(
+            w->comm, w->rank == 0 ? sts__path_fsync_dir(w->dir, &w->diag) : STS_OK, &w->diag);
     if (rc == STS_OK)
         rc = sts__mpiio_agree(w->comm, sts__writer_plan_remove_stale(w), &w->diag);
     if (rc != STS_OK)
@@ -607,7 +607,7 @@ int sts__writer_core_prepare(sts_writer *w, int rc)
         rc = sts__writer_plan_check_dir(w);
     /* Free space for every rank's data, checked once by rank 0 before any byte is written. */
     if (rc == STS_OK && w->rank == 0)
-        rc = sts__mpiio_check_space(w->dir, w->bytes_total, &w->diag);
+        rc = sts__path_check_space(w->dir, w->bytes_total, &w->diag);
     rc = sts__mpiio_agree(w->comm, rc, &w->diag);
 done:
     return rc;

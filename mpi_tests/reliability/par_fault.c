@@ -120,12 +120,12 @@ static void test_pause(MPI_Comm comm, const char *dir, int me, int np)
     setenv("STSHARD_FAULT", spec, 1);
     if (me == 0) {
         FILE *f = fopen(out, "w");
-        char *tmp = sts__tmp_path(out);
+        char *tmp = sts__path_tmp(out);
         CHECK(f && tmp);
         fclose(f);
         rename(out, tmp);
         /* Held at the rename until the last rank creates the go file. */
-        CHECK_OK(sts__rename(tmp, out, &d));
+        CHECK_OK(sts__mpiio_rename(tmp, out, &d));
         CHECK(exists(go) && exists(out));
         free(tmp);
     } else if (me == np - 1) {
