@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hashtab.h"
 #include "mpiio.h"
 #include "writer_int.h"
 
@@ -40,51 +41,16 @@
 
 /* ---- blocks and the name table ------------------------------------------ */
 
-static uint64_t name_hash(const char *s)
+static const char *block_key(const void *ctx, size_t index, size_t *len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
+    const char *name = ((const sts_writer *)ctx)->blocks[index].name;
+    *len = strlen(name);
+    return name;
 }
 
-/* Open addressing over block indices + 1 (0 = empty); the table stays at most half full. */
 long sts__writer_core_find(const sts_writer *w, const char *name)
 {
-    if (w->table_cap == 0)
-        return -1;
-    for (size_t i = name_hash(name) & (w->table_cap - 1);; i = (i + 1) & (w->table_cap - 1)) {
-        size_t v = w->table[i];
-        if (v == 0)
-            return -1;
-        if (strcmp(w->blocks[v - 1].name, name) == 0)
-            return (long)(v - 1);
-    }
-}
-
-static void table_put(size_t *table, size_t cap, const char *name, size_t value)
-{
-    size_t i = name_hash(name) & (cap - 1);
-    while (table[i] != 0)
-        i = (i + 1) & (cap - 1);
-    table[i] = value;
-}
-
-static int table_grow(sts_writer *w)
-{
-    size_t cap = w->table_cap ? 2 * w->table_cap : 64;
-    size_t *t;
-    if (2 * (w->count + 1) <= w->table_cap)
-        return STS_OK;
-    t = sts__calloc_array(cap, sizeof *t);
-    if (!t)
-        return STS_E_NOMEM;
-    for (size_t i = 0; i < w->count; i++)
-        table_put(t, cap, w->blocks[i].name, i + 1);
-    free(w->table);
-    w->table = t;
-    w->table_cap = cap;
-    return STS_OK;
+    return sts__hashtab_find(&w->names, name, strlen(name));
 }
 
 /* Checks that s is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
@@ -148,18 +114,14 @@ done:
 /* Copies the block's description (the data stays borrowed). */
 static int push_block(sts_writer *w, const sts_block *b, uint64_t nbytes)
 {
-    sts__writer_block *k;
-    int whole = 1;
-    if (w->count == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 16;
-        sts__writer_block *n = sts__realloc_array(w->blocks, cap, sizeof *n);
-        if (!n)
-            return STS_E_NOMEM;
-        w->blocks = n;
-        w->cap = cap;
-    }
-    if (table_grow(w) != STS_OK)
+    sts__writer_block *k, *grown;
+    int whole = 1, rc;
+    grown = sts__grow(w->blocks, &w->cap, w->count + 1, sizeof *grown, 16);
+    if (!grown)
         return STS_E_NOMEM;
+    w->blocks = grown;
+    if (!w->names.key)
+        sts__hashtab_init(&w->names, block_key, w);
     k = &w->blocks[w->count];
     memset(k, 0, sizeof *k);
     k->name = sts__strdup(b->name);
@@ -181,7 +143,14 @@ static int push_block(sts_writer *w, const sts_block *b, uint64_t nbytes)
     k->nbytes = nbytes;
     k->whole = whole;
     k->keep = 1;
-    table_put(w->table, w->table_cap, k->name, w->count + 1);
+    /* sts__writer_core_add looked the name up already: this cannot find it. */
+    rc =
+        sts__hashtab_insert(&w->names, w->count, sts__hashtab_hash(k->name, strlen(k->name)), NULL);
+    if (rc != STS_OK) {
+        free(k->name);
+        free(k->dims);
+        return rc < 0 ? rc : STS_E_INTERNAL;
+    }
     w->count++;
     return STS_OK;
 }
@@ -194,7 +163,8 @@ int sts__writer_core_add(sts_writer *w, const sts_block *b)
     STS_GOTO_IF(sts__writer_core_find(w, b->name) >= 0, &w->diag, STS_E_DUPLICATE_NAME,
                 "this rank added the tensor twice");
     rc = push_block(w, b, nbytes);
-    STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "out of memory");
+    STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "%s",
+                rc == STS_E_NOMEM ? "out of memory" : "too many tensors on this rank");
 done:
     return rc;
 }
@@ -249,7 +219,7 @@ void sts__writer_core_free(sts_writer *w)
     }
     sts__writer_core_free_files(w);
     free(w->blocks);
-    free(w->table);
+    sts__hashtab_free(&w->names);
     free(w->order);
 }
 

@@ -131,22 +131,18 @@ static const unsigned char *block_data(const dsave *D, size_t bi)
 /* Room for n hindexed entries. */
 static int reserve(xfer *X, size_t n)
 {
-    int *bl;
+    /* Both arrays grow to the same capacity; X->cap moves only when both did. */
+    size_t cap_l = X->cap, cap_d = X->cap;
+    int *bl = sts__grow(X->blen, &cap_l, n, sizeof *bl, 64);
     MPI_Aint *bd;
-    size_t cap = X->cap ? X->cap : 64;
-    if (n <= X->cap)
-        return STS_OK;
-    while (cap < n)
-        cap *= 2;
-    bl = sts__realloc_array(X->blen, cap, sizeof *bl);
     if (bl)
         X->blen = bl;
-    bd = sts__realloc_array(X->bdisp, cap, sizeof *bd);
+    bd = sts__grow(X->bdisp, &cap_d, n, sizeof *bd, 64);
     if (bd)
         X->bdisp = bd;
     if (!bl || !bd)
         return STS_E_NOMEM;
-    X->cap = cap;
+    X->cap = cap_l;
     return STS_OK;
 }
 

@@ -17,6 +17,7 @@
 
 #include <mpi.h>
 
+#include "hashtab.h"
 #include "internal.h"
 
 /* SPEC 2: rank + 1, file index, file count; 5 digits, wider numbers not cut. */
@@ -50,8 +51,7 @@ struct sts_writer {
 
     sts__writer_block *blocks;
     size_t count, cap;
-    size_t *table; /* name -> block index + 1, open addressing */
-    size_t table_cap;
+    sts__hashtab names; /* name -> index into blocks */
 
     sts__writer_block **order; /* kept blocks by (file, canonical order) */
     size_t norder;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "exchange.h"
+#include "json_write.h"
 #include "mpiio.h"
 #include "writer_int.h"
 
@@ -95,15 +96,12 @@ static int parse_records(const unsigned char *buf, const uint64_t *start, const 
             p += 8 + 8 * (size_t)x.ndim;
             x.nbytes = get_u64(p);
             p += 8;
-            if (n == cap) {
-                rec *g = sts__realloc_array(recs, cap ? 2 * cap : 64, sizeof *g);
-                if (!g) {
-                    free(recs);
-                    return sts__fail(diag, STS_E_NOMEM, "out of memory");
-                }
-                recs = g;
-                cap = cap ? 2 * cap : 64;
+            rec *g = sts__grow(recs, &cap, n + 1, sizeof *g, 64);
+            if (!g) {
+                free(recs);
+                return sts__fail(diag, STS_E_NOMEM, "out of memory");
             }
+            recs = g;
             recs[n++] = x;
         }
     }
@@ -234,21 +232,15 @@ typedef struct sbuf {
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
+    char *q;
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *q;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
+    q = sts__grow(b->p, &b->cap, b->len + n + 1, 1, 256);
+    if (!q) {
+        b->oom = 1;
+        return;
     }
+    b->p = q;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
@@ -259,70 +251,9 @@ static void sb_puts(sbuf *b, const char *s)
     sb_put(b, s, strlen(s));
 }
 
-/* Decodes one UTF-8 sequence (the name was validated by sts_writer_add). */
-static uint32_t utf8_next(const unsigned char **pp)
+static void sb_write(void *ud, const char *s, size_t n)
 {
-    const unsigned char *p = *pp;
-    int n = *p < 0x80 ? 0 : *p < 0xe0 ? 1 : *p < 0xf0 ? 2 : 3;
-    uint32_t cp = n == 0 ? *p : (uint32_t)(*p & (0x3f >> n));
-    for (int i = 1; i <= n; i++)
-        cp = cp << 6 | (p[i] & 0x3f);
-    *pp = p + n + 1;
-    return cp;
-}
-
-/*
- * A JSON string the way Python's json.dumps writes it by default
- * (ensure_ascii): printable ASCII as is except '"' and '\\'; \b \f \n \r \t
- * short; everything else as \uXXXX in lowercase hex, with surrogate pairs
- * above U+FFFF.
- */
-static const char *short_escape(uint32_t cp)
-{
-    switch (cp) {
-    case '"':
-        return "\\\"";
-    case '\\':
-        return "\\\\";
-    case '\b':
-        return "\\b";
-    case '\f':
-        return "\\f";
-    case '\n':
-        return "\\n";
-    case '\r':
-        return "\\r";
-    case '\t':
-        return "\\t";
-    default:
-        return NULL;
-    }
-}
-
-static void sb_py_string(sbuf *b, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    char tmp[16];
-    sb_put(b, "\"", 1);
-    while (*p) {
-        uint32_t cp = utf8_next(&p);
-        const char *e = short_escape(cp);
-        if (e) {
-            sb_puts(b, e);
-        } else if (cp >= 0x20 && cp <= 0x7e) {
-            tmp[0] = (char)cp;
-            sb_put(b, tmp, 1);
-        } else if (cp < 0x10000) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)cp);
-            sb_puts(b, tmp);
-        } else {
-            cp -= 0x10000;
-            snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", (unsigned)(0xd800 | cp >> 10),
-                     (unsigned)(0xdc00 | (cp & 0x3ff)));
-            sb_puts(b, tmp);
-        }
-    }
-    sb_put(b, "\"", 1);
+    sb_put(ud, s, n);
 }
 
 int sts__writer_plan_sharding_json(sts_writer *w, const sts__writer_file *f, char **out)
@@ -334,7 +265,8 @@ int sts__writer_plan_sharding_json(sts_writer *w, const sts__writer_file *f, cha
         const sts__writer_block *k = w->order[f->first + i];
         if (i > 0)
             sb_put(&b, ", ", 2);
-        sb_py_string(&b, k->name);
+        /* Python's json.dumps bytes, as DCP writes this metadata. */
+        sts__json_write_string(k->name, strlen(k->name), STS_JSON_ASCII, sb_write, &b);
         sb_puts(&b, ": {\"saved_offsets\": [");
         for (uint32_t d = 0; d < k->ndim; d++) {
             snprintf(num, sizeof num, d ? ", %llu" : "%llu",
