@@ -58,7 +58,7 @@ static double model_rank_mib(const sts_plan *p, const sts_plan_block *b, size_t 
     for (int r = 0; r < P; r++) {
         uint64_t lo, hi;
         double fetched = 0;
-        sts__plan_rank_range(p, r, P, &lo, &hi);
+        sts__plan_chunk_rank_range(p, r, P, &lo, &hi);
         for (size_t t = 0; t < p->ntensors; t++) {
             const sts_plan_tensor *T = &p->tensors[t];
             if (T->stream_off < hi && T->stream_off + T->nbytes > lo)
@@ -132,14 +132,14 @@ int main(int argc, char **argv)
         sts_plan_pieces ps;
         memset(&ps, 0, sizeof ps);
         CHECK(p->ntensors == T && p->nfiles == 1);
-        sts__plan_iter_init(&it, p, 0, (int)F, 2 << 20);
-        while (sts__plan_iter_next(&it, &c)) {
-            CHECK_OK(sts__plan_pieces(p, &c, &ps, &d));
+        sts__plan_chunk_iter_init(&it, p, 0, (int)F, 2 << 20);
+        while (sts__plan_chunk_iter_next(&it, &c)) {
+            CHECK_OK(sts__plan_chunk_pieces(p, &c, &ps, &d));
             chunks++;
             pieces += ps.n;
             bytes += c.len;
         }
-        sts__plan_pieces_free(&ps);
+        sts__plan_chunk_pieces_free(&ps);
     }
     t2 = now();
     printf("bench_plan: %u files x %u tensors = %zu blocks: plan %.2f s, rank 0 of %u walk "

@@ -6,3 +6,7 @@ sts_add_unit_test(NAME layers COMMAND ${CMAKE_COMMAND}
   "-DLOW_OBJECTS=$<JOIN:$<TARGET_OBJECTS:sts_format>,|>|$<JOIN:$<TARGET_OBJECTS:sts_plan>,|>"
   -DWORK=${CMAKE_CURRENT_BINARY_DIR}/layers_work
   -P ${CMAKE_CURRENT_SOURCE_DIR}/layers/check_layers.cmake)
+# Each source file's name is the prefix of the functions it defines.
+sts_add_unit_test(NAME names COMMAND ${CMAKE_COMMAND} -DNM=${CMAKE_NM}
+  "-DOBJECTS=$<JOIN:$<TARGET_OBJECTS:sts_format>,|>|$<JOIN:$<TARGET_OBJECTS:sts_plan>,|>|$<JOIN:$<TARGET_OBJECTS:sts_io>,|>|$<JOIN:$<TARGET_OBJECTS:sts_ops>,|>"
+  -P ${CMAKE_CURRENT_SOURCE_DIR}/layers/check_names.cmake)

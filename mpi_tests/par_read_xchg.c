@@ -1,5 +1,5 @@
 /*
- * par_read_xchg.c - two-phase reads (src/readxchg.c) against the direct path.
+ * par_read_xchg.c - two-phase reads (src/reader_xchg.c) against the direct path.
  *
  * Four rank files hold row-split tensors.  Every rank asks for a column
  * block of most of them, so together the ranks need whole rows of the stored

@@ -83,8 +83,8 @@ static void test_gathers(MPI_Comm comm, int me, int np, uint64_t *sz, uint64_t *
         for (int r = 0; r < np; r++)
             sz[r] = draw_size();
         CHECK_OK(fill(&b, me, -1, sz[me]));
-        rc = root < 0 ? sts__xchg_allgather(comm, STS_OK, &b, &all, start, len, &d)
-                      : sts__xchg_gather(comm, root, STS_OK, &b, &all, start, len, &d);
+        rc = root < 0 ? sts__exchange_allgather(comm, STS_OK, &b, &all, start, len, &d)
+                      : sts__exchange_gather(comm, root, STS_OK, &b, &all, start, len, &d);
         CHECK_OK(rc);
         CHECK(b.len >= sz[me]); /* padding only appends */
         if (root < 0 || me == root) {
@@ -110,7 +110,7 @@ static void test_alltoall(MPI_Comm comm, int me, int np, uint64_t *sz, uint64_t 
         sz[k] = draw_size();
     for (int dst = 0; dst < np; dst++)
         CHECK_OK(fill(&b, me, dst, sz[me * np + dst]));
-    CHECK_OK(sts__xchg_alltoall(comm, STS_OK, &b, sz + me * np, &all, start, len, &d));
+    CHECK_OK(sts__exchange_alltoall(comm, STS_OK, &b, sz + me * np, &all, start, len, &d));
     CHECK(all != NULL);
     for (int src = 0; all && src < np; src++)
         CHECK(part_ok(all, start[src], len[src], src, me, sz[src * np + me]));
@@ -134,11 +134,11 @@ static void test_rc_in(MPI_Comm comm, int me, int np, uint64_t *sz, uint64_t *st
             if (me == victim)
                 in = sts__fail(&d, STS_E_IO, "packing failed on purpose");
             if (kind == 0)
-                rc = sts__xchg_allgather(comm, in, &b, &all, start, len, &d);
+                rc = sts__exchange_allgather(comm, in, &b, &all, start, len, &d);
             else if (kind == 1)
-                rc = sts__xchg_gather(comm, np - 1, in, &b, &all, start, len, &d);
+                rc = sts__exchange_gather(comm, np - 1, in, &b, &all, start, len, &d);
             else
-                rc = sts__xchg_alltoall(comm, in, &b, sz, &all, start, len, &d);
+                rc = sts__exchange_alltoall(comm, in, &b, sz, &all, start, len, &d);
             CHECK_RC(rc, STS_E_IO);
             CHECK(all == NULL);
             CHECK(strstr(d.message, "packing failed on purpose") != NULL);
@@ -164,11 +164,11 @@ static void test_alloc_fault(MPI_Comm comm, int me, int np, uint64_t *sz, uint64
             snprintf(spec, sizeof spec, "point=xchg.alloc,rank=%d,code=nomem", victim);
             setenv("STSHARD_FAULT", spec, 1);
             if (kind == 0)
-                rc = sts__xchg_allgather(comm, STS_OK, &b, &all, start, len, &d);
+                rc = sts__exchange_allgather(comm, STS_OK, &b, &all, start, len, &d);
             else if (kind == 1) /* the root is the only rank that allocates */
-                rc = sts__xchg_gather(comm, victim, STS_OK, &b, &all, start, len, &d);
+                rc = sts__exchange_gather(comm, victim, STS_OK, &b, &all, start, len, &d);
             else
-                rc = sts__xchg_alltoall(comm, STS_OK, &b, sz, &all, start, len, &d);
+                rc = sts__exchange_alltoall(comm, STS_OK, &b, sz, &all, start, len, &d);
             unsetenv("STSHARD_FAULT");
             CHECK_RC(rc, STS_E_NOMEM);
             CHECK(all == NULL);

@@ -1,4 +1,4 @@
-# The offset-read loader (src/reader.c, src/readio.c) and resharding.
+# The offset-read loader (src/reader.c, src/reader_io.c) and resharding.
 sts_test_program(par_read par_read.c)
 sts_add_mpi_test(NAME par_read NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read> TIMEOUT 120)
 sts_test_program(par_read_errors par_read_errors.c)

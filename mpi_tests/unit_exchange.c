@@ -18,7 +18,7 @@
 static uint64_t unit_for(const uint64_t *len, int np, uint64_t limit)
 {
     uint64_t unit = 0, units = 0, t = 0, half = 0;
-    CHECK_OK(sts__xchg_unit(len, np, limit, &unit, &units));
+    CHECK_OK(sts__exchange_unit(len, np, limit, &unit, &units));
     for (int r = 0; r < np; r++) {
         t += (len[r] + unit - 1) / unit;
         CHECK((len[r] + unit - 1) / unit <= INT_MAX); /* each count is an int */
@@ -38,7 +38,7 @@ int main(void)
     /* Small parts: 8-byte units, one unit per started 8 bytes. */
     {
         uint64_t len[4] = {0, 1, 8, 9}, unit = 0, units = 0;
-        CHECK_OK(sts__xchg_unit(len, 4, INT_MAX, &unit, &units));
+        CHECK_OK(sts__exchange_unit(len, 4, INT_MAX, &unit, &units));
         CHECK(unit == 8 && units == 0 + 1 + 1 + 2);
     }
     /* Past 2 GiB in bytes but below INT_MAX 8-byte units: still 8 (the old reader gave up
@@ -64,8 +64,8 @@ int main(void)
         uint64_t len[1000], unit = 0, units = 0;
         for (int r = 0; r < 1000; r++)
             len[r] = 1;
-        CHECK_RC(sts__xchg_unit(len, 1000, 999, &unit, &units), STS_E_UNSUPPORTED);
-        CHECK_OK(sts__xchg_unit(len, 1000, 1000, &unit, &units));
+        CHECK_RC(sts__exchange_unit(len, 1000, 999, &unit, &units), STS_E_UNSUPPORTED);
+        CHECK_OK(sts__exchange_unit(len, 1000, 1000, &unit, &units));
         CHECK(unit == 8 && units == 1000);
     }
     /* A small limit drives the same doubling as INT_MAX does for huge parts. */
@@ -76,7 +76,7 @@ int main(void)
     /* No unit below INT_MAX bytes can describe 2^62 bytes in INT_MAX units. */
     {
         uint64_t len[1] = {(uint64_t)1 << 62}, unit = 0, units = 0;
-        CHECK_RC(sts__xchg_unit(len, 1, INT_MAX, &unit, &units), STS_E_UNSUPPORTED);
+        CHECK_RC(sts__exchange_unit(len, 1, INT_MAX, &unit, &units), STS_E_UNSUPPORTED);
     }
     /* Compaction moves padded parts back to back. */
     {
@@ -86,7 +86,7 @@ int main(void)
         memcpy(buf, "abc", 3);
         memcpy(buf + 16, "0123456789", 10);
         memcpy(buf + 48, "VWXYZ", 5);
-        CHECK(sts__xchg_compact(buf, start, len, 3) == 18);
+        CHECK(sts__exchange_compact(buf, start, len, 3) == 18);
         CHECK(memcmp(buf, "abc0123456789VWXYZ", 18) == 0);
         CHECK(start[0] == 0 && start[1] == 3 && start[2] == 13);
     }

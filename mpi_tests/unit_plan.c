@@ -173,19 +173,19 @@ static void walk(const world *w, const sts_plan *p, int nranks, uint64_t budget)
         sts_plan_pieces ps;
         uint64_t mine = 0, lo, hi;
         memset(&ps, 0, sizeof ps);
-        sts__plan_iter_init(&it, p, r, nranks, budget);
-        while (sts__plan_iter_next(&it, &c)) {
+        sts__plan_chunk_iter_init(&it, p, r, nranks, budget);
+        while (sts__plan_chunk_iter_next(&it, &c)) {
             const sts_plan_file *F = &p->files[c.file];
             uint64_t sum = 0;
             CHECK(c.len > 0 && c.len <= budget);
             memset(buf, 0xA5, c.len);
-            CHECK_OK(sts__plan_pieces(p, &c, &ps, &d));
+            CHECK_OK(sts__plan_chunk_pieces(p, &c, &ps, &d));
             for (size_t i = 0; i < ps.n; i++) {
                 const sts_plan_piece *pc = &ps.v[i];
                 CHECK(pc->len <= c.len && pc->pos < c.len);
                 CHECK(pc->in_off + pc->len <= w->fsize[pc->file]);
                 memcpy(stage, w->file[pc->file] + pc->in_off, pc->len);
-                sts__plan_scatter(p, &c, pc, stage, buf);
+                sts__plan_chunk_scatter(p, &c, pc, stage, buf);
                 sum += pc->len;
             }
             CHECK(sum == c.len); /* with full coverage checked below: the pieces tile it */
@@ -194,8 +194,8 @@ static void walk(const world *w, const sts_plan *p, int nranks, uint64_t budget)
                 hits[F->stream_off + (c.out_off - F->header_len) + i]++;
             mine += c.len;
         }
-        sts__plan_pieces_free(&ps);
-        sts__plan_rank_range(p, r, nranks, &lo, &hi);
+        sts__plan_chunk_pieces_free(&ps);
+        sts__plan_chunk_rank_range(p, r, nranks, &lo, &hi);
         /* Rounding to rows moves each end by less than one row (<= budget). */
         CHECK(mine + 2 * budget >= hi - lo && mine <= hi - lo + 2 * budget);
     }
@@ -569,10 +569,10 @@ static void test_rows(void)
     t.ndim = 2;
     t.shape = shape;
     t.nbytes = 1048576ULL * 128 * 2;
-    sts__plan_rows(&t, 128 << 20, &d, &rb, &nr);
+    sts__plan_chunk_rows(&t, 128 << 20, &d, &rb, &nr);
     CHECK(d == 0 && rb == 256 && nr == 1048576);
     /* A row larger than the budget: split inside the last dimension. */
-    sts__plan_rows(&t, 100, &d, &rb, &nr);
+    sts__plan_chunk_rows(&t, 100, &d, &rb, &nr);
     CHECK(d == 1 && rb == 1 && nr == t.nbytes);
     shape[0] = 2;
     shape[1] = 100;
@@ -580,7 +580,7 @@ static void test_rows(void)
     t.ndim = 3;
     t.dtype = STS_F32;
     t.nbytes = 2 * 100 * 1000 * 4;
-    sts__plan_rows(&t, 10000, &d, &rb, &nr);
+    sts__plan_chunk_rows(&t, 10000, &d, &rb, &nr);
     CHECK(d == 1 && rb == 4000 && nr == 200);
 }
 

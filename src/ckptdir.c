@@ -30,7 +30,7 @@ static int flist_add(sts__strlist *l, const char *s)
     return l->v[l->n++] ? STS_OK : STS_E_NOMEM;
 }
 
-void sts__strlist_free(sts__strlist *l)
+void sts__ckptdir_strlist_free(sts__strlist *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
@@ -127,7 +127,7 @@ static int index_files(const char *dir, const cJSON *root, const char *ipath, st
     }
 done:
     free(full);
-    sts__strlist_free(&names);
+    sts__ckptdir_strlist_free(&names);
     return rc;
 }
 

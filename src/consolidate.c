@@ -50,7 +50,7 @@ typedef struct cons {
     sts_plan_map_entry *map;
     size_t nmap;
     int copy_range;       /* rank 0's STSHARD_COPY_RANGE, for every rank */
-    sts_cons_packer recs; /* block records of the files this rank read (meta.c) */
+    sts_bytes recs;       /* block records of the files this rank read (meta.c) */
     sts_meta meta;        /* the distributed plan */
     const sts_plan *plan; /* meta.plan */
     sts__publish out;     /* output names, temporaries, publishing */
@@ -62,32 +62,6 @@ void sts_consolidate_opts_init(sts_consolidate_opts *o)
     memset(o, 0, sizeof *o);
     o->layout = STS_LAYOUT_CANONICAL;
     o->buffer_size = STS_CONS_DEFAULT_BUFFER;
-}
-
-/* ---- byte packing (the broadcast and record buffers are 8-byte aligned) ---- */
-
-int sts__cons_put(sts_cons_packer *k, const void *p, size_t n)
-{
-    return sts__bytes_put(k, p, n);
-}
-
-int sts__cons_put_u64(sts_cons_packer *k, uint64_t v)
-{
-    return sts__cons_put(k, &v, sizeof v);
-}
-
-int sts__cons_put_str(sts_cons_packer *k, const char *s, size_t len)
-{
-    static const char zeros[8];
-    int rc = sts__cons_put(k, s, len);
-    if (rc == STS_OK)
-        rc = sts__cons_put(k, zeros, 8 - len % 8);
-    return rc;
-}
-
-size_t sts__cons_str_space(size_t len)
-{
-    return len + 8 - len % 8;
 }
 
 /* ---- 1. setup ------------------------------------------------------------ */
@@ -132,31 +106,31 @@ static int check_outdir(const cons *C)
 }
 
 /* Rank 0: packs options, input names and mapping for the broadcast. */
-static int pack_setup(cons *C, const sts_consolidate_opts *o, sts_cons_packer *k)
+static int pack_setup(cons *C, const sts_consolidate_opts *o, sts_bytes *k)
 {
     int rc = STS_OK;
     char **names = NULL;
     size_t n = 0, nmap = o->mapping ? sts_mapping_count(o->mapping) : 0;
     STS_CHECK(list_inputs(C, &names, &n));
     STS_CHECK(check_outdir(C));
-    STS_GOTO_IF(sts__cons_put_u64(k, n) || sts__cons_put_u64(k, (uint64_t)o->layout) ||
-                    sts__cons_put_u64(k, o->align) || sts__cons_put_u64(k, o->max_file_size) ||
-                    sts__cons_put_u64(k, (uint64_t)o->drop_unmapped) ||
-                    sts__cons_put_u64(k, (uint64_t)o->fsync) ||
-                    sts__cons_put_u64(k, (uint64_t)o->force) ||
-                    sts__cons_put_u64(k, o->mapping ? 1 : 0) || sts__cons_put_u64(k, nmap) ||
-                    sts__cons_put_u64(k, (uint64_t)sts__cons_copy_range_env()),
+    STS_GOTO_IF(sts__bytes_put_u64(k, n) || sts__bytes_put_u64(k, (uint64_t)o->layout) ||
+                    sts__bytes_put_u64(k, o->align) || sts__bytes_put_u64(k, o->max_file_size) ||
+                    sts__bytes_put_u64(k, (uint64_t)o->drop_unmapped) ||
+                    sts__bytes_put_u64(k, (uint64_t)o->fsync) ||
+                    sts__bytes_put_u64(k, (uint64_t)o->force) ||
+                    sts__bytes_put_u64(k, o->mapping ? 1 : 0) || sts__bytes_put_u64(k, nmap) ||
+                    sts__bytes_put_u64(k, (uint64_t)sts__consolidate_data_range_env()),
                 C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
-        STS_GOTO_IF(sts__cons_put_u64(k, strlen(names[i])) ||
-                        sts__cons_put_str(k, names[i], strlen(names[i])),
+        STS_GOTO_IF(sts__bytes_put_u64(k, strlen(names[i])) ||
+                        sts__bytes_put_str(k, names[i], strlen(names[i])),
                     C->diag, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < nmap; i++) {
         const char *name;
         unsigned idx;
         STS_CHECK(sts_mapping_at(o->mapping, i, &name, &idx));
-        STS_GOTO_IF(sts__cons_put_u64(k, idx) || sts__cons_put_u64(k, strlen(name)) ||
-                        sts__cons_put_str(k, name, strlen(name)),
+        STS_GOTO_IF(sts__bytes_put_u64(k, idx) || sts__bytes_put_u64(k, strlen(name)) ||
+                        sts__bytes_put_str(k, name, strlen(name)),
                     C->diag, STS_E_NOMEM, "out of memory");
     }
 done:
@@ -191,7 +165,7 @@ static int unpack_setup(cons *C, unsigned char *p, size_t len)
         uint64_t n;
         memcpy(&n, p + at, 8);
         C->in_names[i] = (char *)(p + at + 8); /* lives in C->setup */
-        at += 8 + sts__cons_str_space(n);
+        at += 8 + sts__bytes_str_space(n);
         C->in_paths[i] = sts__path_join(C->indir, C->in_names[i]);
         STS_GOTO_IF(!C->in_paths[i], C->diag, STS_E_NOMEM, "out of memory");
     }
@@ -201,7 +175,7 @@ static int unpack_setup(cons *C, unsigned char *p, size_t len)
         memcpy(&n, p + at + 8, 8);
         C->map[i].file_index = (unsigned)idx;
         C->map[i].name = (const char *)(p + at + 16);
-        at += 16 + sts__cons_str_space(n);
+        at += 16 + sts__bytes_str_space(n);
     }
     if (!has_map) {
         free(C->map);
@@ -216,7 +190,7 @@ done:
 static int phase_setup(cons *C, const sts_consolidate_opts *o)
 {
     int rc = STS_OK;
-    sts_cons_packer k = {NULL, 0, 0};
+    sts_bytes k = {NULL, 0, 0};
     uint64_t len = 0;
     if (C->rank == 0) {
         rc = pack_setup(C, o, &k);
@@ -244,7 +218,7 @@ done:
 
 /* ---- 2. headers ---------------------------------------------------------- */
 
-static int pack_file(cons *C, size_t fi, sts_cons_packer *k)
+static int pack_file(cons *C, size_t fi, sts_bytes *k)
 {
     int rc = STS_OK;
     sts_header *h = NULL;
@@ -268,12 +242,6 @@ static int pack_file(cons *C, size_t fi, sts_cons_packer *k)
 done:
     sts_header_free(h);
     return rc;
-}
-
-int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
-                        uint64_t *len, sts_diag *diag)
-{
-    return sts__xchg_allgather(comm, STS_OK, k, all, start, len, diag);
 }
 
 /* Each input file's header is read by one rank: files r, r+P, ... */
@@ -370,7 +338,7 @@ static int phase_data(cons *C, uint64_t *bytes_local)
     a.copy_range = C->copy_range;
     a.progress = C->rank == 0 ? C->o.progress : NULL;
     a.progress_ud = C->o.progress_ud;
-    rc = sts__cons_copy(&a, bytes_local, C->diag);
+    rc = sts__consolidate_data_copy(&a, bytes_local, C->diag);
     if (rc == STS_OK)
         rc = check_inputs_unchanged(C);
     /* MPI-IO consistency: after every writer closed its handles and this

@@ -46,7 +46,7 @@ typedef struct sts_cons_data {
  * every block run once and writes its range of the output files, which
  * exist already.  *bytes_local receives the data bytes written.
  */
-int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag);
+int sts__consolidate_data_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag);
 
 /*
  * Local.  0 when STSHARD_COPY_RANGE=0 (no copy_file_range), else 1.  Rank 0
@@ -54,7 +54,7 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
  * same bytes either way, but one run should take the path its launcher's
  * environment asked for on every host, not only where mpirun passed it.
  */
-int sts__cons_copy_range_env(void);
+int sts__consolidate_data_range_env(void);
 
 /*
  * Local.  Writes dir/model.safetensors.index.json through a temporary name
@@ -63,27 +63,6 @@ int sts__cons_copy_range_env(void);
  * and a final newline; the pytorch layout PyTorch's json.dump(indent=2)
  * bytes (weight_map in the order it fills it, no final newline).
  */
-int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync, sts_diag *diag);
-
-/* A growing byte buffer for messages that other ranks decode (8-byte aligned fields). */
-typedef sts_bytes sts_cons_packer;
-
-/* Local.  Appends n bytes; STS_E_NOMEM. */
-int sts__cons_put(sts_cons_packer *k, const void *p, size_t n);
-int sts__cons_put_u64(sts_cons_packer *k, uint64_t v);
-/* Local.  A string of len bytes, NUL-terminated and padded with NULs to a multiple of 8. */
-int sts__cons_put_str(sts_cons_packer *k, const char *s, size_t len);
-/* Local.  The space sts__cons_put_str takes for len bytes. */
-size_t sts__cons_str_space(size_t len);
-
-/*
- * Collective over comm, agreed (sts__xchg_allgather with no error coming in).
- * Gathers every rank's packed bytes k->buf[0..k->len) on every rank into *all
- * (malloc'd; NULL on error).  start[r] and len[r] (nranks entries each)
- * locate rank r's part in *all; every part starts 8-byte aligned.  k may grow
- * (padding).
- */
-int sts__cons_allgather(MPI_Comm comm, sts_cons_packer *k, unsigned char **all, uint64_t *start,
-                        uint64_t *len, sts_diag *diag);
+int sts__consolidate_index_write(const sts_plan *p, const char *dir, int fsync, sts_diag *diag);
 
 #endif /* STS_CONSOLIDATE_H */

@@ -203,8 +203,8 @@ static int fill_group(copier *C, size_t i, size_t j, uint64_t bytes)
         rc = sts__mpiio_read_at(fh, start, C->stage, bytes, C->diag);
         for (size_t k = i; k < j && rc == STS_OK; k++) {
             const wchunk *ch = &C->chunks[w[k].chunk];
-            sts__plan_scatter(C->a->plan, &ch->c, &w[k].pc, C->stage + (w[k].pc.in_off - start),
-                              C->win + ch->base);
+            sts__plan_chunk_scatter(C->a->plan, &ch->c, &w[k].pc,
+                                    C->stage + (w[k].pc.in_off - start), C->win + ch->base);
         }
     }
     if (rc != STS_OK)
@@ -352,7 +352,7 @@ static int add_chunk(copier *C, const sts_plan_chunk *c)
 {
     int rc = STS_OK;
     wchunk *ch;
-    STS_CHECK(sts__plan_pieces(C->a->plan, c, &C->ps, C->diag));
+    STS_CHECK(sts__plan_chunk_pieces(C->a->plan, c, &C->ps, C->diag));
     if (C->range && C->ps.n == 1 && C->ps.v[0].contiguous && C->ps.v[0].len == c->len) {
         if (extend_run(C, c, &C->ps.v[0]))
             return STS_OK;
@@ -418,13 +418,13 @@ static uint64_t window_cap(size_t buffer_size)
     return cap < 8 ? 8 : cap;
 }
 
-int sts__cons_copy_range_env(void)
+int sts__consolidate_data_range_env(void)
 {
     const char *env = getenv("STSHARD_COPY_RANGE");
     return !(env && strcmp(env, "0") == 0);
 }
 
-int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag)
+int sts__consolidate_data_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag)
 {
     int rc = STS_OK;
     copier C;
@@ -439,8 +439,8 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
     C.range = a->copy_range;
     C.cap = window_cap(a->buffer_size);
     *bytes_local = 0;
-    sts__plan_iter_init(&it, a->plan, a->rank, a->nranks, C.cap);
-    if (!sts__plan_iter_next(&it, &c))
+    sts__plan_chunk_iter_init(&it, a->plan, a->rank, a->nranks, C.cap);
+    if (!sts__plan_chunk_iter_next(&it, &c))
         goto done; /* nothing to write on this rank */
     C.win = malloc(C.cap);
     C.stage = malloc(C.cap);
@@ -448,7 +448,7 @@ int sts__cons_copy(const sts_cons_data *a, uint64_t *bytes_local, sts_diag *diag
                 (unsigned long long)(2 * C.cap));
     do
         STS_CHECK(add_chunk(&C, &c));
-    while (sts__plan_iter_next(&it, &c));
+    while (sts__plan_chunk_iter_next(&it, &c));
     STS_CHECK(flush(&C));
     STS_CHECK(flush_run(&C));
     STS_CHECK(close_output(&C));
@@ -468,7 +468,7 @@ done:
     free(C.in_id);
     free(C.in_used);
     free(C.in_fd);
-    sts__plan_pieces_free(&C.ps);
+    sts__plan_chunk_pieces_free(&C.ps);
     free(C.win);
     free(C.stage);
     free(C.chunks);

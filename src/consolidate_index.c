@@ -102,7 +102,7 @@ static int write_body(FILE *f, const sts_plan *p, sts_diag *diag)
     return STS_OK;
 }
 
-int sts__cons_write_index(const sts_plan *p, const char *dir, int fsync_it, sts_diag *diag)
+int sts__consolidate_index_write(const sts_plan *p, const char *dir, int fsync_it, sts_diag *diag)
 {
     int rc = STS_OK;
     char *final_path = sts__path_join(dir, "model.safetensors.index.json");

@@ -33,42 +33,12 @@
 /* Tag of the personalized exchange's messages (no other library message uses tags). */
 #define XCHG_TAG 4242
 
-int sts__bytes_put(sts_bytes *b, const void *p, size_t n)
-{
-    if (n > SIZE_MAX - b->len)
-        return STS_E_NOMEM;
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        unsigned char *nb;
-        while (nc < b->len + n)
-            nc = nc > SIZE_MAX / 2 ? b->len + n : nc * 2;
-        nb = realloc(b->buf, nc);
-        if (!nb)
-            return STS_E_NOMEM;
-        b->buf = nb;
-        b->cap = nc;
-    }
-    if (n)
-        memcpy(b->buf + b->len, p, n);
-    b->len += n;
-    return STS_OK;
-}
-
-void sts__bytes_free(sts_bytes *b)
-{
-    if (!b)
-        return;
-    free(b->buf);
-    b->buf = NULL;
-    b->len = b->cap = 0;
-}
-
 static uint64_t units_of(uint64_t n, uint64_t unit)
 {
     return n / unit + (n % unit != 0);
 }
 
-int sts__xchg_unit(const uint64_t *len, int np, uint64_t limit, uint64_t *unit, uint64_t *units)
+int sts__exchange_unit(const uint64_t *len, int np, uint64_t limit, uint64_t *unit, uint64_t *units)
 {
     for (uint64_t u = 8; u <= INT_MAX; u *= 2) {
         uint64_t t = 0, bytes = 0;
@@ -87,7 +57,7 @@ int sts__xchg_unit(const uint64_t *len, int np, uint64_t limit, uint64_t *unit, 
     return STS_E_UNSUPPORTED;
 }
 
-uint64_t sts__xchg_compact(unsigned char *all, uint64_t *start, const uint64_t *len, int np)
+uint64_t sts__exchange_compact(unsigned char *all, uint64_t *start, const uint64_t *len, int np)
 {
     uint64_t at = 0;
     /* start[r] >= at always (parts only got padding between them), so moving down is safe. */
@@ -155,7 +125,7 @@ static int plan_units(int np, const uint64_t *len, uint64_t *start, sts_bytes *m
                       sts_diag *diag)
 {
     static const unsigned char zeros[64];
-    int rc = sts__xchg_unit(len, np, INT_MAX, &L->unit, &L->units);
+    int rc = sts__exchange_unit(len, np, INT_MAX, &L->unit, &L->units);
     uint64_t at = 0;
     STS_GOTO_IF(rc != STS_OK, diag, rc, "records of %d ranks are too large to exchange", np);
     L->counts = sts__calloc_array((size_t)np, sizeof *L->counts);
@@ -223,14 +193,14 @@ static int collect(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsigned
     return rc;
 }
 
-int sts__xchg_allgather(MPI_Comm comm, int rc_in, sts_bytes *mine, unsigned char **all,
-                        uint64_t *start, uint64_t *len, sts_diag *diag)
+int sts__exchange_allgather(MPI_Comm comm, int rc_in, sts_bytes *mine, unsigned char **all,
+                            uint64_t *start, uint64_t *len, sts_diag *diag)
 {
     return collect(comm, -1, rc_in, mine, all, start, len, diag);
 }
 
-int sts__xchg_gather(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsigned char **all,
-                     uint64_t *start, uint64_t *len, sts_diag *diag)
+int sts__exchange_gather(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsigned char **all,
+                         uint64_t *start, uint64_t *len, sts_diag *diag)
 {
     return collect(comm, root < 0 ? 0 : root, rc_in, mine, all, start, len, diag);
 }
@@ -320,8 +290,8 @@ done:
     return rc;
 }
 
-int sts__xchg_alltoall(MPI_Comm comm, int rc_in, sts_bytes *mine, const uint64_t *scount,
-                       unsigned char **all, uint64_t *rstart, uint64_t *rlen, sts_diag *diag)
+int sts__exchange_alltoall(MPI_Comm comm, int rc_in, sts_bytes *mine, const uint64_t *scount,
+                           unsigned char **all, uint64_t *rstart, uint64_t *rlen, sts_diag *diag)
 {
     int rc, me = 0, np = 1;
     MPI_Request *req = NULL;

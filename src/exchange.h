@@ -20,18 +20,8 @@
 
 #include <mpi.h>
 
+#include "bytes.h"
 #include "internal.h"
-
-/* A growable byte buffer. */
-typedef struct sts_bytes {
-    unsigned char *buf;
-    size_t len, cap;
-} sts_bytes;
-
-/* Local.  Appends n bytes (p may be NULL when n is 0).  STS_OK or STS_E_NOMEM (b unchanged). */
-int sts__bytes_put(sts_bytes *b, const void *p, size_t n);
-/* Local.  Frees the bytes and resets b to empty; NULL-safe. */
-void sts__bytes_free(sts_bytes *b);
 
 /*
  * Collective over comm.  First agrees on rc_in (if any rank's rc_in is an
@@ -45,25 +35,25 @@ void sts__bytes_free(sts_bytes *b);
  * STS_E_NOMEM, STS_E_UNSUPPORTED for a total no unit can describe, STS_E_MPI);
  * on error *all is NULL.
  */
-int sts__xchg_allgather(MPI_Comm comm, int rc_in, sts_bytes *mine, unsigned char **all,
-                        uint64_t *start, uint64_t *len, sts_diag *diag);
+int sts__exchange_allgather(MPI_Comm comm, int rc_in, sts_bytes *mine, unsigned char **all,
+                            uint64_t *start, uint64_t *len, sts_diag *diag);
 
 /*
  * Collective over comm.  Personalized exchange: mine holds the parts for
  * ranks 0..P-1 back to back, part r being scount[r] bytes.  Receives *all
  * (malloc'd, non-NULL on success) with the part from rank r at rstart[r],
  * rlen[r] bytes, every part 8-byte aligned.  Same agreement and size rules
- * as sts__xchg_allgather; scount[] summing past mine->len is STS_E_INTERNAL.
+ * as sts__exchange_allgather; scount[] summing past mine->len is STS_E_INTERNAL.
  */
-int sts__xchg_alltoall(MPI_Comm comm, int rc_in, sts_bytes *mine, const uint64_t *scount,
-                       unsigned char **all, uint64_t *rstart, uint64_t *rlen, sts_diag *diag);
+int sts__exchange_alltoall(MPI_Comm comm, int rc_in, sts_bytes *mine, const uint64_t *scount,
+                           unsigned char **all, uint64_t *rstart, uint64_t *rlen, sts_diag *diag);
 
 /*
- * Collective over comm.  Like sts__xchg_allgather, but only `root` receives:
+ * Collective over comm.  Like sts__exchange_allgather, but only `root` receives:
  * other ranks get *all == NULL (start and len are filled on every rank).
  */
-int sts__xchg_gather(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsigned char **all,
-                     uint64_t *start, uint64_t *len, sts_diag *diag);
+int sts__exchange_gather(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsigned char **all,
+                         uint64_t *start, uint64_t *len, sts_diag *diag);
 
 /*
  * Local, pure.  The transfer unit for parts of len[0..np) bytes: the smallest
@@ -72,7 +62,8 @@ int sts__xchg_gather(MPI_Comm comm, int root, int rc_in, sts_bytes *mine, unsign
  * displacements) and U itself fits an int.  Sets *unit and *units (the total
  * in units).  STS_E_UNSUPPORTED when no such U exists or U * units overflows.
  */
-int sts__xchg_unit(const uint64_t *len, int np, uint64_t limit, uint64_t *unit, uint64_t *units);
+int sts__exchange_unit(const uint64_t *len, int np, uint64_t limit, uint64_t *unit,
+                       uint64_t *units);
 
 /*
  * Local.  Moves the parts of an exchange result back to back (part r to the
@@ -80,6 +71,6 @@ int sts__xchg_unit(const uint64_t *len, int np, uint64_t limit, uint64_t *unit, 
  * that walk every rank's records as one stream.  Parts whose lengths are
  * multiples of 8 stay 8-byte aligned.
  */
-uint64_t sts__xchg_compact(unsigned char *all, uint64_t *start, const uint64_t *len, int np);
+uint64_t sts__exchange_compact(unsigned char *all, uint64_t *start, const uint64_t *len, int np);
 
 #endif /* STS_EXCHANGE_H */

@@ -25,7 +25,7 @@ struct sts__arena_blk {
     uint64_t data[]; /* uint64_t so every allocation is 8-byte aligned */
 };
 
-void *sts__arena_alloc(sts__arena_blk **a, size_t bytes)
+void *sts__header_arena_alloc(sts__arena_blk **a, size_t bytes)
 {
     sts__arena_blk *b = *a;
     size_t need = (bytes + 7) & ~(size_t)7;
@@ -54,9 +54,9 @@ void *sts__arena_alloc(sts__arena_blk **a, size_t bytes)
     return (unsigned char *)b->data + b->used - need;
 }
 
-char *sts__arena_strdup(sts__arena_blk **a, const char *s, size_t n)
+char *sts__header_arena_strdup(sts__arena_blk **a, const char *s, size_t n)
 {
-    char *d = sts__arena_alloc(a, n + 1);
+    char *d = sts__header_arena_alloc(a, n + 1);
     if (d) {
         memcpy(d, s, n);
         d[n] = '\0';
@@ -73,7 +73,7 @@ static void arena_free(sts__arena_blk *a)
     }
 }
 
-int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...)
+int sts__header_rule_fail(sts_diag *diag, int code, const char *fmt, ...)
 {
     char msg[sizeof diag->message];
     va_list ap;
@@ -83,7 +83,7 @@ int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...)
     return sts__fail(diag, code, "%s: %s", sts_errname(code), msg);
 }
 
-int sts__bytes_cmp(const char *a, size_t an, const char *b, size_t bn)
+int sts__header_bytes_cmp(const char *a, size_t an, const char *b, size_t bn)
 {
     int c = memcmp(a, b, an < bn ? an : bn);
     if (c != 0)
@@ -203,7 +203,7 @@ static int parse_tensor(parser *p, sts_tensor_info *t)
                 return -1;
             if (cnt > UINT32_MAX)
                 return sts__json_fail(j, "too many dimensions");
-            shape = sts__arena_alloc(&p->h->arena, cnt * sizeof *shape);
+            shape = sts__header_arena_alloc(&p->h->arena, cnt * sizeof *shape);
             if (!shape)
                 return p->nomem = 1, -1;
             if (cnt)
@@ -251,9 +251,9 @@ static int add_meta(parser *p, const char *k, size_t kn, const char *v, size_t v
     e = &h->meta[h->nmeta];
     e->klen = kn;
     e->vlen = vn;
-    if (!(e->key = sts__arena_strdup(&h->arena, k, kn)))
+    if (!(e->key = sts__header_arena_strdup(&h->arena, k, kn)))
         return p->nomem = 1, -1;
-    if (!(e->value = sts__arena_strdup(&h->arena, v, vn)))
+    if (!(e->value = sts__header_arena_strdup(&h->arena, v, vn)))
         return p->nomem = 1, -1;
     h->nmeta++;
     return 0;
@@ -307,7 +307,7 @@ static int parse_meta(parser *p)
         if ((rc = sts__json_string(j, &k, &kn)) != 0)
             return p->nomem = (rc == -2), -1;
         /* The value's scan reuses the scratch buffer: keep the key first. */
-        if (!(kcopy = sts__arena_strdup(&p->h->arena, k, kn)))
+        if (!(kcopy = sts__header_arena_strdup(&p->h->arena, k, kn)))
             return p->nomem = 1, -1;
         if (sts__json_eat(j, ':', "expected ':'") != 0)
             return -1;
@@ -351,7 +351,7 @@ static int parse_top(parser *p)
                 return -1;
         } else {
             sts_tensor_info *t = new_tensor(p);
-            char *name = t ? sts__arena_strdup(&p->h->arena, k, kn) : NULL;
+            char *name = t ? sts__header_arena_strdup(&p->h->arena, k, kn) : NULL;
             if (!name)
                 return p->nomem = 1, -1;
             t->name = name;
@@ -377,7 +377,7 @@ static int cmp_offsets(const void *a, const void *b)
     if (x->end != y->end)
         return x->end < y->end ? -1 : 1;
     /* Ties are zero-size tensors sharing an offset: order them by name so results are stable. */
-    return sts__bytes_cmp(x->name, x->name_len, y->name, y->name_len);
+    return sts__header_bytes_cmp(x->name, x->name_len, y->name, y->name_len);
 }
 
 static void sort_by_offsets(sts_header *h)
@@ -422,8 +422,8 @@ static int build_index(sts_header *h, sts_diag *diag)
         rc = sts__hashtab_insert(&h->names, i, hashes[i], &first);
         if (rc != STS_OK) {
             free(hashes);
-            return rc == 1 ? sts__rule_fail(diag, STS_E_DUPLICATE_NAME,
-                                            "tensor '%.200s' appears twice", h->t[i].name)
+            return rc == 1 ? sts__header_rule_fail(diag, STS_E_DUPLICATE_NAME,
+                                                   "tensor '%.200s' appears twice", h->t[i].name)
                            : rc;
         }
     }
@@ -435,7 +435,7 @@ static int cmp_meta_ptr(const void *a, const void *b)
 {
     const sts__meta_kv *x = *(const sts__meta_kv *const *)a;
     const sts__meta_kv *y = *(const sts__meta_kv *const *)b;
-    return sts__bytes_cmp(x->key, x->klen, y->key, y->klen);
+    return sts__header_bytes_cmp(x->key, x->klen, y->key, y->klen);
 }
 
 /* Sorts pointers to the metadata entries by key (for lookup and canonical output); finds
@@ -450,9 +450,9 @@ static int index_meta(sts_header *h, sts_diag *diag)
     qsort(h->meta_sorted, h->nmeta, sizeof *h->meta_sorted, cmp_meta_ptr);
     for (size_t i = 1; i < h->nmeta; i++) {
         const sts__meta_kv *x = h->meta_sorted[i - 1], *y = h->meta_sorted[i];
-        if (sts__bytes_cmp(x->key, x->klen, y->key, y->klen) == 0)
-            return sts__rule_fail(diag, STS_E_DUPLICATE_NAME,
-                                  "__metadata__ key '%.200s' appears twice", x->key);
+        if (sts__header_bytes_cmp(x->key, x->klen, y->key, y->klen) == 0)
+            return sts__header_rule_fail(diag, STS_E_DUPLICATE_NAME,
+                                         "__metadata__ key '%.200s' appears twice", x->key);
     }
     return STS_OK;
 }
@@ -465,41 +465,41 @@ static int validate(sts_header *h, uint64_t data_size, sts_diag *diag)
         uint64_t numel, nbytes;
         int rc;
         if (t->begin != start)
-            return sts__rule_fail(diag, STS_E_INVALID_OFFSET,
-                                  "tensor '%.200s' has data_offsets [%llu, %llu] but "
-                                  "must begin at %llu, where the previous tensor ends",
-                                  t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                                  (unsigned long long)start);
+            return sts__header_rule_fail(diag, STS_E_INVALID_OFFSET,
+                                         "tensor '%.200s' has data_offsets [%llu, %llu] but "
+                                         "must begin at %llu, where the previous tensor ends",
+                                         t->name, (unsigned long long)t->begin,
+                                         (unsigned long long)t->end, (unsigned long long)start);
         if (t->end < t->begin)
-            return sts__rule_fail(diag, STS_E_INVALID_OFFSET,
-                                  "tensor '%.200s' has data_offsets [%llu, %llu]: it "
-                                  "ends before it begins",
-                                  t->name, (unsigned long long)t->begin,
-                                  (unsigned long long)t->end);
+            return sts__header_rule_fail(diag, STS_E_INVALID_OFFSET,
+                                         "tensor '%.200s' has data_offsets [%llu, %llu]: it "
+                                         "ends before it begins",
+                                         t->name, (unsigned long long)t->begin,
+                                         (unsigned long long)t->end);
         start = t->end;
         rc = sts__numel(t->shape, t->ndim, &numel);
         if (rc == STS_OK)
             rc = sts_dtype_nbytes(t->dtype, numel, &nbytes);
         if (rc != STS_OK)
-            return sts__rule_fail(diag, rc, "tensor '%.200s' (%s, %u dims)%s", t->name,
-                                  sts_dtype_name(t->dtype), (unsigned)t->ndim,
-                                  rc == STS_E_MISALIGNED_SLICE
-                                      ? ": size in bits is not a multiple of 8"
-                                      : ": element or bit count overflows 64 bits");
+            return sts__header_rule_fail(diag, rc, "tensor '%.200s' (%s, %u dims)%s", t->name,
+                                         sts_dtype_name(t->dtype), (unsigned)t->ndim,
+                                         rc == STS_E_MISALIGNED_SLICE
+                                             ? ": size in bits is not a multiple of 8"
+                                             : ": element or bit count overflows 64 bits");
         if (t->end - t->begin != nbytes)
-            return sts__rule_fail(diag, STS_E_TENSOR_INVALID_INFO,
-                                  "tensor '%.200s' spans %llu bytes but %s x %llu "
-                                  "elements need %llu",
-                                  t->name, (unsigned long long)(t->end - t->begin),
-                                  sts_dtype_name(t->dtype), (unsigned long long)numel,
-                                  (unsigned long long)nbytes);
+            return sts__header_rule_fail(diag, STS_E_TENSOR_INVALID_INFO,
+                                         "tensor '%.200s' spans %llu bytes but %s x %llu "
+                                         "elements need %llu",
+                                         t->name, (unsigned long long)(t->end - t->begin),
+                                         sts_dtype_name(t->dtype), (unsigned long long)numel,
+                                         (unsigned long long)nbytes);
     }
     h->data_size = start;
     if (data_size != UINT64_MAX && start != data_size)
-        return sts__rule_fail(diag, STS_E_METADATA_INCOMPLETE_BUFFER,
-                              "tensors end at byte %llu of the data section "
-                              "but it holds %llu bytes",
-                              (unsigned long long)start, (unsigned long long)data_size);
+        return sts__header_rule_fail(diag, STS_E_METADATA_INCOMPLETE_BUFFER,
+                                     "tensors end at byte %llu of the data section "
+                                     "but it holds %llu bytes",
+                                     (unsigned long long)start, (unsigned long long)data_size);
     return STS_OK;
 }
 
@@ -507,7 +507,7 @@ static int parse_fail(parser *p, sts_diag *diag)
 {
     if (p->nomem)
         return sts__fail(diag, STS_E_NOMEM, "out of memory parsing the header");
-    return sts__rule_fail(
+    return sts__header_rule_fail(
         diag, STS_E_INVALID_HEADER_DESERIALIZATION, "%s at byte %zu of the header%s%.200s%s",
         p->j.err ? p->j.err : "invalid JSON", p->j.err_pos, p->entry ? " (entry '" : "",
         p->entry ? p->entry : "", p->entry ? "')" : "");
@@ -524,9 +524,9 @@ int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_heade
     if (!out || (!json && len))
         return sts__fail(diag, STS_E_ARG, "sts_header_parse: NULL argument");
     *out = NULL;
-    if (sts__utf8_check(json, len, &bad) != 0)
-        return sts__rule_fail(diag, STS_E_INVALID_HEADER, "header is not valid UTF-8 (byte %zu)",
-                              bad);
+    if (sts__json_utf8_check(json, len, &bad) != 0)
+        return sts__header_rule_fail(diag, STS_E_INVALID_HEADER,
+                                     "header is not valid UTF-8 (byte %zu)", bad);
     sts__json_init(&p.j, json, len);
     p.h = calloc(1, sizeof *p.h);
     STS_GOTO_IF(!p.h, diag, STS_E_NOMEM, "out of memory");
@@ -535,7 +535,7 @@ int sts_header_parse(const void *json, size_t len, uint64_t data_size, sts_heade
         goto done;
     }
     if (p.pending) {
-        rc = sts__rule_fail(diag, p.pending, "%s", p.pending_msg);
+        rc = sts__header_rule_fail(diag, p.pending, "%s", p.pending_msg);
         goto done;
     }
     STS_CHECK(index_meta(p.h, diag));

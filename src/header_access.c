@@ -59,7 +59,7 @@ static const sts__meta_kv *meta_find(const sts_header *h, const char *key, size_
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const sts__meta_kv *m = h->meta_sorted[mid];
-        int c = sts__bytes_cmp(m->key, m->klen, key, klen);
+        int c = sts__header_bytes_cmp(m->key, m->klen, key, klen);
         if (c == 0)
             return m;
         if (c < 0)
@@ -125,15 +125,15 @@ static int prefix_fail(sts_diag *diag, int rc, uint64_t size, const unsigned cha
     for (int i = 7; pre && i >= 0; i--)
         n = n << 8 | pre[i];
     if (rc == STS_E_HEADER_TOO_SMALL)
-        return sts__rule_fail(diag, rc, "the file has %llu byte(s), fewer than 8",
-                              (unsigned long long)size);
+        return sts__header_rule_fail(diag, rc, "the file has %llu byte(s), fewer than 8",
+                                     (unsigned long long)size);
     if (rc == STS_E_HEADER_TOO_LARGE)
-        return sts__rule_fail(diag, rc, "header length %llu exceeds %llu", (unsigned long long)n,
-                              STS_MAX_HEADER_SIZE);
-    return sts__rule_fail(diag, rc,
-                          "header length %llu runs past the end of the %llu-byte "
-                          "file",
-                          (unsigned long long)n, (unsigned long long)size);
+        return sts__header_rule_fail(diag, rc, "header length %llu exceeds %llu",
+                                     (unsigned long long)n, STS_MAX_HEADER_SIZE);
+    return sts__header_rule_fail(diag, rc,
+                                 "header length %llu runs past the end of the %llu-byte "
+                                 "file",
+                                 (unsigned long long)n, (unsigned long long)size);
 }
 
 int sts_header_read_file(const char *path, sts_header **out, uint64_t *data_start, sts_diag *diag)
@@ -198,10 +198,10 @@ typedef struct shard_ctx {
 static int shard_fail(shard_ctx *c, sts_diag *diag, const char *what)
 {
     const sts_tensor_info *t = c->cur >= 0 ? &c->h->t[c->cur] : NULL;
-    return sts__rule_fail(diag, STS_E_SHARDING_INFO,
-                          "%s at byte %zu of DCP_SHARDING_INFO%s%.200s%s",
-                          what ? what : "invalid JSON", c->j.err ? c->j.err_pos : c->j.pos,
-                          t ? " (tensor '" : "", t ? t->name : "", t ? "')" : "");
+    return sts__header_rule_fail(diag, STS_E_SHARDING_INFO,
+                                 "%s at byte %zu of DCP_SHARDING_INFO%s%.200s%s",
+                                 what ? what : "invalid JSON", c->j.err ? c->j.err_pos : c->j.pos,
+                                 t ? " (tensor '" : "", t ? t->name : "", t ? "')" : "");
 }
 
 /* Reads {"saved_offsets": [...], ...} for tensor c->cur; other keys are skipped. */
@@ -255,7 +255,7 @@ static int shard_entry(shard_ctx *c, sts_diag *diag)
         if (sts__add_u64(c->tmp[d], t->shape[d], &e))
             return shard_fail(c, diag, "offset + block size overflows 64 bits");
     }
-    c->offs[c->cur] = sts__arena_alloc(&c->h->arena, cnt * sizeof(uint64_t));
+    c->offs[c->cur] = sts__header_arena_alloc(&c->h->arena, cnt * sizeof(uint64_t));
     if (!c->offs[c->cur])
         return sts__fail(diag, STS_E_NOMEM, "out of memory");
     if (cnt)
@@ -279,11 +279,12 @@ static int shard_top(shard_ctx *c, sts_diag *diag)
             return shard_fail(c, diag, c->j.err);
         c->cur = sts_header_find(c->h, k, kn);
         if (c->cur < 0)
-            return sts__rule_fail(diag, STS_E_SHARDING_INFO, "entry for unknown tensor '%.*s'",
-                                  (int)(kn > 200 ? 200 : kn), k);
+            return sts__header_rule_fail(diag, STS_E_SHARDING_INFO,
+                                         "entry for unknown tensor '%.*s'",
+                                         (int)(kn > 200 ? 200 : kn), k);
         if (c->offs[c->cur])
-            return sts__rule_fail(diag, STS_E_SHARDING_INFO, "tensor '%.200s' has two entries",
-                                  c->h->t[c->cur].name);
+            return sts__header_rule_fail(diag, STS_E_SHARDING_INFO,
+                                         "tensor '%.200s' has two entries", c->h->t[c->cur].name);
         if (sts__json_eat(&c->j, ':', "expected ':'") != 0)
             return shard_fail(c, diag, c->j.err);
         if ((rc = shard_entry(c, diag)) != STS_OK)
@@ -308,7 +309,8 @@ int sts_header_decode_sharding(sts_header *h, sts_diag *diag)
         return sts__fail(diag, STS_E_ARG, "sts_header_decode_sharding: NULL header");
     m = meta_find(h, "DCP_SHARDING_INFO", 17);
     if (!m)
-        return sts__rule_fail(diag, STS_E_SHARDING_INFO, "__metadata__ has no DCP_SHARDING_INFO");
+        return sts__header_rule_fail(diag, STS_E_SHARDING_INFO,
+                                     "__metadata__ has no DCP_SHARDING_INFO");
     sts__json_init(&c.j, m->value, m->vlen);
     c.h = h;
     c.cur = -1;
@@ -318,8 +320,9 @@ int sts_header_decode_sharding(sts_header *h, sts_diag *diag)
     STS_CHECK(shard_top(&c, diag));
     for (size_t i = 0; i < h->n; i++)
         if (!c.offs[i]) {
-            rc = sts__rule_fail(diag, STS_E_SHARDING_INFO,
-                                "tensor '%.200s' has no entry in DCP_SHARDING_INFO", h->t[i].name);
+            rc = sts__header_rule_fail(diag, STS_E_SHARDING_INFO,
+                                       "tensor '%.200s' has no entry in DCP_SHARDING_INFO",
+                                       h->t[i].name);
             goto done;
         }
     for (size_t i = 0; i < h->n; i++)

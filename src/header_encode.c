@@ -119,10 +119,10 @@ static int check_tensor(const sts_tensor_desc *t, uint64_t *nbytes, sts_diag *di
     int rc;
     if (!t->name || (t->ndim && !t->shape))
         return sts__fail(diag, STS_E_ARG, "tensor descriptor with a NULL name or shape");
-    if (sts__utf8_check(t->name, strlen(t->name), NULL) != 0)
+    if (sts__json_utf8_check(t->name, strlen(t->name), NULL) != 0)
         return sts__fail(diag, STS_E_ARG, "tensor name '%.200s' is not valid UTF-8", t->name);
     if (strcmp(t->name, "__metadata__") == 0)
-        return sts__rule_fail(diag, STS_E_RESERVED_NAME, "a tensor is named __metadata__");
+        return sts__header_rule_fail(diag, STS_E_RESERVED_NAME, "a tensor is named __metadata__");
     if (!sts_dtype_name(t->dtype))
         return sts__fail(diag, STS_E_ARG, "tensor '%.200s': invalid dtype %d", t->name,
                          (int)t->dtype);
@@ -130,7 +130,7 @@ static int check_tensor(const sts_tensor_desc *t, uint64_t *nbytes, sts_diag *di
     if (rc == STS_OK)
         rc = sts_dtype_nbytes(t->dtype, numel, nbytes);
     if (rc != STS_OK)
-        return sts__rule_fail(diag, rc, "tensor '%.200s'", t->name);
+        return sts__header_rule_fail(diag, rc, "tensor '%.200s'", t->name);
     return STS_OK;
 }
 
@@ -151,16 +151,16 @@ static int check_meta(const enc *e, const void **ptrs, sts_diag *diag)
         const sts_meta_entry *m = &e->meta[i];
         if (!m->key || !m->value)
             return sts__fail(diag, STS_E_ARG, "__metadata__ entry %zu has a NULL key or value", i);
-        if (sts__utf8_check(m->key, strlen(m->key), NULL) != 0 ||
-            sts__utf8_check(m->value, strlen(m->value), NULL) != 0)
+        if (sts__json_utf8_check(m->key, strlen(m->key), NULL) != 0 ||
+            sts__json_utf8_check(m->value, strlen(m->value), NULL) != 0)
             return sts__fail(diag, STS_E_ARG, "__metadata__ entry '%.200s' is not valid UTF-8",
                              m->key);
         ptrs[i] = m;
     }
     dup = sorted_dup(ptrs, e->nmeta, cmp_meta_key);
     if (dup)
-        return sts__rule_fail(diag, STS_E_DUPLICATE_NAME, "__metadata__ key '%.200s' appears twice",
-                              dup->key);
+        return sts__header_rule_fail(diag, STS_E_DUPLICATE_NAME,
+                                     "__metadata__ key '%.200s' appears twice", dup->key);
     return STS_OK;
 }
 
@@ -254,8 +254,8 @@ static int encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry
     }
     dup = sorted_dup(tptrs, n, cmp_desc_name);
     if (dup) {
-        rc = sts__rule_fail(diag, STS_E_DUPLICATE_NAME, "tensor '%.200s' appears twice",
-                            ((const sts_tensor_desc *)dup)->name);
+        rc = sts__header_rule_fail(diag, STS_E_DUPLICATE_NAME, "tensor '%.200s' appears twice",
+                                   ((const sts_tensor_desc *)dup)->name);
         goto done;
     }
     STS_CHECK(check_meta(&e, mptrs, diag));
@@ -329,9 +329,9 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
     return encode(tensors, n, meta, nmeta, layout, align, buf, buf_len, begin, end, diag);
 }
 
-int sts__header_measure(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
-                        size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
-                        uint64_t *begin, uint64_t *end, sts_diag *diag)
+int sts__header_encode_measure(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                               size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
+                               uint64_t *begin, uint64_t *end, sts_diag *diag)
 {
     return encode(tensors, n, meta, nmeta, layout, align, NULL, buf_len, begin, end, diag);
 }

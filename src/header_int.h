@@ -39,13 +39,13 @@ struct sts_header {
 
 /* 8-byte-aligned storage from the arena *a, valid until the arena is freed; NULL when out of
  * memory.  A zero-byte request returns a valid, distinct pointer. */
-void *sts__arena_alloc(sts__arena_blk **a, size_t bytes);
+void *sts__header_arena_alloc(sts__arena_blk **a, size_t bytes);
 /* Copy of s[0..n) plus a NUL, in the arena. */
-char *sts__arena_strdup(sts__arena_blk **a, const char *s, size_t n);
+char *sts__header_arena_strdup(sts__arena_blk **a, const char *s, size_t n);
 
 /* sts__fail with the rule's name (sts_errname(code)) and ": " put before the message. */
-int sts__rule_fail(sts_diag *diag, int code, const char *fmt, ...) STS_PRINTF(3, 4);
+int sts__header_rule_fail(sts_diag *diag, int code, const char *fmt, ...) STS_PRINTF(3, 4);
 /* Bytewise comparison of two byte strings (a shorter prefix sorts first), like Rust's Ord. */
-int sts__bytes_cmp(const char *a, size_t an, const char *b, size_t bn);
+int sts__header_bytes_cmp(const char *a, size_t an, const char *b, size_t bn);
 
 #endif /* STS_HEADER_INT_H */

@@ -132,8 +132,8 @@ int sts__fault_at(const char *point, sts_diag *diag);
  * Local.  sts_header_encode() without the bytes: the same checks, *buf_len
  * and offsets, for ranks that need a header's layout but never write it.
  */
-int sts__header_measure(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
-                        size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
-                        uint64_t *begin, uint64_t *end, sts_diag *diag);
+int sts__header_encode_measure(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                               size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
+                               uint64_t *begin, uint64_t *end, sts_diag *diag);
 
 #endif /* STS_INTERNAL_H */

@@ -420,7 +420,7 @@ int sts__json_next(sts__json *j, char close, int *more)
     return sts__json_fail(j, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
 }
 
-int sts__utf8_check(const void *buf, size_t len, size_t *bad)
+int sts__json_utf8_check(const void *buf, size_t len, size_t *bad)
 {
     const unsigned char *b = buf;
     size_t i = 0;

@@ -11,7 +11,7 @@
  * Every scanning call returns 0 on success or -1 on a syntax or type error,
  * after which j->err (static text) and j->err_pos (byte offset into the input)
  * describe the first failure; the caller maps -1 onto its own error code.
- * The input must already be valid UTF-8 (sts__utf8_check): the scanner then
+ * The input must already be valid UTF-8 (sts__json_utf8_check): the scanner then
  * only has to reject control characters and bad escapes inside strings.
  * Whitespace is exactly space, tab, CR and LF, as in the reference loader.
  */
@@ -86,6 +86,6 @@ int sts__json_next(sts__json *j, char close, int *more);
  * defines it (no overlong forms, no surrogates, nothing above U+10FFFF).
  * Returns 0, or -1 with the offset of the first bad byte in *bad (may be NULL).
  */
-int sts__utf8_check(const void *buf, size_t len, size_t *bad);
+int sts__json_utf8_check(const void *buf, size_t len, size_t *bad);
 
 #endif /* STS_JSON_H */

@@ -44,12 +44,12 @@
 
 size_t sts__meta_record_bytes(uint32_t ndim, size_t name_len)
 {
-    return REC_HEAD + 16 * (size_t)ndim + sts__cons_str_space(name_len);
+    return REC_HEAD + 16 * (size_t)ndim + sts__bytes_str_space(name_len);
 }
 
 size_t sts__meta_summary_bytes(uint32_t ndim, size_t name_len)
 {
-    return SUM_HEAD + 8 * (size_t)ndim + sts__cons_str_space(name_len);
+    return SUM_HEAD + 8 * (size_t)ndim + sts__bytes_str_space(name_len);
 }
 
 typedef struct meta_run {
@@ -70,14 +70,14 @@ typedef struct meta_run {
     size_t nowned;
 } meta_run;
 
-int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
+int sts__meta_put_block(sts_bytes *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
                         const char *name, size_t name_len, sts_dtype dtype, uint32_t ndim,
                         const uint64_t *offsets, const uint64_t *shape)
 {
     uint32_t w[6] = {file, ordinal, (uint32_t)name_len, (uint32_t)dtype, ndim, 0};
-    if (sts__cons_put_u64(k, data_off) || sts__cons_put(k, w, sizeof w) ||
-        sts__cons_put(k, offsets, 8 * (size_t)ndim) || sts__cons_put(k, shape, 8 * (size_t)ndim) ||
-        sts__cons_put_str(k, name, name_len))
+    if (sts__bytes_put_u64(k, data_off) || sts__bytes_put(k, w, sizeof w) ||
+        sts__bytes_put(k, offsets, 8 * (size_t)ndim) ||
+        sts__bytes_put(k, shape, 8 * (size_t)ndim) || sts__bytes_put_str(k, name, name_len))
         return STS_E_NOMEM;
     return STS_OK;
 }
@@ -94,7 +94,7 @@ static size_t rec_view(const unsigned char *p, const unsigned char *end, sts_pla
     memcpy(w, p + 8, sizeof w);
     if (w[4] > STS_PLAN_MAX_NDIM * 1024 || w[2] > UINT32_MAX / 2)
         return 0;
-    size = REC_HEAD + 16 * (size_t)w[4] + sts__cons_str_space(w[2]);
+    size = REC_HEAD + 16 * (size_t)w[4] + sts__bytes_str_space(w[2]);
     if ((size_t)(end - p) < size)
         return 0;
     b->file = w[0];
@@ -152,13 +152,13 @@ static int alltoall(meta_run *X, int rc, unsigned char *mine, const uint64_t *sc
         total += scount[r];
     b.buf = mine;
     b.len = b.cap = (size_t)total;
-    return sts__xchg_alltoall(X->comm, rc, &b, scount, all, rstart, rlen, X->diag);
+    return sts__exchange_alltoall(X->comm, rc, &b, scount, all, rstart, rlen, X->diag);
 }
 
 /* ---- 1. partition ----------------------------------------------------------- */
 
 /* Walks recs: with out NULL sums each owner's bytes into X->scount, else copies to pos[owner]. */
-static int route(meta_run *X, const sts_cons_packer *recs, unsigned char *out, uint64_t *pos)
+static int route(meta_run *X, const sts_bytes *recs, unsigned char *out, uint64_t *pos)
 {
     const unsigned char *p = recs->buf, *end = recs->buf ? recs->buf + recs->len : NULL;
     while (p < end) {
@@ -180,7 +180,7 @@ static int route(meta_run *X, const sts_cons_packer *recs, unsigned char *out, u
     return STS_OK;
 }
 
-static int partition(meta_run *X, sts_cons_packer *recs)
+static int partition(meta_run *X, sts_bytes *recs)
 {
     int rc = STS_OK;
     unsigned char *send = NULL;
@@ -286,7 +286,7 @@ static void drop_owned(meta_run *X)
 static int keep_replies(meta_run *X)
 {
     int rc = STS_OK;
-    sts_cons_packer k = {NULL, 0, 0};
+    sts_bytes k = {NULL, 0, 0};
     size_t n = X->g.ntensors;
     X->tkey = sts__malloc_array(n ? n : 1, sizeof *X->tkey);
     X->soff = sts__malloc_array(n + 1, sizeof *X->soff);
@@ -295,12 +295,12 @@ static int keep_replies(meta_run *X)
         const sts_plan_summary *s = &X->g.tensors[t];
         X->tkey[t] = s->key;
         X->soff[t] = k.len;
-        STS_GOTO_IF(sts__cons_put_u64(&k, s->nblocks), X->diag, STS_E_NOMEM, "out of memory");
+        STS_GOTO_IF(sts__bytes_put_u64(&k, s->nblocks), X->diag, STS_E_NOMEM, "out of memory");
         for (size_t j = 0; j < s->nblocks; j++) {
             const sts_plan_block *b = &X->blocks[X->g.order[s->first_block + j]];
-            STS_GOTO_IF(sts__cons_put_u64(&k, b->data_off) || sts__cons_put_u64(&k, b->file) ||
-                            sts__cons_put(&k, b->offsets, 8 * (size_t)b->ndim) ||
-                            sts__cons_put(&k, b->shape, 8 * (size_t)b->ndim),
+            STS_GOTO_IF(sts__bytes_put_u64(&k, b->data_off) || sts__bytes_put_u64(&k, b->file) ||
+                            sts__bytes_put(&k, b->offsets, 8 * (size_t)b->ndim) ||
+                            sts__bytes_put(&k, b->shape, 8 * (size_t)b->ndim),
                         X->diag, STS_E_NOMEM, "out of memory");
         }
     }
@@ -315,14 +315,14 @@ done:
 
 /* ---- 3. summaries --------------------------------------------------------------- */
 
-static int pack_summaries(const meta_run *X, sts_cons_packer *k)
+static int pack_summaries(const meta_run *X, sts_bytes *k)
 {
     for (size_t t = 0; t < X->g.ntensors; t++) {
         const sts_plan_summary *s = &X->g.tensors[t];
         uint32_t w[4] = {(uint32_t)s->dtype, s->ndim, s->name_len, 0};
-        if (sts__cons_put_u64(k, s->key) || sts__cons_put_u64(k, s->nbytes) ||
-            sts__cons_put(k, w, sizeof w) || sts__cons_put(k, s->shape, 8 * (size_t)s->ndim) ||
-            sts__cons_put_str(k, s->name, s->name_len))
+        if (sts__bytes_put_u64(k, s->key) || sts__bytes_put_u64(k, s->nbytes) ||
+            sts__bytes_put(k, w, sizeof w) || sts__bytes_put(k, s->shape, 8 * (size_t)s->ndim) ||
+            sts__bytes_put_str(k, s->name, s->name_len))
             return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
     }
     return STS_OK;
@@ -348,7 +348,7 @@ static size_t walk_summaries(const meta_run *X, const unsigned char *all, sts_pl
             memcpy(w, p + 16, sizeof w);
             if (w[1] > STS_PLAN_MAX_NDIM || w[2] > UINT32_MAX / 2)
                 return SIZE_MAX;
-            size = SUM_HEAD + 8 * (size_t)w[1] + sts__cons_str_space(w[2]);
+            size = SUM_HEAD + 8 * (size_t)w[1] + sts__bytes_str_space(w[2]);
             if ((size_t)(end - p) < size)
                 return SIZE_MAX;
             if (out) {
@@ -372,14 +372,14 @@ static size_t walk_summaries(const meta_run *X, const unsigned char *all, sts_pl
 static int summaries(meta_run *X, sts_meta *m)
 {
     int rc = STS_OK;
-    sts_cons_packer k = {NULL, 0, 0};
+    sts_bytes k = {NULL, 0, 0};
     sts_plan_summary *sums = NULL;
     size_t n;
     rc = pack_summaries(X, &k);
     if (rc == STS_OK)
         rc = keep_replies(X);
     drop_owned(X);
-    rc = sts__xchg_allgather(X->comm, rc, &k, &m->summaries, X->start, X->len, X->diag);
+    rc = sts__exchange_allgather(X->comm, rc, &k, &m->summaries, X->start, X->len, X->diag);
     STS_CHECK(rc);
     n = walk_summaries(X, m->summaries, NULL);
     STS_GOTO_IF(n == SIZE_MAX, X->diag, STS_E_INTERNAL, "corrupt tensor summary");
@@ -389,7 +389,7 @@ static int summaries(meta_run *X, sts_meta *m)
     qsort(sums, n, sizeof *sums, cmp_summary);
     /* Layout errors (mapping, encoding) are the same on every rank; memory is not.
      * The plan points into m->summaries, not into sums. */
-    rc = sts__plan_from_summaries(sums, n, X->o, &m->plan, X->diag);
+    rc = sts__plan_layout_from_summaries(sums, n, X->o, &m->plan, X->diag);
 done:
     free(sums);
     free(k.buf);
@@ -403,8 +403,8 @@ static void share_tensors(const meta_run *X, const sts_plan *p, size_t *ta, size
 {
     uint64_t lo, hi;
     size_t a = 0, b = p->ntensors;
-    sts__plan_rank_range(p, X->me, X->np, &lo, &hi);
-    while (a < b) { /* as sts__plan_iter_init: the first tensor ending after lo */
+    sts__plan_chunk_rank_range(p, X->me, X->np, &lo, &hi);
+    while (a < b) { /* as sts__plan_chunk_iter_init: the first tensor ending after lo */
         size_t mid = a + (b - a) / 2;
         if (p->tensors[mid].stream_off + p->tensors[mid].nbytes <= lo)
             a = mid + 1;
@@ -469,7 +469,7 @@ static size_t find_owned(const meta_run *X, uint64_t key)
 }
 
 static int pack_replies(meta_run *X, const unsigned char *req, const uint64_t *rstart,
-                        const uint64_t *rlen, sts_cons_packer *k)
+                        const uint64_t *rlen, sts_bytes *k)
 {
     memset(X->scount, 0, (size_t)X->np * sizeof *X->scount);
     for (int r = 0; r < X->np; r++) {
@@ -481,7 +481,7 @@ static int pack_replies(meta_run *X, const unsigned char *req, const uint64_t *r
             t = find_owned(X, key);
             if (t == SIZE_MAX)
                 return sts__fail(X->diag, STS_E_INTERNAL, "rank %d asked for an unknown tensor", r);
-            if (sts__cons_put(k, X->store + X->soff[t], X->soff[t + 1] - X->soff[t]) != STS_OK)
+            if (sts__bytes_put(k, X->store + X->soff[t], X->soff[t + 1] - X->soff[t]) != STS_OK)
                 return sts__fail(X->diag, STS_E_NOMEM, "out of memory");
         }
         X->scount[r] = k->len - before;
@@ -544,7 +544,7 @@ static int fetch(meta_run *X, sts_meta *m)
     size_t ta, tb;
     uint64_t *req = NULL;
     unsigned char *got = NULL;
-    sts_cons_packer k = {NULL, 0, 0};
+    sts_bytes k = {NULL, 0, 0};
     share_tensors(X, m->plan, &ta, &tb);
     rc = pack_requests(X, m, ta, tb, &req);
     rc = alltoall(X, rc, (unsigned char *)req, X->scount, &got, X->start, X->len);
@@ -578,7 +578,7 @@ done:
 
 /* ---- entry point ----------------------------------------------------------------- */
 
-int sts__meta_plan(MPI_Comm comm, sts_cons_packer *recs, const sts_plan_opts *opts, sts_meta *m,
+int sts__meta_plan(MPI_Comm comm, sts_bytes *recs, const sts_plan_opts *opts, sts_meta *m,
                    sts_diag *diag)
 {
     int rc = STS_OK;

@@ -25,7 +25,7 @@
  * `file`'s header, whose data starts at byte data_off of that file.
  * STS_E_NOMEM.
  */
-int sts__meta_put_block(sts_cons_packer *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
+int sts__meta_put_block(sts_bytes *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
                         const char *name, size_t name_len, sts_dtype dtype, uint32_t ndim,
                         const uint64_t *offsets, const uint64_t *shape);
 
@@ -52,11 +52,11 @@ typedef struct sts_meta {
  * consumed (freed).  opts->file_names must name all input files on every
  * rank.  On success m->plan has every tensor, file and header, the same on
  * every rank, and the blocks of every tensor that intersects this rank's
- * range of the output stream (sts__plan_rank_range).  The first error in
+ * range of the output stream (sts__plan_chunk_rank_range).  The first error in
  * input order (the one sts__plan_build would report) wins.  Errors: those
  * of sts__plan_build, STS_E_MPI, STS_E_INTERNAL (a corrupt record).
  */
-int sts__meta_plan(MPI_Comm comm, sts_cons_packer *recs, const sts_plan_opts *opts, sts_meta *m,
+int sts__meta_plan(MPI_Comm comm, sts_bytes *recs, const sts_plan_opts *opts, sts_meta *m,
                    sts_diag *diag);
 
 /* Local.  NULL-safe on a zeroed struct. */

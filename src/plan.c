@@ -483,7 +483,7 @@ int sts__plan_build(const sts_plan_block *blocks, size_t nblocks, const sts_plan
     sts_plan_groups g;
     *out = NULL;
     STS_CHECK(sts__plan_group(blocks, nblocks, NULL, opts, &g, diag));
-    STS_CHECK(sts__plan_from_summaries(g.tensors, g.ntensors, opts, out, diag));
+    STS_CHECK(sts__plan_layout_from_summaries(g.tensors, g.ntensors, opts, out, diag));
     (*out)->blocks = blocks;
     (*out)->nblocks_in = nblocks;
     (*out)->order = g.order;

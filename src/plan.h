@@ -18,9 +18,9 @@
  *     sts__plan_iter_*() walks a rank's range as chunks: contiguous runs of
  *     one output tensor no larger than a byte budget.
  *
- *  3. sts__plan_pieces() lists, for one chunk, the input runs that fill it:
+ *  3. sts__plan_chunk_pieces() lists, for one chunk, the input runs that fill it:
  *     every block intersecting the chunk contributes exactly one contiguous
- *     run of its input file.  sts__plan_scatter() places a run read into
+ *     run of its input file.  sts__plan_chunk_scatter() places a run read into
  *     memory at its positions in the chunk buffer.
  *
  * Geometry: a tensor is handled in a "byte view" in which the last
@@ -128,7 +128,7 @@ typedef struct sts_plan {
  *
  *  - sts__plan_group(): groups blocks by name and runs every per-tensor
  *    check (dtype and rank agreement, global shape, coverage, duplicates);
- *  - sts__plan_from_summaries(): output files, headers and offsets, from
+ *  - sts__plan_layout_from_summaries(): output files, headers and offsets, from
  *    one summary per tensor.
  *
  * Keys order first appearance.  sts__plan_build() numbers blocks 0, 1, ...;
@@ -179,8 +179,8 @@ void sts__plan_groups_free(sts_plan_groups *g);
  * STS_E_MAPPING, STS_E_VALIDATION_OVERFLOW, STS_E_NOMEM and the codes of
  * sts_header_encode.
  */
-int sts__plan_from_summaries(const sts_plan_summary *s, size_t n, const sts_plan_opts *opts,
-                             sts_plan **out, sts_diag *diag);
+int sts__plan_layout_from_summaries(const sts_plan_summary *s, size_t n, const sts_plan_opts *opts,
+                                    sts_plan **out, sts_diag *diag);
 
 /*
  * Local.  Builds the plan from blocks[0..nblocks) (borrowed until
@@ -195,7 +195,8 @@ int sts__plan_build(const sts_plan_block *blocks, size_t nblocks, const sts_plan
 void sts__plan_free(sts_plan *p);
 
 /* Local.  Rank r's share [*lo, *hi) of the stream (before rounding to rows). */
-void sts__plan_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo, uint64_t *hi);
+void sts__plan_chunk_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo,
+                                uint64_t *hi);
 
 /* A chunk: rows [row0, row1) of one tensor, contiguous in the output file. */
 typedef struct sts_plan_chunk {
@@ -224,14 +225,14 @@ typedef struct sts_plan_iter {
  * (budget >= 8).  Every row of every tensor belongs to exactly one rank, and
  * the ranks' chunks tile the stream.
  */
-void sts__plan_iter_init(sts_plan_iter *it, const sts_plan *p, int rank, int nranks,
-                         uint64_t budget);
+void sts__plan_chunk_iter_init(sts_plan_iter *it, const sts_plan *p, int rank, int nranks,
+                               uint64_t budget);
 /* Local.  Next chunk: returns 1 and fills *c, or 0 at the end. */
-int sts__plan_iter_next(sts_plan_iter *it, sts_plan_chunk *c);
+int sts__plan_chunk_iter_next(sts_plan_iter *it, sts_plan_chunk *c);
 
 /* The split dimension, row size and rows of a tensor for a budget (byte view). */
-void sts__plan_rows(const sts_plan_tensor *t, uint64_t budget, uint32_t *d, uint64_t *rowbytes,
-                    uint64_t *nrows);
+void sts__plan_chunk_rows(const sts_plan_tensor *t, uint64_t budget, uint32_t *d,
+                          uint64_t *rowbytes, uint64_t *nrows);
 
 /* One input run that fills part of a chunk. */
 typedef struct sts_plan_piece {
@@ -243,7 +244,8 @@ typedef struct sts_plan_piece {
     int contiguous;  /* the run is also contiguous in the chunk: no scatter needed */
 } sts_plan_piece;
 
-/* Reusable scratch for sts__plan_pieces (zero-initialise; free with sts__plan_pieces_free). */
+/* Reusable scratch for sts__plan_chunk_pieces (zero-initialise; free with
+ * sts__plan_chunk_pieces_free). */
 typedef struct sts_plan_pieces {
     sts_plan_piece *v;
     size_t n, cap;
@@ -260,15 +262,15 @@ typedef struct sts_plan_pieces {
  * sweep over the blocks, so a rank's walk costs about one pass over them.
  * Errors: STS_E_NOMEM.
  */
-int sts__plan_pieces(const sts_plan *p, const sts_plan_chunk *c, sts_plan_pieces *ps,
-                     sts_diag *diag);
-void sts__plan_pieces_free(sts_plan_pieces *ps);
+int sts__plan_chunk_pieces(const sts_plan *p, const sts_plan_chunk *c, sts_plan_pieces *ps,
+                           sts_diag *diag);
+void sts__plan_chunk_pieces_free(sts_plan_pieces *ps);
 
 /*
  * Local.  Copies the run of piece pc, read into src (pc->len bytes), to its
  * places in the buffer dst of chunk c (c->len bytes).
  */
-void sts__plan_scatter(const sts_plan *p, const sts_plan_chunk *c, const sts_plan_piece *pc,
-                       const void *src, void *dst);
+void sts__plan_chunk_scatter(const sts_plan *p, const sts_plan_chunk *c, const sts_plan_piece *pc,
+                             const void *src, void *dst);
 
 #endif /* STS_PLAN_H */

@@ -47,8 +47,8 @@ static void bdim(const sts_plan_tensor *t, const sts_plan_block *b, uint32_t k, 
     }
 }
 
-void sts__plan_rows(const sts_plan_tensor *t, uint64_t budget, uint32_t *d, uint64_t *rowbytes,
-                    uint64_t *nrows)
+void sts__plan_chunk_rows(const sts_plan_tensor *t, uint64_t budget, uint32_t *d,
+                          uint64_t *rowbytes, uint64_t *nrows)
 {
     uint32_t g = gdims(t);
     uint64_t inner = 1;
@@ -68,7 +68,7 @@ void sts__plan_rows(const sts_plan_tensor *t, uint64_t budget, uint32_t *d, uint
     *nrows = t->nbytes / inner;
 }
 
-void sts__plan_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo, uint64_t *hi)
+void sts__plan_chunk_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo, uint64_t *hi)
 {
     unsigned __int128 total = p->total_bytes;
     *lo = (uint64_t)(total * (unsigned)rank / (unsigned)nranks);
@@ -77,14 +77,14 @@ void sts__plan_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo,
 
 /* ---- chunks ---------------------------------------------------------------- */
 
-void sts__plan_iter_init(sts_plan_iter *it, const sts_plan *p, int rank, int nranks,
-                         uint64_t budget)
+void sts__plan_chunk_iter_init(sts_plan_iter *it, const sts_plan *p, int rank, int nranks,
+                               uint64_t budget)
 {
     size_t a = 0, b = p->ntensors;
     memset(it, 0, sizeof *it);
     it->p = p;
     it->budget = budget < 8 ? 8 : budget;
-    sts__plan_rank_range(p, rank, nranks, &it->lo, &it->hi);
+    sts__plan_chunk_rank_range(p, rank, nranks, &it->lo, &it->hi);
     /* First tensor that ends after lo (stream offsets and ends never decrease). */
     while (a < b) {
         size_t m = a + (b - a) / 2;
@@ -103,7 +103,7 @@ static void enter_tensor(sts_plan_iter *it)
     uint64_t s = T->stream_off, nrows;
     uint64_t a = (it->lo > s ? it->lo : s) - s;
     uint64_t b = (it->hi < s + T->nbytes ? it->hi : s + T->nbytes) - s;
-    sts__plan_rows(T, it->budget, &it->d, &it->rowbytes, &nrows);
+    sts__plan_chunk_rows(T, it->budget, &it->d, &it->rowbytes, &nrows);
     /* Both ends round down to a row, so neighbouring ranks split at the same row. */
     it->row = it->rowbytes ? a / it->rowbytes : 0;
     it->rend = it->rowbytes ? b / it->rowbytes : 0;
@@ -111,7 +111,7 @@ static void enter_tensor(sts_plan_iter *it)
     it->started = 1;
 }
 
-int sts__plan_iter_next(sts_plan_iter *it, sts_plan_chunk *c)
+int sts__plan_chunk_iter_next(sts_plan_iter *it, sts_plan_chunk *c)
 {
     const sts_plan *p = it->p;
     for (;;) {
@@ -220,8 +220,8 @@ static int add_piece(const sts_plan *P, const sts_plan_chunk *c, const uint64_t 
     return STS_OK;
 }
 
-int sts__plan_pieces(const sts_plan *P, const sts_plan_chunk *c, sts_plan_pieces *ps,
-                     sts_diag *diag)
+int sts__plan_chunk_pieces(const sts_plan *P, const sts_plan_chunk *c, sts_plan_pieces *ps,
+                           sts_diag *diag)
 {
     const sts_plan_tensor *T = &P->tensors[c->tensor];
     const size_t *blk = P->order + T->first_block;
@@ -259,7 +259,7 @@ int sts__plan_pieces(const sts_plan *P, const sts_plan_chunk *c, sts_plan_pieces
     return STS_OK;
 }
 
-void sts__plan_pieces_free(sts_plan_pieces *ps)
+void sts__plan_chunk_pieces_free(sts_plan_pieces *ps)
 {
     free(ps->v);
     free(ps->active);
@@ -268,8 +268,8 @@ void sts__plan_pieces_free(sts_plan_pieces *ps)
 
 /* ---- scatter ----------------------------------------------------------------- */
 
-void sts__plan_scatter(const sts_plan *P, const sts_plan_chunk *c, const sts_plan_piece *pc,
-                       const void *src, void *dst)
+void sts__plan_chunk_scatter(const sts_plan *P, const sts_plan_chunk *c, const sts_plan_piece *pc,
+                             const void *src, void *dst)
 {
     const sts_plan_tensor *T = &P->tensors[c->tensor];
     const sts_plan_block *b = &P->blocks[pc->block];

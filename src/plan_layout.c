@@ -157,8 +157,8 @@ static int encode_header(const builder *B, sts_plan_file *F, const sts_tensor_de
     const sts_meta_entry *meta = B->o->layout == STS_LAYOUT_CANONICAL ? &fmt_pt : NULL;
     size_t nmeta = meta ? 1 : 0;
     if (B->o->measure_only)
-        return sts__header_measure(d, n, meta, nmeta, B->o->layout, B->o->align, &F->header_len,
-                                   begin, end, B->diag);
+        return sts__header_encode_measure(d, n, meta, nmeta, B->o->layout, B->o->align,
+                                          &F->header_len, begin, end, B->diag);
     return sts_header_encode(d, n, meta, nmeta, B->o->layout, B->o->align, &F->header,
                              &F->header_len, begin, end, B->diag);
 }
@@ -283,8 +283,8 @@ int sts__plan_layout(builder *B, sts_plan *P)
     return rc == STS_OK ? build_files(B, P) : rc;
 }
 
-int sts__plan_from_summaries(const sts_plan_summary *s, size_t n, const sts_plan_opts *opts,
-                             sts_plan **out, sts_diag *diag)
+int sts__plan_layout_from_summaries(const sts_plan_summary *s, size_t n, const sts_plan_opts *opts,
+                                    sts_plan **out, sts_diag *diag)
 {
     int rc = STS_OK;
     builder B;

@@ -199,7 +199,7 @@ static int publish(sts__publish *o, sts_diag *diag)
         STS_CHECK(move_aside(from, aside, n + 1, diag));
     for (; done_n < n; done_n++)
         STS_CHECK(sts__mpiio_rename(o->tmp_paths[done_n], o->final_paths[done_n], diag));
-    STS_CHECK(sts__cons_write_index(o->plan, o->dir, o->fsync, diag));
+    STS_CHECK(sts__consolidate_index_write(o->plan, o->dir, o->fsync, diag));
     wrote_index = 1;
     STS_CHECK(sts__path_fsync_dir(o->dir, diag));
     if (o->force)

@@ -8,7 +8,7 @@
  *     directory of rank files) and broadcasts the file list;
  *  2. file i's header is read by rank i mod P and packed into a compact
  *     record (names, dtypes, shapes, saved offsets, absolute data offsets);
- *  3. sts__xchg_allgather (exchange.c) gives every rank every record;
+ *  3. sts__exchange_allgather (exchange.c) gives every rank every record;
  *  4. every rank builds the same table from the same bytes: blocks sorted by
  *     tensor, identical duplicates dropped, global shapes and coverage;
  *  5. rank 0 checks the index's weight_map against the headers.
@@ -144,9 +144,9 @@ static int exchange(sts_reader *r, int rc, sts_bytes *mine, sts_diag *diag)
     uint64_t *len = sts__malloc_array((size_t)r->nranks, sizeof *len);
     if (rc == STS_OK && (!start || !len))
         rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
-    rc = sts__xchg_allgather(r->comm, rc, mine, &r->records, start, len, diag);
+    rc = sts__exchange_allgather(r->comm, rc, mine, &r->records, start, len, diag);
     if (rc == STS_OK)
-        r->records_len = sts__xchg_compact(r->records, start, len, r->nranks);
+        r->records_len = sts__exchange_compact(r->records, start, len, r->nranks);
     free(start);
     free(len);
     return rc;
@@ -382,7 +382,7 @@ done:
  * The caller's hints go to every MPI_File_open (with none, mpiio.c applies
  * STSHARD_MPI_HINTS).  In view mode the strided file side goes through a
  * subarray view, so data sieving must be off: ROMIO honours romio_ds_read;
- * Open MPI's OMPIO has no such hint (see readio.c).
+ * Open MPI's OMPIO has no such hint (see reader_io.c).
  */
 static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
 {
@@ -460,7 +460,7 @@ static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
         sts__diag_prefix(diag, "%s", path);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
 done:
-    sts__strlist_free(&files);
+    sts__ckptdir_strlist_free(&files);
     sts__ckptdir_index_free(index);
     sts__bytes_free(&mine);
     return rc;

@@ -1,6 +1,6 @@
 /*
  * reader.h - the reader's private state, shared by reader.c (open, tensor
- * table) and readio.c (request validation and offset reads).
+ * table) and reader_io.c (request validation and offset reads).
  */
 #ifndef STS_READER_H
 #define STS_READER_H
@@ -29,7 +29,7 @@ struct sts_reader {
     int nranks;
     sts_ckpt_kind kind;
     int view_mode;            /* strided file sides through a subarray view instead of exact runs */
-    int exchange;             /* two-phase reads in sts_reader_read (readxchg.c) */
+    int exchange;             /* two-phase reads in sts_reader_read (reader_xchg.c) */
     uint64_t exchange_buffer; /* staging bytes per rank and round of the two-phase reads */
 
     size_t nfiles;
@@ -45,8 +45,8 @@ struct sts_reader {
     unsigned char *records; /* every rank's header records; names and block shapes point here */
     size_t records_len;
 
-    unsigned char *bounce; /* readio.c's buffer for gathering small runs; NULL until needed */
-    unsigned char *stage;  /* readxchg.c's staging buffer, kept across calls: a fresh large
+    unsigned char *bounce; /* reader_io.c's buffer for gathering small runs; NULL until needed */
+    unsigned char *stage;  /* reader_xchg.c's staging buffer, kept across calls: a fresh large
                             * buffer per call would fault in every page again */
     uint64_t stage_cap;
 
@@ -62,7 +62,7 @@ typedef struct sts__strlist {
 } sts__strlist;
 
 /* Local.  Frees the strings and the list; leaves it empty. */
-void sts__strlist_free(sts__strlist *l);
+void sts__ckptdir_strlist_free(sts__strlist *l);
 
 /*
  * Local (rank 0).  Decides what path holds and lists its files (paths).  For
@@ -103,10 +103,10 @@ typedef struct sts__box {
     unsigned char *mbase;
 } sts__box;
 
-int sts__readio_box(sts_reader *r, MPI_File fh, const sts__box *box, sts_diag *diag);
+int sts__reader_io_box(sts_reader *r, MPI_File fh, const sts__box *box, sts_diag *diag);
 
 /*
- * readxchg.c: two-phase reads.  A plan says which stored blocks the ranks
+ * reader_xchg.c: two-phase reads.  A plan says which stored blocks the ranks
  * read together (large contiguous reads, then MPI_Alltoallw) instead of each
  * reading its own strided runs.
  */
@@ -117,17 +117,17 @@ typedef struct sts__xplan sts__xplan;
  * valid) and plans the two-phase reads; every rank gets the same plan.
  * Errors (STS_E_NOMEM, STS_E_MPI) are not agreed.
  */
-int sts__xplan_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
-                    sts_diag *diag);
+int sts__reader_xchg_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
+                          sts_diag *diag);
 /* Local.  1 when stored block blk (index into r->blocks) is read by the plan. */
-int sts__xplan_skips(const sts__xplan *p, size_t blk);
+int sts__reader_xchg_skips(const sts__xplan *p, size_t blk);
 /*
  * Collective.  Runs the plan's rounds; rc is this rank's result so far and
  * joins every round's agreement.  Returns this rank's result, which the
  * caller must still agree on (the last round's exchange may fail locally).
  */
-int sts__xplan_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag);
+int sts__reader_xchg_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag);
 /* Local.  NULL is a no-op. */
-void sts__xplan_free(sts__xplan *p);
+void sts__reader_xchg_free(sts__xplan *p);
 
 #endif /* STS_READER_H */

@@ -5,7 +5,7 @@
  *
  *     1. records  every rank packs its kept blocks (replicas are resolved by
  *                 writer_plan.c as for rank files) in the order its rank files
- *                 would hold them; sts__xchg_allgather gives all to every rank.
+ *                 would hold them; sts__exchange_allgather gives all to every rank.
  *     2. plan     the records go to sts__plan_build, numbered as the rank files
  *                 would be numbered by `consolidate` (sorted names: rank, then
  *                 file index), so names, header bytes, tensor offsets and the
@@ -73,20 +73,20 @@ static void header_order(const sts_writer *w, const sts__writer_file *f, hpos *v
  * this rank, u32 name bytes, u32 dtype, u32 ndim, u64 offsets[ndim],
  * u64 shape[ndim], u64 global shape[ndim], name + NUL padded to 8.
  */
-static int pack_block(sts_cons_packer *k, const sts_writer *w, size_t at, uint32_t ordinal)
+static int pack_block(sts_bytes *k, const sts_writer *w, size_t at, uint32_t ordinal)
 {
     const sts__writer_block *b = w->order[at];
     uint32_t v[4] = {ordinal, (uint32_t)strlen(b->name), (uint32_t)b->dtype, b->ndim};
     const uint64_t *dims = b->dims; /* global shape, offsets, shape */
-    if (sts__cons_put_u64(k, (uint64_t)(b - w->blocks)) || sts__cons_put(k, v, sizeof v) ||
-        sts__cons_put(k, dims + b->ndim, 8 * (size_t)b->ndim) ||
-        sts__cons_put(k, dims + 2 * (size_t)b->ndim, 8 * (size_t)b->ndim) ||
-        sts__cons_put(k, dims, 8 * (size_t)b->ndim) || sts__cons_put_str(k, b->name, v[1]))
+    if (sts__bytes_put_u64(k, (uint64_t)(b - w->blocks)) || sts__bytes_put(k, v, sizeof v) ||
+        sts__bytes_put(k, dims + b->ndim, 8 * (size_t)b->ndim) ||
+        sts__bytes_put(k, dims + 2 * (size_t)b->ndim, 8 * (size_t)b->ndim) ||
+        sts__bytes_put(k, dims, 8 * (size_t)b->ndim) || sts__bytes_put_str(k, b->name, v[1]))
         return STS_E_NOMEM;
     return STS_OK;
 }
 
-static int pack_records(const sts_writer *w, sts_cons_packer *k, sts_diag *diag)
+static int pack_records(const sts_writer *w, sts_bytes *k, sts_diag *diag)
 {
     int rc = STS_OK;
     hpos *v = sts__malloc_array(w->norder ? w->norder : 1, sizeof *v);
@@ -137,7 +137,7 @@ static int walk_records(dsave *D, const uint64_t *start, const uint64_t *len, in
                 b->name = (const char *)(D->info[n].gshape + b->ndim);
                 D->file_rank[nfiles - 1] = r;
             }
-            p += 24 + 24 * (size_t)v[3] + sts__cons_str_space(v[1]);
+            p += 24 + 24 * (size_t)v[3] + sts__bytes_str_space(v[1]);
             n++;
         }
     }
@@ -171,12 +171,12 @@ static int decode_records(dsave *D, const uint64_t *start, const uint64_t *len)
 static int phase_records(dsave *D)
 {
     int rc = STS_OK;
-    sts_cons_packer k = {NULL, 0, 0};
+    sts_bytes k = {NULL, 0, 0};
     uint64_t *start = sts__calloc_array((size_t)D->nranks, sizeof *start);
     uint64_t *len = sts__calloc_array((size_t)D->nranks, sizeof *len);
     rc = start && len ? pack_records(D->w, &k, D->diag)
                       : sts__fail(D->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__xchg_allgather(D->comm, rc, &k, &D->recs, start, len, D->diag));
+    STS_CHECK(sts__exchange_allgather(D->comm, rc, &k, &D->recs, start, len, D->diag));
     rc = sts__mpiio_agree(D->comm, decode_records(D, start, len), D->diag);
 done:
     free(k.buf);

@@ -3,18 +3,18 @@
  * aggregation built on the consolidation planner's chunks and pieces.
  *
  * A tensor with a strided block of small runs (column, 2-D, 3-D sharding) is
- * not written by its block owners.  Its rows (sts__plan_rows: the split
+ * not written by its block owners.  Its rows (sts__plan_chunk_rows: the split
  * dimension for the chunk budget) are split evenly over the ranks, and each
  * rank writes its rows as chunks, each contiguous in the output file, with
  * one independent write.  The bytes of a chunk come from every block that
- * meets it: sts__plan_pieces lists them as runs, each contiguous in its
+ * meets it: sts__plan_chunk_pieces lists them as runs, each contiguous in its
  * block's memory (data_off is 0 in a direct plan, so in_off is the offset in
  * the owner's buffer).  Every rank computes every rank's chunks and pieces
  * from the same plan, so in round k rank s knows what each rank's k-th chunk
  * needs from it, and one MPI_Alltoallw moves all of it: the send side is an
  * hindexed type over the owner's block memory (absolute addresses from
  * MPI_BOTTOM, no send buffer), the receive side one staging buffer, from
- * which sts__plan_scatter puts each run in place (as consolidation does after
+ * which sts__plan_chunk_scatter puts each run in place (as consolidation does after
  * its reads).  Memory per rank: the chunk and the staging buffer, each at
  * most half of the consolidation buffer size.
  *
@@ -76,7 +76,7 @@ static int citer_next(citer *it, sts_plan_chunk *c)
         }
         if (!it->started) {
             unsigned __int128 n;
-            sts__plan_rows(T, D->budget, &it->d, &it->rowbytes, &nrows);
+            sts__plan_chunk_rows(T, D->budget, &it->d, &it->rowbytes, &nrows);
             n = nrows;
             it->row = (uint64_t)(n * (unsigned)it->rank / (unsigned)D->nranks);
             it->rend = (uint64_t)(n * (unsigned)(it->rank + 1) / (unsigned)D->nranks);
@@ -212,7 +212,7 @@ static int assemble_write(xfer *X, MPI_File fh)
             s == X->me ? block_data(X->D, pc->block) + pc->in_off : X->stage + at[s];
         if (s != X->me)
             at[s] += (int)pc->len;
-        sts__plan_scatter(X->D->plan, c, pc, src, X->win);
+        sts__plan_chunk_scatter(X->D->plan, c, pc, src, X->win);
     }
     rc = sts__mpiio_write_at(fh, c->out_off, X->win, c->len, X->D->diag);
     if (rc != STS_OK) {
@@ -237,7 +237,7 @@ static int prepare_round(xfer *X, int *any)
         X->have[r] = citer_next(&X->it[r], &X->ch[r]);
         *any |= X->have[r];
         if (X->have[r])
-            STS_CHECK(sts__plan_pieces(X->D->plan, &X->ch[r], &X->ps[r], X->D->diag));
+            STS_CHECK(sts__plan_chunk_pieces(X->D->plan, &X->ch[r], &X->ps[r], X->D->diag));
     }
     for (int r = 0; r < X->np; r++)
         STS_CHECK(send_type(X, r, X->D->diag));
@@ -285,7 +285,7 @@ static int xfer_init(xfer *X, dsave *D, uint32_t f)
 static void xfer_free(xfer *X)
 {
     for (int r = 0; X->ps && r < X->np; r++)
-        sts__plan_pieces_free(&X->ps[r]);
+        sts__plan_chunk_pieces_free(&X->ps[r]);
     free(X->it);
     free(X->ps);
     free(X->ch);

@@ -194,7 +194,7 @@ int sts__writer_plan_resolve_replicas(sts_writer *w)
 
     if (!start || !len || !load || pack_whole(w, &mine) != STS_OK)
         rc = sts__fail(&w->diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__xchg_allgather(w->comm, rc, &mine, &all, start, len, &w->diag));
+    STS_CHECK(sts__exchange_allgather(w->comm, rc, &mine, &all, start, len, &w->diag));
     rc = parse_records(all, start, len, np, load, &recs, &nrec, &w->diag);
     if (rc == STS_OK) {
         if (nrec > 0)
@@ -400,7 +400,7 @@ int sts__writer_plan_remove_stale(sts_writer *w)
     if (rc != STS_OK)
         rc = sts__fail(&w->diag, rc, "out of memory");
     /* Rank 0 alone lists the directory, from every rank's file indices. */
-    STS_CHECK(sts__xchg_gather(w->comm, 0, rc, &mine, &all, start, len, &w->diag));
+    STS_CHECK(sts__exchange_gather(w->comm, 0, rc, &mine, &all, start, len, &w->diag));
     if (w->rank == 0) {
         rc = produced_names(w, all, start, len, &names, &nnames);
         STS_GOTO_IF(rc != STS_OK, &w->diag, rc, "out of memory");

@@ -397,14 +397,14 @@ static void run_plan(const world *w, const expect *e, const sts_plan *p, const u
     for (int r = 0; r < nranks; r++) {
         sts_plan_iter it;
         sts_plan_chunk c;
-        sts__plan_iter_init(&it, p, r, nranks, budget);
-        while (sts__plan_iter_next(&it, &c)) {
+        sts__plan_chunk_iter_init(&it, p, r, nranks, budget);
+        while (sts__plan_chunk_iter_next(&it, &c)) {
             const sts_plan_file *F = &p->files[c.file];
             REQUIRE(c.file < p->nfiles && c.len > 0 && c.len <= budget);
             REQUIRE(c.out_off >= F->header_len &&
                     c.out_off + c.len <= F->header_len + F->data_size);
             memset(chunk, 0xa5, c.len);
-            REQUIRE(sts__plan_pieces(p, &c, &ps, NULL) == STS_OK);
+            REQUIRE(sts__plan_chunk_pieces(p, &c, &ps, NULL) == STS_OK);
             for (size_t k = 0; k < ps.n; k++) {
                 const sts_plan_piece *pc = &ps.v[k];
                 REQUIRE(pc->len > 0 && pc->len <= c.len && pc->pos < c.len);
@@ -413,7 +413,7 @@ static void run_plan(const world *w, const expect *e, const sts_plan *p, const u
                     REQUIRE(pc->pos + pc->len <= c.len);
                     memcpy(chunk + pc->pos, run, pc->len);
                 } else {
-                    sts__plan_scatter(p, &c, pc, run, chunk);
+                    sts__plan_chunk_scatter(p, &c, pc, run, chunk);
                 }
             }
             memcpy(out + fbase[c.file] + c.out_off, chunk, c.len);
@@ -434,7 +434,7 @@ static void run_plan(const world *w, const expect *e, const sts_plan *p, const u
         }
     }
     (void)e;
-    sts__plan_pieces_free(&ps);
+    sts__plan_chunk_pieces_free(&ps);
     free(fbase);
     free(out);
     free(count);

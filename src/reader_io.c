@@ -1,5 +1,5 @@
 /*
- * readio.c - offset reads: requests are checked against the tensor table,
+ * reader_io.c - offset reads: requests are checked against the tensor table,
  * intersected with the stored blocks, and each intersection box is read with
  * MPI-IO, touching only its own bytes.
  *
@@ -290,7 +290,7 @@ done:
     return rc;
 }
 
-int sts__readio_box(sts_reader *rd, MPI_File fh, const sts__box *in, sts_diag *diag)
+int sts__reader_io_box(sts_reader *rd, MPI_File fh, const sts__box *in, sts_diag *diag)
 {
     int rc = STS_OK;
     nbox b = {0};
@@ -455,7 +455,7 @@ static int read_one(sts_reader *r, const sts_read_req *q, size_t tix, const sts_
         const sts__rblock *b = &r->blocks[k];
         sts__box box;
         MPI_File fh;
-        if (sts__xplan_skips(xp, k))
+        if (sts__reader_xchg_skips(xp, k))
             continue; /* read in two phases */
         rc = intersect(t, q, b, x, diag);
         if (rc < 0)
@@ -472,7 +472,7 @@ static int read_one(sts_reader *r, const sts_read_req *q, size_t tix, const sts_
         box.mstart = x->mstart;
         box.mbase = q->buf;
         STS_CHECK(sts__reader_file(r, b->file, &fh, diag));
-        rc = sts__readio_box(r, fh, &box, diag);
+        rc = sts__reader_io_box(r, fh, &box, diag);
         if (rc != STS_OK) {
             sts__diag_prefix(diag, "%s: tensor '%s'", r->paths[b->file], t->name);
             goto done;
@@ -552,18 +552,18 @@ int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n)
     STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
     t0 = MPI_Wtime();
     if (r->exchange) {
-        rc = sts__xplan_make(r, reqs, n, &xp, &r->diag);
+        rc = sts__reader_xchg_make(r, reqs, n, &xp, &r->diag);
         r->stats.seconds += MPI_Wtime() - t0;
         STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
     }
     rc = read_all(r, reqs, n, maxdim, xp, &r->diag);
     if (xp) {
         t0 = MPI_Wtime();
-        rc = sts__xplan_run(r, xp, rc, &r->diag);
+        rc = sts__reader_xchg_run(r, xp, rc, &r->diag);
         r->stats.seconds += MPI_Wtime() - t0;
     }
     STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
 done:
-    sts__xplan_free(xp);
+    sts__reader_xchg_free(xp);
     return rc;
 }

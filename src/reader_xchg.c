@@ -1,5 +1,5 @@
 /*
- * readxchg.c - two-phase reads for sts_reader_read.
+ * reader_xchg.c - two-phase reads for sts_reader_read.
  *
  * A column block of a row-stored tensor is, in the file, one short run per
  * row: read exactly, that is one read call per row (a million 1.7 KiB reads
@@ -17,7 +17,7 @@
  * nobody asked for.
  *
  * Every rank decides the same way from the same data: requests are gathered
- * with sts__xchg_allgather, and for each stored block the intersections with all
+ * with sts__exchange_allgather, and for each stored block the intersections with all
  * ranks' requests are computed.  A block takes the two-phase path when
  *  - some intersection is strided in the file with runs under
  *    XCHG_RUN_BYTES (otherwise direct reads are already large), and
@@ -86,7 +86,7 @@ struct sts__xplan {
     unsigned char *skip;     /* per r->blocks entry: read in two phases */
 };
 
-void sts__xplan_free(sts__xplan *p)
+void sts__reader_xchg_free(sts__xplan *p)
 {
     if (!p)
         return;
@@ -101,7 +101,7 @@ void sts__xplan_free(sts__xplan *p)
     free(p);
 }
 
-int sts__xplan_skips(const sts__xplan *p, size_t blk)
+int sts__reader_xchg_skips(const sts__xplan *p, size_t blk)
 {
     return p && p->skip[blk];
 }
@@ -163,8 +163,8 @@ static int gather_reqs(sts_reader *r, const sts_read_req *reqs, size_t n, sts__x
     uint64_t *len = sts__malloc_array((size_t)r->nranks, sizeof *len);
     if (!p || !start || !len || pack_reqs(r, reqs, n, &b) != STS_OK)
         rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(sts__xchg_allgather(r->comm, rc, &b, &all, start, len, diag));
-    sts__xchg_compact(all, start, len, r->nranks);
+    STS_CHECK(sts__exchange_allgather(r->comm, rc, &b, &all, start, len, diag));
+    sts__exchange_compact(all, start, len, r->nranks);
     p->gdata = (uint64_t *)(void *)all;
     rc = unpack_reqs(r, p, len, reqs, diag);
 done:
@@ -467,8 +467,8 @@ static int wants_exchange(const sts_reader *r, const sts_read_req *reqs, size_t 
     return 0;
 }
 
-int sts__xplan_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
-                    sts_diag *diag)
+int sts__reader_xchg_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
+                          sts_diag *diag)
 {
     int rc = STS_OK, any = 0;
     sts__xplan *p = NULL;
@@ -485,7 +485,7 @@ int sts__xplan_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xpla
     *out = p;
     p = NULL;
 done:
-    sts__xplan_free(p);
+    sts__reader_xchg_free(p);
     return rc;
 }
 
@@ -781,7 +781,7 @@ done:
  * rank before the next MPI_Alltoallw.  Returns this rank's result: a failed
  * last exchange is not agreed here, the caller's final agreement does it.
  */
-int sts__xplan_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag)
+int sts__reader_xchg_run(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag)
 {
     unsigned char *stage = r->stage;
     if (rc == STS_OK && p->stage_bytes > r->stage_cap) {
