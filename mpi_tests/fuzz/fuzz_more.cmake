@@ -8,7 +8,7 @@ if(NOT STS_FUZZ OR NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
 endif()
 
 
-set(STS_FUZZ_MORE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+set(STS_FUZZ_MORE_DIR ${STS_TESTS_DIR}/fuzz)
 
 # rel_add_fuzz_target(name [DICT file] [SECONDS s]): builds fuzz/<name>.c and
 # registers a test that copies fuzz/corpus/<name>/ into a scratch directory

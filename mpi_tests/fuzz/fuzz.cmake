@@ -21,7 +21,7 @@ target_compile_options(stshard_fuzzlib PRIVATE ${STS_FUZZ_FLAGS})
 target_link_libraries(stshard_fuzzlib PUBLIC MPI::MPI_C cjson)
 sts_target_warnings(stshard_fuzzlib)
 
-set(STS_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+set(STS_FUZZ_DIR ${STS_TESTS_DIR}/fuzz)
 foreach(fz fuzz_header fuzz_sharding)
   add_executable(${fz} ${STS_FUZZ_DIR}/${fz}.c)
   target_compile_options(${fz} PRIVATE -fsanitize=fuzzer,address,undefined)

@@ -15,7 +15,7 @@ set(BENCH_ALL_OPS save,consolidate,load,fpp-write,fpp-read,shared-write,shared-r
 # bench_cli_test(name np iters ops keep check bench-args...)
 function(bench_cli_test name np iters ops keep check)
   add_test(NAME bench_cli_${name}_np${np}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_cli.sh
+           COMMAND ${STS_TESTS_DIR}/bench/bench_cli.sh
                    ${STS_TEST_WORK}/bench_cli_${name}_np${np} $<TARGET_FILE:stshard_cli>
                    "${BENCH_PY}" ${np} ${iters} ${ops} ${keep} ${check} --
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} --
@@ -50,7 +50,7 @@ set_tests_properties(bench_cli_hints_np2 PROPERTIES
 set(BENCH_MPI ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
     $<TARGET_FILE:stshard_cli> bench)
 function(bench_status_test name status)
-  add_test(NAME bench_cli_${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh ${status}
+  add_test(NAME bench_cli_${name} COMMAND ${STS_TESTS_DIR}/cli/expect.sh ${status}
            ${ARGN} WORKING_DIRECTORY ${STS_TEST_WORK})
   set_tests_properties(bench_cli_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 120
                        ENVIRONMENT "${STS_TEST_ENV}")

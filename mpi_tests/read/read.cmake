@@ -26,8 +26,8 @@ sts_add_mpi_test(NAME par_read_large NP 1 COMMAND $<TARGET_FILE:par_read_large> 
                  LABELS long)
 
 # --- `stshard reshard` and `stshard load` (need the tool, the writer and the
-# HDF5 reference tensors of save.cmake: fixture save_h5, file fixtures.h5) ---
-if(NOT TARGET stshard_cli OR NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/gen_fixtures.c)
+# HDF5 reference tensors of fixtures/fixtures.cmake: fixture save_h5, file fixtures.h5) ---
+if(NOT TARGET stshard_cli OR NOT EXISTS ${STS_TESTS_DIR}/fixtures/gen_fixtures.c)
   return()
 endif()
 set(STS_READ_H5 ${STS_TEST_WORK}/fixtures.h5)
@@ -57,7 +57,7 @@ target_include_directories(par_reshard_check PRIVATE ${STS_CLI_DIR})
 # reshard_test(name src m strategy dim)
 function(reshard_test name src m strategy dim)
   add_test(NAME reshard_${name}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard.sh ${src}
+           COMMAND ${STS_TESTS_DIR}/read/par_reshard.sh ${src}
                    ${STS_TEST_WORK}/reshard_${name} ${m} ${strategy} ${dim} ${STS_READ_H5}
                    $<TARGET_FILE:par_reshard_check> $<TARGET_FILE:stshard_cli>
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${MPIEXEC_PREFLAGS}
@@ -91,7 +91,7 @@ reshard_test(single_m2_mesh2d ${STS_TEST_WORK}/reshard_src_cons/single 4 mesh2d 
 # stshard load --check-seed on `stshard save` output, and through a reshard.
 function(load_test name nsave mload strategy)
   add_test(NAME load_${name}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_load.sh ${STS_TEST_WORK}/load_${name}
+           COMMAND ${STS_TESTS_DIR}/read/par_load.sh ${STS_TEST_WORK}/load_${name}
                    ${nsave} ${mload} ${strategy} $<TARGET_FILE:stshard_cli>
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${MPIEXEC_PREFLAGS}
            WORKING_DIRECTORY ${STS_TEST_WORK})
@@ -105,7 +105,7 @@ load_test(s1_l4_mesh2d 1 4 mesh2d)
 load_test(s4_l1_row 4 1 row)
 
 # Exit statuses and messages of the tool, the same on every rank.
-set(READ_EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
+set(READ_EXPECT ${STS_TESTS_DIR}/cli/expect.sh)
 set(READ_MPI2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
     $<TARGET_FILE:stshard_cli>)
 function(read_status_test name status)
