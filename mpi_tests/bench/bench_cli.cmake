@@ -26,7 +26,8 @@ function(bench_cli_test name np iters ops keep check)
 endfunction()
 
 # Every phase and baseline, read back and compared, at 1-4 ranks.
-foreach(np 1 2 3 4)
+sts_test_nps(BENCH_NPS 1 2 3 4)
+foreach(np ${BENCH_NPS})
   bench_cli_test(all ${np} 2 ${BENCH_ALL_OPS} 0 1
                  --model llama:4MiB --iterations 2 --baseline --check --transfer-size 1MiB)
 endforeach()

@@ -52,7 +52,7 @@ target_link_libraries(par_consolidate_big PRIVATE cjson)
 sts_add_mpi_test(NAME par_consolidate_huge NP 3 LABELS long TIMEOUT 900
                  COMMAND $<TARGET_FILE:par_consolidate_big> huge ${STS_BIG_DIR})
 set_tests_properties(par_consolidate_huge_np3 PROPERTIES RESOURCE_LOCK shm_large
-                     SKIP_RETURN_CODE 77)
+                     SKIP_RETURN_CODE 77 COST 60)
 sts_add_mpi_test(NAME par_consolidate_many NP 1 3 TIMEOUT 600
                  COMMAND $<TARGET_FILE:par_consolidate_big> many ${STS_TEST_WORK})
 

@@ -8,7 +8,8 @@ if(NOT TARGET stshard_cli)
 endif()
 
 # gen_moe's output consolidates correctly (value by value) with 1-3 ranks.
-foreach(np 1 2 3)
+sts_test_nps(META_NPS 1 2 3)
+foreach(np ${META_NPS})
   add_test(NAME consolidate_moe_np${np}
            COMMAND ${STS_TESTS_DIR}/consolidate/moe_check.sh $<TARGET_FILE:gen_moe>
                    $<TARGET_FILE:stshard_cli> ${STS_TEST_WORK}/moe_np${np} ${np} --

@@ -71,6 +71,8 @@ foreach(tool consolidate reshard)
              COMMAND ${REL_DIR}/sweep.sh --tool ${tool} ${REL_SWEEP_ARGS}
              --work ${REL_WORK}/sweep-${tool} --part ${part} --np 2 --launcher-every 20
              --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
+    # ~30 s each: started first when there is no CTestCostData yet.
+    set_tests_properties(rel_sweep_${tool}_${i} PROPERTIES COST 30)
   endforeach()
 endforeach()
 
@@ -88,7 +90,8 @@ endif()
 # --- fault injection (test builds: -DSTS_FAULT_INJECTION=ON) ----------------------
 if(STS_FAULT_INJECTION)
   sts_test_program(par_fault par_fault.c)
-  foreach(np 2 4)
+  sts_test_nps(REL_FAULT_NPS 2 4)
+  foreach(np ${REL_FAULT_NPS})
     file(MAKE_DIRECTORY ${REL_WORK}/fault_np${np})
     sts_add_mpi_test(NAME rel_par_fault NP ${np} LABELS rel TIMEOUT 120
                      COMMAND $<TARGET_FILE:par_fault> ${REL_WORK}/fault_np${np})
@@ -141,14 +144,19 @@ if(REL_VALGRIND AND NOT STS_SANITIZE)
 endif()
 
 # --- fault and safety scenarios (faults.sh; docs/reliability.md) ------------------
-# Exit 77 = skipped (no root for tmpfs mounts, no setpriv).  RUN_SERIAL: the
-# scenarios time their kills and pauses against real processes.
+# Exit 77 = skipped (no root for tmpfs mounts, no setpriv).  Each scenario works
+# in its own directory (faults/<scenario>) and waits for marker files, not for
+# a time, so they run beside other tests; the kill scenarios stay RUN_SERIAL,
+# since they SIGKILL real processes mid-write and check that none is left.
 set(REL_FAULTS ${REL_DIR}/faults.sh)
 function(rel_fault_test scenario)
   rel_test(rel_fault_${scenario} MPI TIMEOUT 300
            COMMAND ${REL_FAULTS} ${scenario} --stshard ${REL_CLI} --gen $<TARGET_FILE:gen_many>
            --work ${REL_WORK}/faults --np 2 --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
-  set_tests_properties(rel_fault_${scenario} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  set_tests_properties(rel_fault_${scenario} PROPERTIES SKIP_RETURN_CODE 77)
+  if(scenario MATCHES "^kill_")
+    set_tests_properties(rel_fault_${scenario} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()
 rel_fault_test(save_full_disk)
 if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
@@ -185,6 +193,12 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
     rel_test(rel_stress_${sc} MPI LABELS long TIMEOUT 1800
              COMMAND ${REL_DIR}/stress.sh ${sc} --stshard ${REL_CLI} --gen $<TARGET_FILE:gen_many>
              --work ${REL_WORK}/stress --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
-    set_tests_properties(rel_stress_${sc} PROPERTIES RUN_SERIAL TRUE)
+    # They share the work directory rel/stress (a lock, not the whole machine);
+    # memory measures peak RSS, so it runs alone.
+    if(sc STREQUAL "memory")
+      set_tests_properties(rel_stress_${sc} PROPERTIES RUN_SERIAL TRUE)
+    else()
+      set_tests_properties(rel_stress_${sc} PROPERTIES RESOURCE_LOCK rel_stress)
+    endif()
   endforeach()
 endif()

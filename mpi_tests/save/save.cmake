@@ -8,7 +8,8 @@ set(STS_FIXTURES_H5 ${STS_TEST_WORK}/fixtures.h5)
 sts_test_program(par_save par_save.c)
 target_link_libraries(par_save PRIVATE hdf5::hdf5)
 set(STS_PAR_SAVE_DIRS)
-foreach(np 1 2 3 4)
+sts_test_nps(SAVE_NPS 1 2 3 4)
+foreach(np ${SAVE_NPS})
   sts_add_mpi_test(NAME par_save NP ${np} TIMEOUT 120 FIXTURES_REQUIRED save_h5
                    COMMAND $<TARGET_FILE:par_save> ${STS_FIXTURES_H5} ${STS_TEST_WORK}/par_save_np${np})
   set_tests_properties(par_save_np${np} PROPERTIES FIXTURES_SETUP save_out)
@@ -41,9 +42,10 @@ sts_test_program(par_save_large par_save_large.c ${PROJECT_SOURCE_DIR}/src/cli/m
 target_include_directories(par_save_large PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
 sts_add_mpi_test(NAME par_save_large NP 1 2 TIMEOUT 600 LABELS long
                  COMMAND $<TARGET_FILE:par_save_large> /dev/shm/stshard_par_save_large)
-foreach(np 1 2)
+sts_test_nps(SAVE_LARGE_NPS 1 2)
+foreach(np ${SAVE_LARGE_NPS})
   set_tests_properties(par_save_large_np${np} PROPERTIES SKIP_RETURN_CODE 77
-                       RESOURCE_LOCK shm_large)
+                       RESOURCE_LOCK shm_large COST 40)
 endforeach()
 
 # --- stshard save (needs the tool, and the verify/mapping modules it brings) ---
@@ -67,7 +69,7 @@ function(save_cli_test name np model strategy dtype files)
                        ENVIRONMENT "${STS_TEST_ENV}")
 endfunction()
 
-foreach(np 1 2 3 4)
+foreach(np ${SAVE_NPS})
   foreach(strategy tp row col mesh2d)
     save_cli_test(llama_${strategy} ${np} llama:4MiB ${strategy} BF16 0)
   endforeach()

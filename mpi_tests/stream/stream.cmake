@@ -15,7 +15,8 @@ if(STS_FAULT_INJECTION)
                    COMMAND $<TARGET_FILE:par_writer_stream_errors> ${STS_TEST_WORK}/writer_stream_errors
                            --fault
                    TIMEOUT 120)
-  foreach(np 2 3)
+  sts_test_nps(STREAM_FAULT_NPS 2 3)
+  foreach(np ${STREAM_FAULT_NPS})
     set_property(TEST par_writer_stream_fault_np${np} APPEND PROPERTY ENVIRONMENT
                  "STSHARD_FAULT=point=write,rank=1,hit=2")
   endforeach()
