@@ -1,7 +1,5 @@
-# Consolidation: the pure planner (serial), its scaling benchmark, and the
-# collective consolidation under mpiexec.
-sts_test_program(unit_plan unit_plan.c)
-sts_add_unit_test(NAME unit_plan COMMAND $<TARGET_FILE:unit_plan>)
+# Consolidation: the pure planner's scaling benchmark (its unit test is in
+# unit/unit.cmake), and the collective consolidation under mpiexec.
 # 4096 rank files x 2000 tensors planned without MPI (prints seconds and peak RSS).
 sts_test_program(bench_plan bench_plan.c)
 sts_add_unit_test(NAME bench_plan COMMAND $<TARGET_FILE:bench_plan> LABELS bench TIMEOUT 900)
@@ -29,7 +27,7 @@ find_package(Python3 COMPONENTS Interpreter)
 if(Python3_Interpreter_FOUND)
   set(STS_PYT_FIXTURE ${STS_TEST_WORK}/pytorch_shards)
   add_test(NAME consolidate_pytorch_fixture
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/consolidate/make_pytorch_shards.py
+           COMMAND ${Python3_EXECUTABLE} ${STS_TESTS_DIR}/consolidate/make_pytorch_shards.py
                    ${STS_PYT_FIXTURE})
   set_tests_properties(consolidate_pytorch_fixture PROPERTIES FIXTURES_SETUP cons_pytorch
                        LABELS "unit")
@@ -54,12 +52,12 @@ target_link_libraries(par_consolidate_big PRIVATE cjson)
 sts_add_mpi_test(NAME par_consolidate_huge NP 3 LABELS long TIMEOUT 900
                  COMMAND $<TARGET_FILE:par_consolidate_big> huge ${STS_BIG_DIR})
 set_tests_properties(par_consolidate_huge_np3 PROPERTIES RESOURCE_LOCK shm_large
-                     SKIP_RETURN_CODE 77)
+                     SKIP_RETURN_CODE 77 COST 60)
 sts_add_mpi_test(NAME par_consolidate_many NP 1 3 TIMEOUT 600
                  COMMAND $<TARGET_FILE:par_consolidate_big> many ${STS_TEST_WORK})
 
 # Save with P ranks, consolidate with Q ranks (every P, Q up to the mpiexec
-# size) against the HDF5 reference tensors of gen_fixtures.c (save.cmake).
+# size) against the HDF5 reference tensors of fixtures/gen_fixtures.c.
 sts_test_program(par_consolidate_h5 par_consolidate_h5.c par_consolidate_gen.c)
 target_link_libraries(par_consolidate_h5 PRIVATE hdf5::hdf5 cjson)
 sts_add_mpi_test(NAME par_consolidate_h5 NP 1 2 3 4 TIMEOUT 300 FIXTURES_REQUIRED save_h5
@@ -72,17 +70,17 @@ if(NOT TARGET stshard_cli OR NOT Python3_Interpreter_FOUND)
 endif()
 set(CONS_MPI ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
 add_test(NAME consolidate_cli_roundtrip
-         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/consolidate/cli_roundtrip.sh $<TARGET_FILE:stshard_cli>
+         COMMAND ${STS_TESTS_DIR}/consolidate/cli_roundtrip.sh $<TARGET_FILE:stshard_cli>
                  ${STS_TEST_WORK}/consolidate_cli ${STS_PYT_FIXTURE} -- ${MPIEXEC_EXECUTABLE}
                  ${MPIEXEC_PREFLAGS}
          WORKING_DIRECTORY ${STS_TEST_WORK})
 set_tests_properties(consolidate_cli_roundtrip PROPERTIES LABELS "mpi;cli" TIMEOUT 300
                      ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED cons_pytorch)
 
-# Exit statuses and messages, the same on every rank (expect.sh from cli.cmake).
+# Exit statuses and messages, the same on every rank (cli/expect.sh).
 function(consolidate_status_test name status)
   add_test(NAME consolidate_cli_${name}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh ${status} ${ARGN}
+           COMMAND ${STS_TESTS_DIR}/cli/expect.sh ${status} ${ARGN}
            WORKING_DIRECTORY ${STS_TEST_WORK})
   set_tests_properties(consolidate_cli_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 120
                        ENVIRONMENT "${STS_TEST_ENV}" FIXTURES_REQUIRED cons_pytorch)

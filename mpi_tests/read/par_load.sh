@@ -11,7 +11,7 @@ set -eu
 dir=$1 nsave=$2 mload=$3 strategy=$4 stshard=$5 launcher=$6 npflag=$7
 shift 7
 pre="$*"
-. "$(dirname "$0")/launch.sh"
+. "$(dirname "$0")/../support/launch.sh"
 rm -rf "$dir" "$dir.resharded"
 launch "$nsave" "$stshard" save "$dir" --model mixed:3MiB --strategy tp --dtype BF16 --seed 7
 out=$(launch "$mload" "$stshard" load "$dir" --strategy "$strategy" --check-seed 7 \

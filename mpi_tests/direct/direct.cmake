@@ -24,7 +24,7 @@ endif()
 # direct_equal_test(name np model strategy dtype [save options...])
 function(direct_equal_test name np model strategy dtype)
   add_test(NAME direct_equal_${name}_np${np}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/direct/equal.sh $<TARGET_FILE:stshard_cli>
+           COMMAND ${STS_TESTS_DIR}/direct/equal.sh $<TARGET_FILE:stshard_cli>
                    ${STS_TEST_WORK}/direct_equal_${name}_np${np} ${np} ${model} ${strategy}
                    ${dtype} ${ARGN} -- ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS}
            WORKING_DIRECTORY ${STS_TEST_WORK})
@@ -32,7 +32,8 @@ function(direct_equal_test name np model strategy dtype)
                        ENVIRONMENT "${STS_TEST_ENV}")
 endfunction()
 
-foreach(np 1 2 3 4)
+sts_test_nps(DIRECT_NPS 1 2 3 4)
+foreach(np ${DIRECT_NPS})
   foreach(strategy tp row col mesh2d)
     direct_equal_test(llama_${strategy} ${np} llama:4MiB ${strategy} BF16)
   endforeach()
@@ -43,14 +44,14 @@ foreach(np 1 2 3 4)
   direct_equal_test(reference_tp ${np} llama:2MiB tp F16 --reference-split 500KB)
   # A mapping of four tensors (two column-split under tp), the rest dropped.
   direct_equal_test(drop_unmapped ${np} llama:4MiB tp BF16 --mapping
-                    ${CMAKE_CURRENT_SOURCE_DIR}/direct/partial_mapping.json --drop-unmapped)
+                    ${STS_TESTS_DIR}/direct/partial_mapping.json --drop-unmapped)
 endforeach()
 
 # Usage errors of the new options (exit 2 on every rank, message on rank 0).
 set(DIRECT_SAVE ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
     $<TARGET_FILE:stshard_cli> save)
 function(direct_status_test name status)
-  add_test(NAME direct_cli_${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh ${status}
+  add_test(NAME direct_cli_${name} COMMAND ${STS_TESTS_DIR}/cli/expect.sh ${status}
                                            ${ARGN}
            WORKING_DIRECTORY ${STS_TEST_WORK})
   set_tests_properties(direct_cli_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 120
@@ -74,7 +75,7 @@ direct_status_test(same_dir 2 -m "Usage" -m "is the input directory" -m "rank fi
 if(STS_FAULT_INJECTION)
   foreach(rank 0 1)
     add_test(NAME direct_kill_rank${rank}
-             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/direct/kill.sh $<TARGET_FILE:stshard_cli>
+             COMMAND ${STS_TESTS_DIR}/direct/kill.sh $<TARGET_FILE:stshard_cli>
                      ${STS_TEST_WORK}/direct_kill_rank${rank} ${rank} -- ${MPIEXEC_EXECUTABLE}
                      ${MPIEXEC_PREFLAGS}
              WORKING_DIRECTORY ${STS_TEST_WORK})
@@ -90,7 +91,7 @@ if(STS_FAULT_INJECTION)
   set(STS_ENV_AGREE_FAULT 1)
 endif()
 add_test(NAME env_agree
-         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_env_agree.sh ${STS_TEST_WORK}/env_agree
+         COMMAND ${STS_TESTS_DIR}/direct/par_env_agree.sh ${STS_TEST_WORK}/env_agree
                  $<TARGET_FILE:stshard_cli> ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
                  ${MPIEXEC_PREFLAGS}
          WORKING_DIRECTORY ${STS_TEST_WORK})

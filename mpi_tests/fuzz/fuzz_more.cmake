@@ -8,7 +8,7 @@ if(NOT STS_FUZZ OR NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
 endif()
 
 
-set(STS_FUZZ_MORE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+set(STS_FUZZ_MORE_DIR ${STS_TESTS_DIR}/fuzz)
 
 # rel_add_fuzz_target(name [DICT file] [SECONDS s]): builds fuzz/<name>.c and
 # registers a test that copies fuzz/corpus/<name>/ into a scratch directory
@@ -32,7 +32,7 @@ function(rel_add_fuzz_target name)
   set(seeds ${STS_FUZZ_MORE_DIR}/corpus/${name})
   add_test(NAME ${name}
            COMMAND sh -c "rm -rf '${work}' && mkdir -p '${work}' && cp '${seeds}'/* '${work}/' && exec '$<TARGET_FILE:${name}>' -max_total_time=${F_SECONDS} -timeout=10 -rss_limit_mb=2048 ${dict} -print_final_stats=1 '${work}'")
-  set_tests_properties(${name} PROPERTIES LABELS "fuzz" TIMEOUT 180)
+  set_tests_properties(${name} PROPERTIES LABELS "fuzz" TIMEOUT 180 COST ${F_SECONDS})
 endfunction()
 
 rel_add_fuzz_target(fuzz_coverage)

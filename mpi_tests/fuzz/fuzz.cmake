@@ -21,7 +21,7 @@ target_compile_options(stshard_fuzzlib PRIVATE ${STS_FUZZ_FLAGS})
 target_link_libraries(stshard_fuzzlib PUBLIC MPI::MPI_C cjson)
 sts_target_warnings(stshard_fuzzlib)
 
-set(STS_FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+set(STS_FUZZ_DIR ${STS_TESTS_DIR}/fuzz)
 foreach(fz fuzz_header fuzz_sharding)
   add_executable(${fz} ${STS_FUZZ_DIR}/${fz}.c)
   target_compile_options(${fz} PRIVATE -fsanitize=fuzzer,address,undefined)
@@ -39,7 +39,8 @@ function(sts_add_fuzz_test name)
   endforeach()
   add_test(NAME ${name}
            COMMAND sh -c "rm -rf '${work}' && mkdir -p '${work}'${copy} && exec '$<TARGET_FILE:${name}>' -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -dict='${STS_FUZZ_DIR}/header.dict' -print_final_stats=1 '${work}'")
-  set_tests_properties(${name} PROPERTIES LABELS "fuzz" TIMEOUT 120)
+  # COST: 20 s of fuzzing, started first when there is no CTestCostData yet.
+  set_tests_properties(${name} PROPERTIES LABELS "fuzz" TIMEOUT 120 COST 20)
 endfunction()
 
 sts_add_fuzz_test(fuzz_header ${STS_CORPUS_DIR}/bad ${STS_CORPUS_DIR}/good)

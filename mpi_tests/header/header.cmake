@@ -1,6 +1,5 @@
-# Header codec: unit tests, the bad/good corpus, the parse benchmark.
-sts_test_program(unit_header unit_header.c)
-sts_add_unit_test(NAME unit_header COMMAND $<TARGET_FILE:unit_header>)
+# Header codec: the bad/good corpus (mpi_tests/corpus/), the parse benchmark
+# (unit_header is in unit/unit.cmake).
 
 # Every corpus file must give the error its name announces (or be accepted).
 sts_test_program(corpus_check corpus_check.c)

@@ -15,7 +15,7 @@ set(BENCH_ALL_OPS save,consolidate,load,fpp-write,fpp-read,shared-write,shared-r
 # bench_cli_test(name np iters ops keep check bench-args...)
 function(bench_cli_test name np iters ops keep check)
   add_test(NAME bench_cli_${name}_np${np}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_cli.sh
+           COMMAND ${STS_TESTS_DIR}/bench/bench_cli.sh
                    ${STS_TEST_WORK}/bench_cli_${name}_np${np} $<TARGET_FILE:stshard_cli>
                    "${BENCH_PY}" ${np} ${iters} ${ops} ${keep} ${check} --
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} --
@@ -26,7 +26,8 @@ function(bench_cli_test name np iters ops keep check)
 endfunction()
 
 # Every phase and baseline, read back and compared, at 1-4 ranks.
-foreach(np 1 2 3 4)
+sts_test_nps(BENCH_NPS 1 2 3 4)
+foreach(np ${BENCH_NPS})
   bench_cli_test(all ${np} 2 ${BENCH_ALL_OPS} 0 1
                  --model llama:4MiB --iterations 2 --baseline --check --transfer-size 1MiB)
 endforeach()
@@ -50,7 +51,7 @@ set_tests_properties(bench_cli_hints_np2 PROPERTIES
 set(BENCH_MPI ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
     $<TARGET_FILE:stshard_cli> bench)
 function(bench_status_test name status)
-  add_test(NAME bench_cli_${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh ${status}
+  add_test(NAME bench_cli_${name} COMMAND ${STS_TESTS_DIR}/cli/expect.sh ${status}
            ${ARGN} WORKING_DIRECTORY ${STS_TEST_WORK})
   set_tests_properties(bench_cli_${name} PROPERTIES LABELS "mpi;cli" TIMEOUT 120
                        ENVIRONMENT "${STS_TEST_ENV}")

@@ -11,7 +11,7 @@ set -eu
 dir=$1 stshard=$2 launcher=$3 npflag=$4
 shift 4
 pre="$*"
-. "$(dirname "$0")/launch.sh"
+. "$(dirname "$0")/../support/launch.sh"
 rm -rf "$dir"
 mkdir -p "$dir"
 launch 2 "$stshard" save "$dir/in" --model mixed:8MiB --strategy tp --seed 3

@@ -9,8 +9,8 @@ if(NOT TARGET stshard_cli OR STS_SANITIZE)
   return()
 endif()
 add_test(NAME slurm_consolidate
-         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/slurm/slurm-test.sh ${STS_TEST_WORK}/slurm-state
-                 --run ${CMAKE_CURRENT_SOURCE_DIR}/slurm/consolidate-job.sh
+         COMMAND ${STS_TESTS_DIR}/slurm/slurm-test.sh ${STS_TEST_WORK}/slurm-state
+                 --run ${STS_TESTS_DIR}/slurm/consolidate-job.sh
                  $<TARGET_FILE:stshard_cli> ${PROJECT_SOURCE_DIR} ${STS_TEST_WORK}/slurm-job
          WORKING_DIRECTORY ${STS_TEST_WORK})
 set_tests_properties(slurm_consolidate PROPERTIES LABELS "slurm" TIMEOUT 300 RUN_SERIAL TRUE
@@ -18,8 +18,8 @@ set_tests_properties(slurm_consolidate PROPERTIES LABELS "slurm" TIMEOUT 300 RUN
 # -N 2 jobs: slurmd on two hosts with their own names and addresses; save,
 # consolidate (srun and mpirun) and load, equal to one host's results.
 add_test(NAME slurm_two_node
-         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/slurm/slurm-test.sh ${STS_TEST_WORK}/slurm2-state
-                 --nodes 2 --run ${CMAKE_CURRENT_SOURCE_DIR}/slurm/two-node-job.sh
+         COMMAND ${STS_TESTS_DIR}/slurm/slurm-test.sh ${STS_TEST_WORK}/slurm2-state
+                 --nodes 2 --run ${STS_TESTS_DIR}/slurm/two-node-job.sh
                  $<TARGET_FILE:stshard_cli> ${PROJECT_SOURCE_DIR} ${STS_TEST_WORK}/slurm2-job
          WORKING_DIRECTORY ${STS_TEST_WORK})
 set_tests_properties(slurm_two_node PROPERTIES LABELS "slurm;cluster" TIMEOUT 300 RUN_SERIAL TRUE

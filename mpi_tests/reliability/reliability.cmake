@@ -2,7 +2,7 @@
 # consolidate and reshard, fault injection, crash safety, stress and
 # determinism, and valgrind runs.  Scripts and generators live in
 # mpi_tests/reliability/.
-set(REL_DIR ${CMAKE_CURRENT_SOURCE_DIR}/reliability)
+set(REL_DIR ${STS_TESTS_DIR}/reliability)
 set(REL_WORK ${STS_TEST_WORK}/rel)
 file(MAKE_DIRECTORY ${REL_WORK})
 
@@ -16,13 +16,20 @@ if(NOT TARGET stshard_cli)
 endif()
 set(REL_CLI $<TARGET_FILE:stshard_cli>)
 
-sts_test_program(gen_many reliability/gen_many.c)
+sts_test_program(gen_many gen_many.c)
 
-# rel_test(name COMMAND ... [LABELS ..] [TIMEOUT s] [FIXTURES fixture...])
+# rel_test(name [MPI] COMMAND ... [LABELS ..] [TIMEOUT s] [FIXTURES fixture...]):
+# MPI when the command starts MPI programs (mpiexec, or the tool's MPI
+# subcommands): label mpi instead of unit.
 function(rel_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "COMMAND;LABELS;FIXTURES" ${ARGN})
-  sts_add_unit_test(NAME ${name} COMMAND ${T_COMMAND} LABELS "rel;${T_LABELS}"
-                    TIMEOUT ${T_TIMEOUT})
+  cmake_parse_arguments(T "MPI" "TIMEOUT" "COMMAND;LABELS;FIXTURES" ${ARGN})
+  if(T_MPI)
+    sts_add_script_test(NAME ${name} COMMAND ${T_COMMAND} LABELS "rel;${T_LABELS}"
+                        TIMEOUT ${T_TIMEOUT})
+  else()
+    sts_add_unit_test(NAME ${name} COMMAND ${T_COMMAND} LABELS "rel;${T_LABELS}"
+                      TIMEOUT ${T_TIMEOUT})
+  endif()
   if(T_FIXTURES)
     set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED "${T_FIXTURES}")
   endif()
@@ -60,16 +67,18 @@ foreach(tool consolidate reshard)
   endif()
   foreach(part ${REL_SWEEP_PARTS})
     string(REGEX REPLACE "/.*" "" i ${part})
-    rel_test(rel_sweep_${tool}_${i} FIXTURES rel_sweep TIMEOUT 900
+    rel_test(rel_sweep_${tool}_${i} MPI FIXTURES rel_sweep TIMEOUT 900
              COMMAND ${REL_DIR}/sweep.sh --tool ${tool} ${REL_SWEEP_ARGS}
              --work ${REL_WORK}/sweep-${tool} --part ${part} --np 2 --launcher-every 20
              --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
+    # ~30 s each: started first when there is no CTestCostData yet.
+    set_tests_properties(rel_sweep_${tool}_${i} PROPERTIES COST 30)
   endforeach()
 endforeach()
 
 # The whole sweep through the library (sts_consolidate, sts_reader_open) in one MPI job.
 if(EXISTS ${PROJECT_SOURCE_DIR}/src/consolidate.c AND EXISTS ${PROJECT_SOURCE_DIR}/src/reader.c)
-  sts_test_program(par_sweep reliability/par_sweep.c)
+  sts_test_program(par_sweep par_sweep.c)
   sts_add_unit_test(NAME rel_par_sweep_clean LABELS rel COMMAND ${CMAKE_COMMAND} -E
                     rm -rf ${REL_WORK}/par_sweep)
   set_tests_properties(rel_par_sweep_clean PROPERTIES FIXTURES_SETUP rel_par_sweep)
@@ -80,8 +89,9 @@ endif()
 
 # --- fault injection (test builds: -DSTS_FAULT_INJECTION=ON) ----------------------
 if(STS_FAULT_INJECTION)
-  sts_test_program(par_fault reliability/par_fault.c)
-  foreach(np 2 4)
+  sts_test_program(par_fault par_fault.c)
+  sts_test_nps(REL_FAULT_NPS 2 4)
+  foreach(np ${REL_FAULT_NPS})
     file(MAKE_DIRECTORY ${REL_WORK}/fault_np${np})
     sts_add_mpi_test(NAME rel_par_fault NP ${np} LABELS rel TIMEOUT 120
                      COMMAND $<TARGET_FILE:par_fault> ${REL_WORK}/fault_np${np})
@@ -94,8 +104,8 @@ endif()
 # value and no definite leak; valgrind-openmpi.supp hides Open MPI's own.
 find_program(REL_VALGRIND valgrind)
 if(REL_VALGRIND AND NOT STS_SANITIZE)
-  add_library(rel_vg_keepdl SHARED ${CMAKE_CURRENT_SOURCE_DIR}/asan_keepdl.c)
-  set(REL_VG ${REL_DIR}/vg.sh ${CMAKE_CURRENT_SOURCE_DIR}/valgrind-openmpi.supp
+  add_library(rel_vg_keepdl SHARED ${STS_TESTS_SUPPORT}/asan_keepdl.c)
+  set(REL_VG ${REL_DIR}/vg.sh ${STS_TESTS_SUPPORT}/valgrind-openmpi.supp
              $<TARGET_FILE:rel_vg_keepdl>)
   set(REL_MPI2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS})
   # rel_vg_test(name fixture status command...)
@@ -104,7 +114,7 @@ if(REL_VALGRIND AND NOT STS_SANITIZE)
              COMMAND ${REL_VG} ${status} ${ARGN})
   endfunction()
   function(rel_vg_mpi_test name fixture status)
-    rel_test(${name} LABELS valgrind TIMEOUT 600 FIXTURES ${fixture}
+    rel_test(${name} MPI LABELS valgrind TIMEOUT 600 FIXTURES ${fixture}
              COMMAND ${REL_MPI2} ${REL_VG} ${status} ${ARGN})
   endfunction()
   rel_vg_test(rel_vg_verify_good rel_sweep 0 ${REL_CLI} verify ${REL_SWEEP}/good_ranks)
@@ -134,14 +144,19 @@ if(REL_VALGRIND AND NOT STS_SANITIZE)
 endif()
 
 # --- fault and safety scenarios (faults.sh; docs/reliability.md) ------------------
-# Exit 77 = skipped (no root for tmpfs mounts, no setpriv).  RUN_SERIAL: the
-# scenarios time their kills and pauses against real processes.
+# Exit 77 = skipped (no root for tmpfs mounts, no setpriv).  Each scenario works
+# in its own directory (faults/<scenario>) and waits for marker files, not for
+# a time, so they run beside other tests; the kill scenarios stay RUN_SERIAL,
+# since they SIGKILL real processes mid-write and check that none is left.
 set(REL_FAULTS ${REL_DIR}/faults.sh)
 function(rel_fault_test scenario)
-  rel_test(rel_fault_${scenario} TIMEOUT 300
+  rel_test(rel_fault_${scenario} MPI TIMEOUT 300
            COMMAND ${REL_FAULTS} ${scenario} --stshard ${REL_CLI} --gen $<TARGET_FILE:gen_many>
            --work ${REL_WORK}/faults --np 2 --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
-  set_tests_properties(rel_fault_${scenario} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  set_tests_properties(rel_fault_${scenario} PROPERTIES SKIP_RETURN_CODE 77)
+  if(scenario MATCHES "^kill_")
+    set_tests_properties(rel_fault_${scenario} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()
 rel_fault_test(save_full_disk)
 if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
@@ -161,7 +176,7 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
     endforeach()
     # Library level: a failure at every phase, on the first or the last rank, comes back
     # identical on every rank and leaves nothing behind.
-    sts_test_program(par_fault_consolidate reliability/par_fault_consolidate.c)
+    sts_test_program(par_fault_consolidate par_fault_consolidate.c)
     sts_add_unit_test(NAME rel_fault_cons_input LABELS rel COMMAND sh -c
       "rm -rf '${REL_WORK}/fault_cons' && mkdir -p '${REL_WORK}/fault_cons' && $<TARGET_FILE:gen_many> --write '${REL_WORK}/fault_cons/in' --ranks 5 --tensors 3000")
     set_tests_properties(rel_fault_cons_input PROPERTIES FIXTURES_SETUP rel_fault_cons)
@@ -175,9 +190,15 @@ endif()
 # --- stress, determinism, memory (label "long": main build only) -----------------
 if(EXISTS ${PROJECT_SOURCE_DIR}/src/cli/cmd_consolidate.c)
   foreach(sc many_tensors many_ranks determinism memory)
-    rel_test(rel_stress_${sc} LABELS long TIMEOUT 1800
+    rel_test(rel_stress_${sc} MPI LABELS long TIMEOUT 1800
              COMMAND ${REL_DIR}/stress.sh ${sc} --stshard ${REL_CLI} --gen $<TARGET_FILE:gen_many>
              --work ${REL_WORK}/stress --mpiexec ${MPIEXEC_EXECUTABLE} -- ${MPIEXEC_PREFLAGS})
-    set_tests_properties(rel_stress_${sc} PROPERTIES RUN_SERIAL TRUE)
+    # They share the work directory rel/stress (a lock, not the whole machine);
+    # memory measures peak RSS, so it runs alone.
+    if(sc STREQUAL "memory")
+      set_tests_properties(rel_stress_${sc} PROPERTIES RUN_SERIAL TRUE)
+    else()
+      set_tests_properties(rel_stress_${sc} PROPERTIES RESOURCE_LOCK rel_stress)
+    endif()
   endforeach()
 endif()

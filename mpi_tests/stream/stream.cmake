@@ -15,7 +15,8 @@ if(STS_FAULT_INJECTION)
                    COMMAND $<TARGET_FILE:par_writer_stream_errors> ${STS_TEST_WORK}/writer_stream_errors
                            --fault
                    TIMEOUT 120)
-  foreach(np 2 3)
+  sts_test_nps(STREAM_FAULT_NPS 2 3)
+  foreach(np ${STREAM_FAULT_NPS})
     set_property(TEST par_writer_stream_fault_np${np} APPEND PROPERTY ENVIRONMENT
                  "STSHARD_FAULT=point=write,rank=1,hit=2")
   endforeach()
@@ -25,7 +26,7 @@ endif()
 # every element kept; and a failure on one rank mid-stream stops all, publishing nothing.
 if(TARGET stshard_cli)
   add_test(NAME reshard_stream_memory
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard_mem.sh ${STS_TEST_WORK}/reshard_stream_memory
+           COMMAND ${STS_TESTS_DIR}/stream/par_reshard_mem.sh ${STS_TEST_WORK}/reshard_stream_memory
                    $<TARGET_FILE:stshard_cli> ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
                    ${MPIEXEC_PREFLAGS}
            WORKING_DIRECTORY ${STS_TEST_WORK})
@@ -33,7 +34,7 @@ if(TARGET stshard_cli)
                        ENVIRONMENT "${STS_TEST_ENV}")
   if(STS_FAULT_INJECTION)
     add_test(NAME reshard_stream_fault
-             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard_fault.sh ${STS_TEST_WORK}/reshard_stream_fault
+             COMMAND ${STS_TESTS_DIR}/stream/par_reshard_fault.sh ${STS_TEST_WORK}/reshard_stream_fault
                      $<TARGET_FILE:stshard_cli> ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
                      ${MPIEXEC_PREFLAGS}
              WORKING_DIRECTORY ${STS_TEST_WORK})

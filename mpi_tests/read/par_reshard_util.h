@@ -1,5 +1,5 @@
 /*
- * par_reshard_util.h - the HDF5 reference tensors (mpi_tests/gen_fixtures.c)
+ * par_reshard_util.h - the HDF5 reference tensors (mpi_tests/fixtures/gen_fixtures.c)
  * as the resharding tests see them: name, dtype, global shape, the split
  * the source checkpoint uses, and the stored bytes of any hyperslab.
  *

@@ -16,8 +16,8 @@ set -euo pipefail
 dir=$1 stshard=$2 launcher=$3 npflag=$4
 shift 4
 pre="$*"
-# shellcheck source=launch.sh
-. "$(dirname "$0")/launch.sh"
+# shellcheck source=../support/launch.sh
+. "$(dirname "$0")/../support/launch.sh"
 wrap=$(dirname "$0")/par_env_rank.sh
 rm -rf "$dir"
 mkdir -p "$dir"

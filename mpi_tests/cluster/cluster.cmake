@@ -9,7 +9,7 @@
 if(NOT TARGET stshard_cli OR STS_SANITIZE)
   return()
 endif()
-set(STS_CLUSTER_TEST ${CMAKE_CURRENT_SOURCE_DIR}/cluster/cluster-test.sh)
+set(STS_CLUSTER_TEST ${STS_TESTS_DIR}/cluster/cluster-test.sh)
 function(sts_cluster_test mode)
   add_test(NAME cluster_${mode}
            COMMAND ${STS_CLUSTER_TEST} ${mode} $<TARGET_FILE:stshard_cli>

@@ -1,24 +1,18 @@
-# The stshard tool's local subcommands (inspect, verify, mapping), the
-# mapping module and the coverage check.  Checkpoints, good and broken on
+# The stshard tool's local subcommands (inspect, verify, mapping), which run
+# without MPI (label unit; the mapping module's and the coverage check's unit
+# tests are in unit/unit.cmake, gen_checkpoint in fixtures/fixtures.cmake).
+# Checkpoints, good and broken on
 # purpose, are generated in the build tree by fixture tests; each CLI test
 # asserts the exit status AND the error names in the output
 # (mpi_tests/cli/expect.sh).
-
-sts_test_program(gen_checkpoint gen_checkpoint.c)
-sts_test_program(unit_coverage unit_coverage.c)
-sts_test_program(unit_mapping unit_mapping.c)
-target_link_libraries(unit_mapping PRIVATE cjson)
-
-sts_add_unit_test(NAME unit_coverage COMMAND $<TARGET_FILE:unit_coverage>)
-sts_add_unit_test(NAME unit_mapping COMMAND $<TARGET_FILE:unit_mapping>)
 
 if(NOT TARGET stshard_cli)
   return()
 endif()
 
 set(CLI_DATA ${STS_TEST_WORK}/cli)
-set(CLI_EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
-set(CLI_FRESH ${CMAKE_CURRENT_SOURCE_DIR}/cli/fresh.sh)
+set(CLI_EXPECT ${STS_TESTS_DIR}/cli/expect.sh)
+set(CLI_FRESH ${STS_TESTS_DIR}/cli/fresh.sh)
 set(CLI $<TARGET_FILE:stshard_cli>)
 set(GEN $<TARGET_FILE:gen_checkpoint>)
 
@@ -163,7 +157,7 @@ cli_test(inspect_missing 3 -m "NotFound" -- ${CLI} inspect ${CLI_DATA}/no-such-t
 find_package(Python3 COMPONENTS Interpreter QUIET)
 if(Python3_Interpreter_FOUND)
   # The --json outputs must be JSON a standard parser accepts.
-  set(JSON_OK ${CMAKE_CURRENT_SOURCE_DIR}/cli/json_ok.sh ${Python3_EXECUTABLE})
+  set(JSON_OK ${STS_TESTS_DIR}/cli/json_ok.sh ${Python3_EXECUTABLE})
   cli_test(inspect_json_parses 0 -m "\"totals\"" -n "not valid JSON" --
            ${JSON_OK} ${CLI} inspect --json ${CLI_DATA}/ranks-files2)
   cli_test(inspect_json_bad_parses 1 -m "\"error\": \"MetadataIncompleteBuffer\"" -n "not valid JSON" --
@@ -192,7 +186,7 @@ cli_test(mapping_missing 3 -m "NotFound" -- ${CLI} mapping --reference ${CLI_DAT
 # A Hugging Face checkpoint beside rank files is AmbiguousInput for load, reshard,
 # consolidate, verify, mapping --reference and inspect; hidden junk is ignored by all.
 add_test(NAME cli_dir_forms
-         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/dir_forms.sh ${CLI_DATA}/dir-forms
+         COMMAND ${STS_TESTS_DIR}/cli/dir_forms.sh ${CLI_DATA}/dir-forms
                  ${CLI_DATA}/ranks ${CLI_DATA}/single ${CLI_DATA}/index ${CLI}
                  ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS}
          WORKING_DIRECTORY ${STS_TEST_WORK})

@@ -12,7 +12,7 @@ set -eu
 dir=$1 stshard=$2 launcher=$3 npflag=$4
 shift 4
 pre="$*"
-. "$(dirname "$0")/launch.sh"
+. "$(dirname "$0")/../support/launch.sh"
 field() { echo "$1" | sed "s/.*\"$2\": \([0-9]*\).*/\1/"; }
 rm -rf "$dir"
 mkdir -p "$dir"

@@ -1,24 +1,15 @@
 # Sharded save: HDF5 reference tensors (setup fixture), the writer API at 1-4
 # ranks, error cases, a block over 2 GiB, and `stshard save` for every strategy.
 
-# The reference tensors, written once per test run.
-add_executable(gen_fixtures gen_fixtures.c)
-target_link_libraries(gen_fixtures PRIVATE hdf5::hdf5)
-sts_target_warnings(gen_fixtures)
+# The reference tensors (fixture save_h5, test save_gen_fixtures) come from
+# fixtures/fixtures.cmake; the synthetic model's unit test from unit/unit.cmake.
 set(STS_FIXTURES_H5 ${STS_TEST_WORK}/fixtures.h5)
-sts_add_unit_test(NAME save_gen_fixtures COMMAND $<TARGET_FILE:gen_fixtures> ${STS_FIXTURES_H5})
-set_tests_properties(save_gen_fixtures PROPERTIES FIXTURES_SETUP save_h5)
-
-# The synthetic model of `stshard save` (pure functions, no MPI).
-sts_test_program(unit_model unit_model.c ${PROJECT_SOURCE_DIR}/src/cli/model.c
-                 ${PROJECT_SOURCE_DIR}/src/cli/common.c)
-target_include_directories(unit_model PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
-sts_add_unit_test(NAME unit_model COMMAND $<TARGET_FILE:unit_model>)
 
 sts_test_program(par_save par_save.c)
 target_link_libraries(par_save PRIVATE hdf5::hdf5)
 set(STS_PAR_SAVE_DIRS)
-foreach(np 1 2 3 4)
+sts_test_nps(SAVE_NPS 1 2 3 4)
+foreach(np ${SAVE_NPS})
   sts_add_mpi_test(NAME par_save NP ${np} TIMEOUT 120 FIXTURES_REQUIRED save_h5
                    COMMAND $<TARGET_FILE:par_save> ${STS_FIXTURES_H5} ${STS_TEST_WORK}/par_save_np${np})
   set_tests_properties(par_save_np${np} PROPERTIES FIXTURES_SETUP save_out)
@@ -29,7 +20,7 @@ endforeach()
 find_program(STS_PYTHON3 python3)
 if(STS_PYTHON3)
   sts_add_unit_test(NAME save_python_json LABELS mpi
-                    COMMAND ${STS_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/par_save_pyjson.py
+                    COMMAND ${STS_PYTHON3} ${STS_TESTS_DIR}/save/par_save_pyjson.py
                             ${STS_PAR_SAVE_DIRS})
   set_tests_properties(save_python_json PROPERTIES FIXTURES_REQUIRED save_out)
 endif()
@@ -51,9 +42,10 @@ sts_test_program(par_save_large par_save_large.c ${PROJECT_SOURCE_DIR}/src/cli/m
 target_include_directories(par_save_large PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
 sts_add_mpi_test(NAME par_save_large NP 1 2 TIMEOUT 600 LABELS long
                  COMMAND $<TARGET_FILE:par_save_large> /dev/shm/stshard_par_save_large)
-foreach(np 1 2)
+sts_test_nps(SAVE_LARGE_NPS 1 2)
+foreach(np ${SAVE_LARGE_NPS})
   set_tests_properties(par_save_large_np${np} PROPERTIES SKIP_RETURN_CODE 77
-                       RESOURCE_LOCK shm_large)
+                       RESOURCE_LOCK shm_large COST 40)
 endforeach()
 
 # --- stshard save (needs the tool, and the verify/mapping modules it brings) ---
@@ -68,7 +60,7 @@ target_include_directories(par_save_check PRIVATE ${PROJECT_SOURCE_DIR}/src/cli)
 # save_cli_test(name np model strategy dtype files): save, then check every block and element.
 function(save_cli_test name np model strategy dtype files)
   add_test(NAME save_cli_${name}_np${np}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_save_cli.sh
+           COMMAND ${STS_TESTS_DIR}/save/par_save_cli.sh
                    ${STS_TEST_WORK}/save_cli_${name}_np${np} ${model} ${strategy} ${dtype} ${np}
                    ${files} $<TARGET_FILE:par_save_check> $<TARGET_FILE:stshard_cli> --
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
@@ -77,7 +69,7 @@ function(save_cli_test name np model strategy dtype files)
                        ENVIRONMENT "${STS_TEST_ENV}")
 endfunction()
 
-foreach(np 1 2 3 4)
+foreach(np ${SAVE_NPS})
   foreach(strategy tp row col mesh2d)
     save_cli_test(llama_${strategy} ${np} llama:4MiB ${strategy} BF16 0)
   endforeach()
@@ -88,7 +80,7 @@ foreach(np 1 2 3 4)
 endforeach()
 
 # Exit statuses: the same on every rank (mpirun reports a failing rank's status).
-set(EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
+set(EXPECT ${STS_TESTS_DIR}/cli/expect.sh)
 set(SAVE_MPI ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
     $<TARGET_FILE:stshard_cli> save)
 function(save_status_test name status)

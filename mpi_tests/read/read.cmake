@@ -15,7 +15,8 @@ sts_add_mpi_test(NAME par_read_xchg_random NP 1 2 3 4
 if(STS_FAULT_INJECTION)
   sts_add_mpi_test(NAME par_read_xchg_fault NP 2 4 COMMAND $<TARGET_FILE:par_read_xchg> fault
                    TIMEOUT 120)
-  foreach(np 2 4)
+  sts_test_nps(READ_FAULT_NPS 2 4)
+  foreach(np ${READ_FAULT_NPS})
     set_tests_properties(par_read_xchg_fault_np${np} PROPERTIES ENVIRONMENT
                          "${STS_TEST_ENV};STSHARD_FAULT=point=xchg.read,rank=1,hit=1")
   endforeach()
@@ -24,17 +25,20 @@ endif()
 sts_test_program(par_read_large par_read_large.c)
 sts_add_mpi_test(NAME par_read_large NP 1 COMMAND $<TARGET_FILE:par_read_large> TIMEOUT 600
                  LABELS long)
+# ~50 s: started first when there is no CTestCostData yet.
+set_tests_properties(par_read_large_np1 PROPERTIES COST 50)
 
 # --- `stshard reshard` and `stshard load` (need the tool, the writer and the
-# HDF5 reference tensors of save.cmake: fixture save_h5, file fixtures.h5) ---
-if(NOT TARGET stshard_cli OR NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/gen_fixtures.c)
+# HDF5 reference tensors of fixtures/fixtures.cmake: fixture save_h5, file fixtures.h5) ---
+if(NOT TARGET stshard_cli OR NOT EXISTS ${STS_TESTS_DIR}/fixtures/gen_fixtures.c)
   return()
 endif()
 set(STS_READ_H5 ${STS_TEST_WORK}/fixtures.h5)
 set(STS_CLI_DIR ${PROJECT_SOURCE_DIR}/src/cli)
 
 # Source checkpoints: N rank files (N = 1..4) with the fixtures' own splits, and
-# the consolidated forms (index.json + 2 files; one model.safetensors).
+# the consolidated forms (index.json + 2 files; one model.safetensors).  All four
+# in every build: the fixed cases below read reshard_src_np2 and _np4.
 sts_test_program(par_reshard_src par_reshard_src.c ${STS_CLI_DIR}/model.c ${STS_CLI_DIR}/common.c)
 target_link_libraries(par_reshard_src PRIVATE hdf5::hdf5)
 target_include_directories(par_reshard_src PRIVATE ${STS_CLI_DIR})
@@ -57,7 +61,7 @@ target_include_directories(par_reshard_check PRIVATE ${STS_CLI_DIR})
 # reshard_test(name src m strategy dim)
 function(reshard_test name src m strategy dim)
   add_test(NAME reshard_${name}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_reshard.sh ${src}
+           COMMAND ${STS_TESTS_DIR}/read/par_reshard.sh ${src}
                    ${STS_TEST_WORK}/reshard_${name} ${m} ${strategy} ${dim} ${STS_READ_H5}
                    $<TARGET_FILE:par_reshard_check> $<TARGET_FILE:stshard_cli>
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${MPIEXEC_PREFLAGS}
@@ -68,8 +72,9 @@ endfunction()
 
 # N -> M for every N, M in 1..4 (default: rows along dim 0), the other strategies on a
 # few pairs, and the consolidated forms.
-foreach(n 1 2 3 4)
-  foreach(m 1 2 3 4)
+sts_test_nps(RESHARD_NPS 1 2 3 4)
+foreach(n ${RESHARD_NPS})
+  foreach(m ${RESHARD_NPS})
     reshard_test(n${n}_m${m} ${STS_TEST_WORK}/reshard_src_np${n} ${m} row 0)
   endforeach()
 endforeach()
@@ -80,7 +85,7 @@ reshard_test(n1_m4_mesh2d ${STS_TEST_WORK}/reshard_src_np1 4 mesh2d 0)
 reshard_test(n3_m4_mesh2d ${STS_TEST_WORK}/reshard_src_np3 4 mesh2d 0)
 reshard_test(n4_m2_dim1 ${STS_TEST_WORK}/reshard_src_np4 2 row 1)
 reshard_test(n2_m3_dim2 ${STS_TEST_WORK}/reshard_src_np2 3 row 2)
-foreach(m 1 2 3 4)
+foreach(m ${RESHARD_NPS})
   reshard_test(cons_m${m} ${STS_TEST_WORK}/reshard_src_cons/cons ${m} row 0)
   reshard_test(single_m${m} ${STS_TEST_WORK}/reshard_src_cons/single/model.safetensors ${m}
                row 0)
@@ -91,7 +96,7 @@ reshard_test(single_m2_mesh2d ${STS_TEST_WORK}/reshard_src_cons/single 4 mesh2d 
 # stshard load --check-seed on `stshard save` output, and through a reshard.
 function(load_test name nsave mload strategy)
   add_test(NAME load_${name}
-           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/par_load.sh ${STS_TEST_WORK}/load_${name}
+           COMMAND ${STS_TESTS_DIR}/read/par_load.sh ${STS_TEST_WORK}/load_${name}
                    ${nsave} ${mload} ${strategy} $<TARGET_FILE:stshard_cli>
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${MPIEXEC_PREFLAGS}
            WORKING_DIRECTORY ${STS_TEST_WORK})
@@ -105,7 +110,7 @@ load_test(s1_l4_mesh2d 1 4 mesh2d)
 load_test(s4_l1_row 4 1 row)
 
 # Exit statuses and messages of the tool, the same on every rank.
-set(READ_EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
+set(READ_EXPECT ${STS_TESTS_DIR}/cli/expect.sh)
 set(READ_MPI2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${MPIEXEC_PREFLAGS}
     $<TARGET_FILE:stshard_cli>)
 function(read_status_test name status)
