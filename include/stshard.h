@@ -307,7 +307,7 @@ unsigned sts_mapping_file_count(const sts_mapping *m);
  */
 int sts_mapping_load_json(const char *path, sts_mapping **out, sts_diag *diag);
 /*
- * Local.  The mapping of a reference model directory (SPEC 3): its
+ * Local.  The mapping of a reference model directory (docs/format.md §4): its
  * model.safetensors.index.json weight_map, or a single model.safetensors
  * (all in file 1).  File indices are parsed from "-KKKKK-of-NNNNN.safetensors";
  * when the parsed indices are not exactly 1..N, files are numbered 1..N by

@@ -41,7 +41,7 @@ int sts__ckptscan_is_rank_name(const char *name)
         p += len;
         while (p[digits] >= '0' && p[digits] <= '9')
             digits++;
-        /* Zero-padded to five digits; wider numbers are written in full (SPEC 2). */
+        /* Zero-padded to five digits; wider numbers are written in full (docs/format.md §3). */
         if (digits < 5)
             return 0;
         p += digits;

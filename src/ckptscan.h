@@ -35,7 +35,7 @@ typedef struct sts__ckptscan {
 int sts__ckptscan_dir(const char *dir, sts__ckptscan *s, sts_diag *diag);
 /* Local.  NULL-safe; leaves the scan zeroed. */
 void sts__ckptscan_free(sts__ckptscan *s);
-/* Local.  1 when name is "shard-RRRRR-model-KKKKK-of-NNNNN.safetensors" (SPEC 2). */
+/* Local.  1 when name is "shard-RRRRR-model-KKKKK-of-NNNNN.safetensors" (docs/format.md §3). */
 int sts__ckptscan_is_rank_name(const char *name);
 
 #endif

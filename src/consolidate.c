@@ -1,6 +1,6 @@
 /*
  * consolidate.c - collective consolidation of rank files into a Hugging Face
- * checkpoint (SPEC 3).  The phases, each ending with an error agreement so
+ * checkpoint (docs/format.md §4).  The phases, each ending with an error agreement so
  * that every rank leaves with the same code and none waits forever:
  *
  *  1. setup    rank 0 lists the input directory and checks the output one;

@@ -221,7 +221,7 @@ static int parse_tensor(parser *p, sts_tensor_info *t)
             t->begin = p->tmp[0];
             t->end = p->tmp[1];
         } else {
-            /* The reference loader ignores unknown keys; we refuse them (SPEC 1). */
+            /* The reference loader ignores unknown keys; we refuse them (docs/format.md §1). */
             set_pending(p, STS_E_UNKNOWN_KEY,
                         "tensor '%.200s' has an unknown key '%.*s' (byte %zu of the header)",
                         p->entry, (int)(kn > 200 ? 200 : kn), k, j->pos);

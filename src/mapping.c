@@ -1,7 +1,7 @@
 /*
  * mapping.c - the tensor -> output file mapping: an insertion-ordered table
  * with hash lookup, its JSON form, and the mapping of a reference model
- * directory (SPEC 3).
+ * directory (docs/format.md §4).
  *
  * cJSON is enough here: mapping and index files hold small integers and
  * names, never 64-bit offsets (docs/design.md explains why headers are not

@@ -1,5 +1,5 @@
 /*
- * writer.c - the public API of a sharded save (SPEC 2): handles, blocks, and
+ * writer.c - the public API of a sharded save (docs/format.md §3): handles, blocks, and
  * the choice of mode at begin and commit.  The work is done by
  *   writer_core.c    the shared core: blocks, this rank's files, headers,
  *                    staging, the rank files' writing and publishing;

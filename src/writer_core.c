@@ -1,5 +1,5 @@
 /*
- * writer_core.c - the shared core of a sharded save (SPEC 2), under the mode
+ * writer_core.c - the shared core of a sharded save (docs/format.md §3), under the mode
  * dispatch of writer.c: the blocks and their name table, the plan of this
  * rank's files, the staging of writes, headers, and the rank files' writing
  * and publishing.

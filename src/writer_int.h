@@ -20,7 +20,7 @@
 #include "hashtab.h"
 #include "internal.h"
 
-/* SPEC 2: rank + 1, file index, file count; 5 digits, wider numbers not cut. */
+/* docs/format.md §3: rank + 1, file index, file count; 5 digits, wider numbers not cut. */
 #define STS_RANK_FILE_FMT "shard-%05d-model-%05u-of-%05u.safetensors"
 
 /* One block added by this rank. */

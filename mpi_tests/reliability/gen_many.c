@@ -3,7 +3,7 @@
  * whatever was made from them.  Serial (no MPI calls).
  *
  *   gen_many --write DIR --ranks P --tensors T
- *       the rank files of P ranks (SPEC 2) holding T tensors plus a scalar
+ *       the rank files of P ranks (docs/format.md §3) holding T tensors plus a scalar
  *       "step" (stored by rank 0).  Tensor t is "layers.<t/16>.p<t%16>", its
  *       dtype cycles through F32, BF16, I64, U8, it has 1 to 3 dimensions and
  *       is split over the P ranks along dimension 0, or along dimension 1 for

@@ -1,5 +1,5 @@
 /*
- * unit_dtype.c - the dtype table against SPEC section 1 (names, bits, rank
+ * unit_dtype.c - the dtype table against docs/format.md §1 (names, bits, rank
  * order) and the sub-byte size rule.
  */
 #include <string.h>
@@ -8,7 +8,7 @@
 
 int main(void)
 {
-    /* SPEC 1, in rank order. */
+    /* docs/format.md §1, in rank order. */
     static const struct {
         const char *name;
         unsigned bits;

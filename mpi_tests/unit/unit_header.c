@@ -1,5 +1,5 @@
 /*
- * unit_header.c - the header codec against SPEC section 1: golden vectors
+ * unit_header.c - the header codec against docs/format.md §1: golden vectors
  * byte for byte, both layouts, escapes, round trips, every validation rule
  * with its exact code, the legal edge cases, reading real files, and the
  * DCP_SHARDING_INFO decoder.

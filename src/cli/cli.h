@@ -22,7 +22,7 @@ int cmd_load(int argc, char **argv);
 int cmd_reshard(int argc, char **argv);
 int cmd_consolidate(int argc, char **argv);
 
-/* Exit statuses of the tool (SPEC 5). */
+/* Exit statuses of the tool (docs/cli.md). */
 enum { CLI_OK = 0, CLI_INVALID = 1, CLI_USAGE = 2, CLI_IO = 3, CLI_INTERNAL = 4 };
 
 /*

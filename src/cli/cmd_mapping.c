@@ -1,6 +1,6 @@
 /*
  * cmd_mapping.c - `stshard mapping --reference DIR`: the tensor -> file index
- * mapping a reference model implies (SPEC 3), as JSON for consolidate
+ * mapping a reference model implies (docs/format.md §4), as JSON for consolidate
  * --mapping.
  */
 #include <string.h>

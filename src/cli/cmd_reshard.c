@@ -1,7 +1,7 @@
 /*
  * cmd_reshard.c - `stshard reshard INDIR OUTDIR`: reads a checkpoint in any
  * of the three forms (index.json + model files, one model.safetensors, rank
- * files) and writes one rank file per rank (SPEC 2) with a new sharding.
+ * files) and writes one rank file per rank (docs/format.md §3) with a new sharding.
  *
  * The save streams: every rank declares its new blocks to the sharded writer
  * without data, sts_writer_begin plans the save and opens the files, then
