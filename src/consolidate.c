@@ -54,6 +54,7 @@ typedef struct cons {
     sts_meta meta;        /* the distributed plan */
     const sts_plan *plan; /* meta.plan */
     sts__publish out;     /* output names, temporaries, publishing */
+    sts_plan_opts po;     /* the layout's options; publish.c encodes the headers with them */
     struct stat *in_seen; /* the input files this rank read, as they were (size, time, inode) */
 } cons;
 
@@ -261,17 +262,19 @@ static int phase_headers(cons *C)
 static int phase_plan(cons *C)
 {
     int rc;
-    sts_plan_opts po;
-    memset(&po, 0, sizeof po);
-    po.map = C->map;
-    po.nmap = C->nmap;
-    po.max_file_size = C->o.max_file_size;
-    po.layout = C->o.layout;
-    po.align = C->o.align;
-    po.drop_unmapped = C->o.drop_unmapped;
-    po.file_names = (const char *const *)C->in_names;
-    po.measure_only = C->rank != 0; /* rank 0 alone writes the headers */
-    rc = sts__meta_plan(C->comm, &C->recs, &po, &C->meta, C->diag);
+    sts_plan_opts *po = &C->po;
+    memset(po, 0, sizeof *po);
+    po->map = C->map;
+    po->nmap = C->nmap;
+    po->max_file_size = C->o.max_file_size;
+    po->layout = C->o.layout;
+    po->align = C->o.align;
+    po->drop_unmapped = C->o.drop_unmapped;
+    po->file_names = (const char *const *)C->in_names;
+    /* Every rank measures; rank 0 encodes each header only when it writes it
+     * (publish.c), after the metadata plane has let go of its buffers. */
+    po->measure_only = 1;
+    rc = sts__meta_plan(C->comm, &C->recs, po, &C->meta, C->diag);
     C->plan = C->meta.plan;
     if (rc == STS_OK)
         rc = STS_FAULT("cons.planned", C->diag);
@@ -282,20 +285,14 @@ static int phase_plan(cons *C)
 
 static int phase_create(cons *C)
 {
-    int rc;
     C->out.plan = C->plan;
     C->out.dir = C->outdir;
     C->out.fsync = C->o.fsync;
     C->out.force = C->o.force;
     C->out.comm = C->comm;
     C->out.rank = C->rank;
-    rc = sts__publish_open(&C->out, 1, C->diag);
-    /* Written by rank 0: the data phase needs only header_len. */
-    for (size_t i = 0; i < C->plan->nfiles; i++) {
-        sts_free(C->meta.plan->files[i].header);
-        C->meta.plan->files[i].header = NULL;
-    }
-    return rc;
+    C->out.encode = &C->po;
+    return sts__publish_open(&C->out, 1, C->diag);
 }
 
 /* ---- 5. data -------------------------------------------------------------- */

@@ -439,6 +439,15 @@ int sts__consolidate_data_copy(const sts_cons_data *a, uint64_t *bytes_local, st
     C.range = a->copy_range;
     C.cap = window_cap(a->buffer_size);
     *bytes_local = 0;
+    {
+        /* A share smaller than the buffers needs no more than itself: with many
+         * ranks and little data (many tiny tensors) the buffers would set the
+         * peak memory of a rank.  Any budget >= 8 gives the same bytes. */
+        uint64_t lo, hi;
+        sts__plan_chunk_rank_range(a->plan, a->rank, a->nranks, &lo, &hi);
+        if (hi - lo < C.cap)
+            C.cap = hi - lo < 4096 ? 4096 : hi - lo;
+    }
     sts__plan_chunk_iter_init(&it, a->plan, a->rank, a->nranks, C.cap);
     if (!sts__plan_chunk_iter_next(&it, &c))
         goto done; /* nothing to write on this rank */

@@ -32,22 +32,12 @@ static void put(out_buf *o, const char *s, size_t n)
         return;
     }
     if (o->cap - o->len < n) {
-        size_t cap = o->cap ? o->cap : 256;
-        char *p;
-        while (cap - o->len < n) {
-            if (cap > SIZE_MAX / 2) {
-                o->nomem = 1;
-                return;
-            }
-            cap *= 2;
-        }
-        p = realloc(o->p, cap);
+        char *p = n <= SIZE_MAX - o->len ? sts__grow(o->p, &o->cap, o->len + n, 1, 256) : NULL;
         if (!p) {
             o->nomem = 1;
             return;
         }
         o->p = p;
-        o->cap = cap;
     }
     memcpy(o->p + o->len, s, n);
     o->len += n;
@@ -227,10 +217,14 @@ static uint64_t padding(uint64_t json_len, sts_layout layout, uint64_t align)
     return 0;
 }
 
-/* With buf NULL only measures: *buf_len and the offsets are those the bytes would have. */
+/*
+ * With buf NULL only measures: *buf_len and the offsets are those the bytes
+ * would have.  hint > 0: the expected length, allocated at once (a header of
+ * millions of tensors would otherwise end in a buffer up to twice its size).
+ */
 static int encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
                   size_t nmeta, sts_layout layout, uint64_t align, void **buf, size_t *buf_len,
-                  uint64_t *begin, uint64_t *end, sts_diag *diag)
+                  size_t hint, uint64_t *begin, uint64_t *end, sts_diag *diag)
 {
     int rc = STS_OK, py = layout == STS_LAYOUT_PYTORCH;
     const void **tptrs = NULL, **mptrs = NULL, *dup;
@@ -244,6 +238,10 @@ static int encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry
     if (buf)
         *buf = NULL;
     *buf_len = 0;
+    if (buf && hint) {
+        o.p = malloc(hint);
+        o.cap = o.p ? hint : 0;
+    }
     tptrs = sts__malloc_array(n, sizeof *tptrs);
     mptrs = sts__malloc_array(nmeta, sizeof *mptrs);
     bs = sts__malloc_array(n, 2 * sizeof *bs); /* size, then begin, per tensor */
@@ -326,12 +324,22 @@ int sts_header_encode(const sts_tensor_desc *tensors, size_t n, const sts_meta_e
 {
     if (!buf)
         return sts__fail(diag, STS_E_ARG, "sts_header_encode: invalid argument");
-    return encode(tensors, n, meta, nmeta, layout, align, buf, buf_len, begin, end, diag);
+    return encode(tensors, n, meta, nmeta, layout, align, buf, buf_len, 0, begin, end, diag);
 }
 
 int sts__header_encode_measure(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
                                size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
                                uint64_t *begin, uint64_t *end, sts_diag *diag)
 {
-    return encode(tensors, n, meta, nmeta, layout, align, NULL, buf_len, begin, end, diag);
+    return encode(tensors, n, meta, nmeta, layout, align, NULL, buf_len, 0, begin, end, diag);
+}
+
+int sts__header_encode_sized(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                             size_t nmeta, sts_layout layout, uint64_t align, size_t hint,
+                             void **buf, size_t *buf_len, uint64_t *begin, uint64_t *end,
+                             sts_diag *diag)
+{
+    if (!buf)
+        return sts__fail(diag, STS_E_ARG, "sts_header_encode: invalid argument");
+    return encode(tensors, n, meta, nmeta, layout, align, buf, buf_len, hint, begin, end, diag);
 }

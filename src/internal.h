@@ -137,4 +137,13 @@ int sts__header_encode_measure(const sts_tensor_desc *tensors, size_t n, const s
                                size_t nmeta, sts_layout layout, uint64_t align, size_t *buf_len,
                                uint64_t *begin, uint64_t *end, sts_diag *diag);
 
+/*
+ * Local.  sts_header_encode() into a buffer of hint bytes allocated at once
+ * (the measured length; it still grows if the header turns out longer).
+ */
+int sts__header_encode_sized(const sts_tensor_desc *tensors, size_t n, const sts_meta_entry *meta,
+                             size_t nmeta, sts_layout layout, uint64_t align, size_t hint,
+                             void **buf, size_t *buf_len, uint64_t *begin, uint64_t *end,
+                             sts_diag *diag);
+
 #endif /* STS_INTERNAL_H */

@@ -37,7 +37,8 @@
 #define REC_HEAD 32
 
 /*
- * Summary: u64 key, u64 nbytes, u32 dtype, u32 ndim, u32 name_len, u32 0,
+ * Summary: u64 key, u64 nbytes, u32 dtype, u32 ndim, u32 name_len,
+ * u32 blocks (saturated: it only weighs the rank shares),
  * u64 shape[ndim], name + NUL padded to 8.
  */
 #define SUM_HEAD 32
@@ -319,7 +320,9 @@ static int pack_summaries(const meta_run *X, sts_bytes *k)
 {
     for (size_t t = 0; t < X->g.ntensors; t++) {
         const sts_plan_summary *s = &X->g.tensors[t];
-        uint32_t w[4] = {(uint32_t)s->dtype, s->ndim, s->name_len, 0};
+        /* The block count only weighs the rank shares (plan_chunk.c): saturating is harmless. */
+        uint32_t nb = s->nblocks > UINT32_MAX ? UINT32_MAX : (uint32_t)s->nblocks;
+        uint32_t w[4] = {(uint32_t)s->dtype, s->ndim, s->name_len, nb};
         if (sts__bytes_put_u64(k, s->key) || sts__bytes_put_u64(k, s->nbytes) ||
             sts__bytes_put(k, w, sizeof w) || sts__bytes_put(k, s->shape, 8 * (size_t)s->ndim) ||
             sts__bytes_put_str(k, s->name, s->name_len))
@@ -361,6 +364,7 @@ static size_t walk_summaries(const meta_run *X, const unsigned char *all, sts_pl
                 s->name_len = w[2];
                 s->shape = (const uint64_t *)(const void *)(p + SUM_HEAD);
                 s->name = (const char *)(s->shape + s->ndim);
+                s->cost_blocks = w[3];
             }
             n++;
             p += size;

@@ -86,13 +86,14 @@ typedef struct sts_plan_tensor {
     uint32_t ndim;
     const uint64_t *shape; /* global shape, ndim entries (owned by the plan) */
     uint64_t nbytes;
-    uint32_t file;       /* output file index, 0-based */
-    uint64_t out_off;    /* absolute offset of the data in the output file */
-    uint64_t stream_off; /* offset in the stream of all data sections */
-    uint64_t key;        /* first appearance (sts_plan_summary.key) */
-    uint64_t given;      /* place in the order the files were filled in (mapping order, ...) */
-    size_t first_block;  /* range of sts_plan.order: the tensor's distinct, non-empty */
-    size_t nblocks;      /* blocks sorted by their start in dimension 0 */
+    uint32_t file;        /* output file index, 0-based */
+    uint64_t out_off;     /* absolute offset of the data in the output file */
+    uint64_t stream_off;  /* offset in the stream of all data sections */
+    uint64_t key;         /* first appearance (sts_plan_summary.key) */
+    uint64_t given;       /* place in the order the files were filled in (mapping order, ...) */
+    size_t first_block;   /* range of sts_plan.order: the tensor's distinct, non-empty */
+    size_t nblocks;       /* blocks sorted by their start in dimension 0 */
+    uint64_t cost_blocks; /* distinct blocks in all, fixed at layout: weighs the rank shares */
 } sts_plan_tensor;
 
 typedef struct sts_plan_file {
@@ -142,9 +143,11 @@ typedef struct sts_plan_summary {
     uint32_t ndim;
     const uint64_t *shape; /* global shape */
     uint64_t nbytes;
-    uint64_t key;       /* the key of the tensor's first block */
-    size_t first_block; /* its distinct non-empty blocks: a range of sts_plan_groups.order, */
-    size_t nblocks;     /* sorted by their start in dimension 0 */
+    uint64_t key;         /* the key of the tensor's first block */
+    size_t first_block;   /* its distinct non-empty blocks: a range of sts_plan_groups.order, */
+    size_t nblocks;       /* sorted by their start in dimension 0 */
+    uint64_t cost_blocks; /* a received summary: the owner's block count, only to weigh the
+                           * rank shares (first_block and nblocks stay 0 until fetched) */
 } sts_plan_summary;
 
 typedef struct sts_plan_groups {
@@ -183,6 +186,17 @@ int sts__plan_layout_from_summaries(const sts_plan_summary *s, size_t n, const s
                                     sts_plan **out, sts_diag *diag);
 
 /*
+ * Local.  Encodes the header of output file f of a plan laid out with
+ * measure_only (opts as then), for the one rank that writes it, when it is
+ * about to: holding every header from the layout on would add them to that
+ * rank's peak.  *out (sts_free) receives exactly files[f].header_len bytes.
+ * Errors: STS_E_NOMEM, the codes of sts_header_encode, STS_E_INTERNAL if
+ * the bytes do not match the measured layout.
+ */
+int sts__plan_layout_header(const sts_plan *p, size_t f, const sts_plan_opts *opts, void **out,
+                            sts_diag *diag);
+
+/*
  * Local.  Builds the plan from blocks[0..nblocks) (borrowed until
  * sts__plan_free).  Errors: STS_E_DTYPE_MISMATCH, STS_E_SHARDING_INFO (rank
  * mismatch), STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_MAPPING,
@@ -194,7 +208,20 @@ int sts__plan_build(const sts_plan_block *blocks, size_t nblocks, const sts_plan
 /* Local.  NULL is a no-op. */
 void sts__plan_free(sts_plan *p);
 
-/* Local.  Rank r's share [*lo, *hi) of the stream (before rounding to rows). */
+/*
+ * What a block weighs in the rank shares, in stream bytes: each block costs
+ * a rank metadata (the fetched record, the plan entry) and an I/O piece
+ * whatever its size, so shares are cut by bytes + STS_PLAN_BLOCK_COST x
+ * blocks.  Checkpoints of large tensors split exactly as by bytes; many tiny
+ * tensors (MoE experts) no longer pile their blocks on the last ranks.
+ */
+#define STS_PLAN_BLOCK_COST 4096
+
+/*
+ * Local.  Rank r's share [*lo, *hi) of the stream (before rounding to rows):
+ * the stream cut into nranks parts of equal weight (STS_PLAN_BLOCK_COST).
+ * O(tensors).  Every rank computes the same cuts from the same plan.
+ */
 void sts__plan_chunk_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo,
                                 uint64_t *hi);
 

@@ -68,11 +68,45 @@ void sts__plan_chunk_rows(const sts_plan_tensor *t, uint64_t budget, uint32_t *d
     *nrows = t->nbytes / inner;
 }
 
+/* The stream position where the weight from the start reaches target. */
+static uint64_t weighted_cut(const sts_plan *p, unsigned __int128 target)
+{
+    unsigned __int128 cw = 0; /* weight before pos */
+    uint64_t pos = 0;
+    for (size_t i = 0; i < p->ntensors; i++) {
+        const sts_plan_tensor *t = &p->tensors[i];
+        unsigned __int128 w;
+        /* Padding between tensors weighs its bytes; an empty tensor may sit at
+         * the offset of the one before it (stream_off < pos). */
+        if (t->stream_off > pos) {
+            unsigned __int128 gap = t->stream_off - pos;
+            if (cw + gap >= target)
+                return pos + (uint64_t)(target - cw);
+            cw += gap;
+            pos = t->stream_off;
+        }
+        w = (unsigned __int128)t->nbytes + (unsigned __int128)STS_PLAN_BLOCK_COST * t->cost_blocks;
+        if (cw + w >= target)
+            return t->nbytes ? pos + (uint64_t)((target - cw) * t->nbytes / w) : pos;
+        cw += w;
+        if (t->stream_off + t->nbytes > pos)
+            pos = t->stream_off + t->nbytes;
+    }
+    return cw + (p->total_bytes - pos) >= target ? pos + (uint64_t)(target - cw) : p->total_bytes;
+}
+
 void sts__plan_chunk_rank_range(const sts_plan *p, int rank, int nranks, uint64_t *lo, uint64_t *hi)
 {
     unsigned __int128 total = p->total_bytes;
-    *lo = (uint64_t)(total * (unsigned)rank / (unsigned)nranks);
-    *hi = (uint64_t)(total * (unsigned)(rank + 1) / (unsigned)nranks);
+    for (size_t i = 0; i < p->ntensors; i++)
+        total += (unsigned __int128)STS_PLAN_BLOCK_COST * p->tensors[i].cost_blocks;
+    *lo = rank == 0 ? 0 : weighted_cut(p, total * (unsigned)rank / (unsigned)nranks);
+    *hi = rank + 1 == nranks ? p->total_bytes
+                             : weighted_cut(p, total * (unsigned)(rank + 1) / (unsigned)nranks);
+    if (*hi > p->total_bytes) /* cannot happen; keeps a share inside the stream regardless */
+        *hi = p->total_bytes;
+    if (*lo > *hi)
+        *lo = *hi;
 }
 
 /* ---- chunks ---------------------------------------------------------------- */

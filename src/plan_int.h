@@ -27,7 +27,8 @@ typedef struct tacc {
     uint64_t nbytes;
     uint64_t fill_key; /* position in the file's given order */
     uint64_t out_off;
-    unsigned file; /* 1-based output file; 0 = dropped */
+    unsigned file;        /* 1-based output file; 0 = dropped */
+    uint64_t cost_blocks; /* sts_plan_tensor.cost_blocks */
 } tacc;
 
 typedef struct builder {

@@ -213,6 +213,7 @@ static void fill_tensor(const tacc *T, size_t fidx, sts_plan_tensor *o)
     o->given = T->fill_key;
     o->first_block = T->first;
     o->nblocks = T->n;
+    o->cost_blocks = T->cost_blocks ? T->cost_blocks : T->n;
 }
 
 /* Lays out one output file holding tensors ids[0..n) (sorted into output order here). */
@@ -304,6 +305,7 @@ int sts__plan_layout_from_summaries(const sts_plan_summary *s, size_t n, const s
         T->key = s[i].key;
         T->first = s[i].first_block;
         T->n = s[i].nblocks;
+        T->cost_blocks = s[i].cost_blocks;
         T->shape = s[i].shape;
         T->nbytes = s[i].nbytes;
         B.nt = i + 1;
@@ -316,5 +318,59 @@ done:
     sts__plan_free(P);
     sts__hashtab_free(&B.names);
     free(B.t);
+    return rc;
+}
+
+static int cmp_tensor_given(const void *a, const void *b)
+{
+    const sts_plan_tensor *x = *(const sts_plan_tensor *const *)a;
+    const sts_plan_tensor *y = *(const sts_plan_tensor *const *)b;
+    return x->given < y->given ? -1 : x->given > y->given;
+}
+
+int sts__plan_layout_header(const sts_plan *p, size_t f, const sts_plan_opts *opts, void **out,
+                            sts_diag *diag)
+{
+    static const sts_meta_entry fmt_pt = {"format", "pt"};
+    const sts_meta_entry *meta = opts->layout == STS_LAYOUT_CANONICAL ? &fmt_pt : NULL;
+    const sts_plan_file *F = &p->files[f];
+    size_t n = F->ntensors, len = 0;
+    const sts_plan_tensor **t = sts__malloc_array(n ? n : 1, sizeof *t);
+    sts_tensor_desc *d = sts__malloc_array(n ? n : 1, sizeof *d);
+    uint64_t *begin = sts__malloc_array(n ? n : 1, sizeof *begin);
+    uint64_t *end = sts__malloc_array(n ? n : 1, sizeof *end);
+    void *hdr = NULL;
+    int rc = STS_OK;
+    *out = NULL;
+    STS_GOTO_IF(!t || !d || !begin || !end, diag, STS_E_NOMEM, "out of memory");
+    /* The order encode_file() gave the encoder: the file's given order. */
+    for (size_t i = 0; i < n; i++)
+        t[i] = &p->tensors[F->first_tensor + i];
+    qsort(t, n, sizeof *t, cmp_tensor_given);
+    for (size_t i = 0; i < n; i++) {
+        d[i].name = t[i]->name;
+        d[i].dtype = t[i]->dtype;
+        d[i].ndim = t[i]->ndim;
+        d[i].shape = t[i]->shape;
+    }
+    rc = sts__header_encode_sized(d, n, meta, meta ? 1 : 0, opts->layout, opts->align,
+                                  F->header_len, &hdr, &len, begin, end, diag);
+    if (rc != STS_OK) {
+        sts__diag_prefix(diag, "output file %s", F->name);
+        goto done;
+    }
+    STS_GOTO_IF(len != F->header_len, diag, STS_E_INTERNAL,
+                "output file %s: header of %zu bytes, %zu laid out", F->name, len, F->header_len);
+    for (size_t i = 0; i < n; i++)
+        STS_GOTO_IF(len + begin[i] != t[i]->out_off, diag, STS_E_INTERNAL,
+                    "output file %s: tensor %s moved in the header", F->name, t[i]->name);
+    *out = hdr;
+    hdr = NULL;
+done:
+    sts_free(hdr);
+    free(t);
+    free(d);
+    free(begin);
+    free(end);
     return rc;
 }

@@ -229,8 +229,14 @@ static int create_file(const sts__publish *o, size_t i, sts_diag *diag)
     int rc = STS_OK;
     const sts_plan_file *F = &o->plan->files[i];
     MPI_File fh = MPI_FILE_NULL;
+    void *encoded = NULL;
+    const void *header = F->header;
+    if (!header) {
+        STS_CHECK(sts__plan_layout_header(o->plan, i, o->encode, &encoded, diag));
+        header = encoded;
+    }
     STS_CHECK(sts__mpiio_open_self(o->tmp_paths[i], 1, MPI_INFO_NULL, &fh, diag));
-    rc = sts__mpiio_write_at(fh, 0, F->header, F->header_len, diag);
+    rc = sts__mpiio_write_at(fh, 0, header, F->header_len, diag);
     if (rc == STS_OK && o->fsync && MPI_File_sync(fh) != MPI_SUCCESS)
         rc = sts__fail(diag, STS_E_IO, "MPI_File_sync failed");
     if (rc != STS_OK)
@@ -241,6 +247,7 @@ done:
         if (rc == STS_OK)
             rc = crc;
     }
+    sts_free(encoded);
     return rc;
 }
 

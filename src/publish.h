@@ -35,6 +35,9 @@ typedef struct sts__publish {
     int fsync, force;
     MPI_Comm comm; /* borrowed; its rank 0 prepares, publishes and cleans up */
     int rank;      /* this rank in comm */
+    /* NULL: the plan holds the headers; else they are encoded with these
+     * options, one at a time as rank 0 writes them (sts__plan_layout_header) */
+    const sts_plan_opts *encode;
 
     char **final_paths, **tmp_paths; /* by plan file index, on every rank */
     int created; /* rank 0: temporaries may exist, removed by sts__publish_free */

@@ -605,6 +605,47 @@ static void test_many_blocks(void)
     world_free(&w);
 }
 
+/*
+ * Shares are cut by bytes + STS_PLAN_BLOCK_COST per block: one large tensor
+ * in one block, then eight 8-byte tensors of seven blocks each.  By bytes
+ * alone rank 0 of 2 would get half of the large tensor and rank 1 every
+ * tiny block; weighted, rank 0 takes the large tensor and some of the tiny
+ * ones, and both ranks hold blocks.
+ */
+static void test_weighted_shares(void)
+{
+    static const char *names[8] = {"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"};
+    world w;
+    sts_plan *p = NULL;
+    sts_diag d;
+    uint64_t lo0, hi0, lo1, hi1;
+    memset(&w, 0, sizeof w);
+    tensor(&w, "big", STS_F32, 2, (uint64_t[]){256, 64});
+    block(&w, 0, 0, (uint64_t[]){0, 0}, (uint64_t[]){256, 64});
+    for (int t = 1; t <= 8; t++) {
+        tensor(&w, names[t - 1], STS_U8, 1, (uint64_t[]){8});
+        block(&w, t, (uint32_t)(t % 4), (uint64_t[]){0}, (uint64_t[]){2});
+        for (uint64_t e = 2; e < 8; e++)
+            block(&w, t, (uint32_t)(t % 4), (uint64_t[]){e}, (uint64_t[]){1});
+    }
+    CHECK_OK(build(&w, NULL, &p, &d));
+    if (p) {
+        size_t blocks1 = 0;
+        CHECK(p->ntensors == 9 && p->tensors[0].nbytes == 65536 && p->total_bytes == 65536 + 64);
+        sts__plan_chunk_rank_range(p, 0, 2, &lo0, &hi0);
+        sts__plan_chunk_rank_range(p, 1, 2, &lo1, &hi1);
+        CHECK(lo0 == 0 && hi0 == lo1 && hi1 == p->total_bytes);
+        CHECK(hi0 > 65536 && hi0 < 65536 + 64); /* the cut falls among the tiny tensors */
+        for (size_t i = 1; i < p->ntensors; i++)
+            if (p->tensors[i].stream_off + p->tensors[i].nbytes > lo1)
+                blocks1 += p->tensors[i].cost_blocks;
+        CHECK(blocks1 >= 14 && blocks1 <= 42); /* a fair part of the 56 tiny blocks */
+        walk_all(&w, p);
+    }
+    sts__plan_free(p);
+    world_free(&w);
+}
+
 int main(void)
 {
     test_row_col_grid();
@@ -616,6 +657,7 @@ int main(void)
     test_first_appearance();
     test_rows();
     test_many_blocks();
+    test_weighted_shares();
     if (test_failures)
         fprintf(stderr, "unit_plan: %d failure(s)\n", test_failures);
     return TEST_EXIT();
