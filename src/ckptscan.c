@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "ckptscan.h"
+#include "path.h"
 
 #define SUFFIX ".safetensors"
 
@@ -67,7 +68,7 @@ static const char *entry_kind(const struct stat *st)
 static int check_regular(const char *dir, const char *name, sts__ckptscan *s, sts_diag *diag)
 {
     struct stat st;
-    char *full = sts__mapping_join(dir, name);
+    char *full = sts__path_join(dir, name);
     int found;
     if (!full)
         return sts__fail(diag, STS_E_NOMEM, "out of memory");

@@ -85,11 +85,8 @@ struct cJSON;
 int sts__mapping_read_json(const char *path, struct cJSON **out, sts_diag *diag);
 /* 1 when item is a JSON number holding an integer in [lo, hi] (exact up to 2^53), else 0. */
 int sts__mapping_json_uint(const struct cJSON *item, double lo, double hi, uint64_t *out);
-/* 1 when name ends in -K-of-N.safetensors (the docs/format.md §4 pattern) with K, N < 2^32, else 0.
- */
+/* 1 when name ends in -K-of-N.safetensors (docs/format.md §4), K and N < 2^32; else 0. */
 int sts__mapping_parse_file_index(const char *name, unsigned *k, unsigned *n);
-/* "dir/name" in a new malloc'd buffer, or NULL. */
-char *sts__mapping_join(const char *dir, const char *name);
 
 /* coverage.c: the exact-tiling check of a tensor's blocks (pure arithmetic, no I/O). */
 typedef struct sts__coverage_issue {

@@ -19,6 +19,7 @@
 #include "hashtab.h"
 #include "internal.h"
 #include "json_write.h"
+#include "path.h"
 
 /* An index or mapping file larger than this is not a mapping we should read whole. */
 #define MAX_JSON_FILE (1ULL << 30)
@@ -448,19 +449,6 @@ done:
     return rc;
 }
 
-/* "dir/name" in a new buffer, or NULL. */
-char *sts__mapping_join(const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
-
 int sts_mapping_from_reference(const char *dir, sts_mapping **out, sts_diag *diag)
 {
     int rc = STS_OK;
@@ -489,8 +477,8 @@ int sts_mapping_from_reference(const char *dir, sts_mapping **out, sts_diag *dia
     }
     if (rc != STS_OK)
         goto done;
-    index = sts__mapping_join(dir, INDEX_NAME);
-    single = sts__mapping_join(dir, SINGLE_NAME);
+    index = sts__path_join(dir, INDEX_NAME);
+    single = sts__path_join(dir, SINGLE_NAME);
     STS_GOTO_IF(!index || !single, diag, STS_E_NOMEM, "%s: out of memory", dir);
     if (scan.kind == STS_CKPT_INDEXED)
         rc = mapping_from_index(index, out, diag);

@@ -18,6 +18,7 @@
 
 #include "ckptscan.h"
 #include "internal.h"
+#include "path.h"
 
 #define INDEX_NAME  "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"
@@ -248,7 +249,7 @@ static void unnamed_files(vctx *v, const char *dir, char **names, size_t n, cons
         for (size_t f = 0; f < nfiles && !named; f++)
             named = strcmp(files[f], names[i]) == 0;
         if (!named) {
-            char *p = sts__mapping_join(dir, names[i]);
+            char *p = sts__path_join(dir, names[i]);
             problem(v, p ? p : dir, STS_E_INDEX,
                     "%s does not name this file: no loader reads it (left from an earlier save?)",
                     INDEX_NAME);
@@ -260,7 +261,7 @@ static void unnamed_files(vctx *v, const char *dir, char **names, size_t n, cons
 static int check_index(vctx *v, const char *dir, char **names, size_t n)
 {
     int rc = STS_OK;
-    char *path = sts__mapping_join(dir, INDEX_NAME);
+    char *path = sts__path_join(dir, INDEX_NAME);
     cJSON *root = NULL;
     sts_mapping *tmap = NULL;
     const char **files = NULL;
@@ -281,7 +282,7 @@ static int check_index(vctx *v, const char *dir, char **names, size_t n)
     STS_GOTO_IF(!paths || !h, NULL, STS_E_NOMEM, "out of memory");
     for (size_t f = 0; f < nfiles; f++) {
         struct stat st;
-        paths[f] = sts__mapping_join(dir, files[f]);
+        paths[f] = sts__path_join(dir, files[f]);
         STS_GOTO_IF(!paths[f], NULL, STS_E_NOMEM, "out of memory");
         if (stat(paths[f], &st) != 0 || !S_ISREG(st.st_mode))
             problem(v, path, STS_E_INDEX, "weight_map names \"%s\", which does not exist",
@@ -469,7 +470,7 @@ static int check_ranks(vctx *v, const char *dir, char **names, size_t n)
     int incomplete = 0;
     STS_GOTO_IF(!paths || !h, NULL, STS_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        paths[nfiles] = sts__mapping_join(dir, names[i]);
+        paths[nfiles] = sts__path_join(dir, names[i]);
         STS_GOTO_IF(!paths[nfiles], NULL, STS_E_NOMEM, "out of memory");
         h[nfiles] = check_file(v, paths[nfiles], 1);
         incomplete |= h[nfiles] == NULL;
@@ -506,7 +507,7 @@ static void check_dir(vctx *v, const char *dir)
     } else if (scan.kind == STS_CKPT_INDEXED) {
         check_index(v, dir, scan.names, scan.n);
     } else if (scan.kind == STS_CKPT_FILE) {
-        p = sts__mapping_join(dir, SINGLE_NAME);
+        p = sts__path_join(dir, SINGLE_NAME);
         if (p)
             sts_header_free(check_file(v, p, 0));
         else
