@@ -443,10 +443,11 @@ int sts__consolidate_data_copy(const sts_cons_data *a, uint64_t *bytes_local, st
         /* A share smaller than the buffers needs no more than itself: with many
          * ranks and little data (many tiny tensors) the buffers would set the
          * peak memory of a rank.  Any budget >= 8 gives the same bytes. */
-        uint64_t lo, hi;
+        uint64_t lo, hi, want;
         sts__plan_chunk_rank_range(a->plan, a->rank, a->nranks, &lo, &hi);
-        if (hi - lo < C.cap)
-            C.cap = hi - lo < 4096 ? 4096 : hi - lo;
+        want = hi - lo < 4096 ? 4096 : hi - lo;
+        if (want < C.cap) /* only ever smaller than the caller's buffer */
+            C.cap = want;
     }
     sts__plan_chunk_iter_init(&it, a->plan, a->rank, a->nranks, C.cap);
     if (!sts__plan_chunk_iter_next(&it, &c))
