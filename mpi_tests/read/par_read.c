@@ -241,6 +241,35 @@ static void check_table(const sts_reader *r, sts_ckpt_kind kind)
     CHECK(sts_reader_tensor(r, NT) == NULL);
 }
 
+/*
+ * The local calls work on replicated metadata; with distributed metadata a
+ * rank may not hold the blocks, so they must refuse (STS_E_UNSUPPORTED).
+ */
+static void check_local_calls(sts_reader *r)
+{
+    sts_stored_block sb;
+    uint64_t zero[TR_MAX_DIMS] = {0};
+    const tr_tensor *t = &T[1];
+    uint64_t len = tr_box_bytes(t, t->shape);
+    unsigned char *buf = malloc(len), *want = malloc(len);
+    sts_read_req q = {t->name, t->dtype, t->ndim, zero, t->shape, buf};
+    long k = sts_reader_find(r, t->name);
+    CHECK(k >= 0);
+    tr_fill(t, zero, t->shape, want);
+    if (tr_metadata_distributed()) {
+        CHECK_RC(sts_reader_block(r, (size_t)(k >= 0 ? k : 0), 0, &sb), STS_E_UNSUPPORTED);
+        CHECK_RC(sts_reader_read_local(r, &q, 1), STS_E_UNSUPPORTED);
+    } else {
+        int rc = sts_reader_block(r, (size_t)(k >= 0 ? k : 0), 0, &sb);
+        CHECK_OK(rc);
+        CHECK(rc != STS_OK || sb.file < sts_reader_file_count(r));
+        CHECK_OK(sts_reader_read_local(r, &q, 1));
+        CHECK(memcmp(buf, want, len) == 0);
+    }
+    free(buf);
+    free(want);
+}
+
 /* Whole tensors one call each, then random boxes all in one call. */
 static void read_everything(MPI_Comm comm, sts_reader *r, int me)
 {
@@ -287,13 +316,14 @@ static void test_form(MPI_Comm comm, int me, const char *path, sts_ckpt_kind kin
         MPI_Info_create(&info);
         MPI_Info_set(info, "stshard_strided_reads", "view");
     }
-    int rc = sts_reader_open(comm, path, info, &r, &d);
+    int rc = tr_reader_open(comm, path, info, &r, &d);
     CHECK_OK(rc);
     if (rc != STS_OK) {
         fprintf(stderr, "open %s: %s\n", path, d.message);
     } else {
         check_table(r, kind);
         CHECK(sts_reader_file_count(r) == nfiles);
+        check_local_calls(r);
         read_everything(comm, r, me);
     }
     sts_reader_free(r);
@@ -308,7 +338,7 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(comm, &me);
     MPI_Comm_size(comm, &np);
-    snprintf(g_dir, sizeof g_dir, "par_read_np%d", np);
+    snprintf(g_dir, sizeof g_dir, "par_read_np%d%s", np, tr_dir_suffix());
     if (me == 0) {
         mkdir(g_dir, 0777);
         wrc |= write_single(path_in("single", ""));
@@ -327,7 +357,8 @@ int main(int argc, char **argv)
     }
     TEST_AGREE(comm);
     if (me == 0)
-        printf("par_read: %s (%d ranks)\n", test_failures ? "FAILED" : "ok", np);
+        printf("par_read: %s (%d ranks, metadata %s)\n", test_failures ? "FAILED" : "ok", np,
+               tr_metadata_env() ? tr_metadata_env() : "default");
     MPI_Finalize();
     return TEST_EXIT();
 }

@@ -81,7 +81,7 @@ static void expect_open(MPI_Comm comm, const char *path, int want, const char *n
 {
     sts_reader *r = NULL;
     sts_diag d;
-    int rc = sts_reader_open(comm, path, MPI_INFO_NULL, &r, &d);
+    int rc = tr_reader_open(comm, path, MPI_INFO_NULL, &r, &d);
     CHECK_RC(rc, want);
     CHECK(r == NULL);
     if (!strstr(d.message, needle)) {
@@ -119,7 +119,7 @@ static void test_requests(MPI_Comm comm, int me, int np)
     uint64_t off[2] = {0, 0}, shp[2] = {16, 12}, off2[2] = {10, 4}, shp2[2] = {7, 2};
     uint64_t qoff[2] = {0, 1}, qshp[2] = {2, 2};
     int last = np - 1;
-    CHECK_OK(sts_reader_open(comm, sub("good.safetensors"), MPI_INFO_NULL, &r, &d));
+    CHECK_OK(tr_reader_open(comm, sub("good.safetensors"), MPI_INFO_NULL, &r, &d));
     if (!r)
         return;
     sts_read_req missing = {"layer.missing", STS_F32, 2, off, shp, buf};
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(comm, &me);
     MPI_Comm_size(comm, &np);
-    snprintf(g_dir, sizeof g_dir, "par_read_errors_np%d", np);
+    snprintf(g_dir, sizeof g_dir, "par_read_errors_np%d%s", np, tr_dir_suffix());
     if (me == 0)
         wrc = write_inputs();
     MPI_Bcast(&wrc, 1, MPI_INT, 0, comm);

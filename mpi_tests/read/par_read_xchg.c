@@ -172,7 +172,7 @@ static sts_reader *open_with(MPI_Comm comm, const char *dir, const char *exchang
     MPI_Info_set(info, "stshard_exchange", exchange);
     if (buffer)
         MPI_Info_set(info, "stshard_exchange_buffer", buffer);
-    CHECK_OK(sts_reader_open(comm, dir, info, &r, &d));
+    CHECK_OK(tr_reader_open(comm, dir, info, &r, &d));
     MPI_Info_free(&info);
     return r;
 }
@@ -251,7 +251,8 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(comm, &me);
     MPI_Comm_size(comm, &np);
-    snprintf(dir, sizeof dir, "par_read_xchg_np%d%s", np, argc > 1 ? "_fault" : "");
+    snprintf(dir, sizeof dir, "par_read_xchg_np%d%s%s", np, argc > 1 ? "_fault" : "",
+             tr_dir_suffix());
     if (me == 0)
         wrc = write_inputs(dir);
     MPI_Bcast(&wrc, 1, MPI_INT, 0, comm);

@@ -21,6 +21,29 @@ if(STS_FAULT_INJECTION)
                          "${STS_TEST_ENV};STSHARD_FAULT=point=xchg.read,rank=1,hit=1")
   endforeach()
 endif()
+# Distributed metadata (stshard_metadata "distributed") against replicated: the same tables,
+# bytes and open errors.
+sts_test_program(par_read_dist par_read_dist.c)
+sts_add_mpi_test(NAME par_read_dist NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_dist> TIMEOUT 180)
+
+# read_mdist_test(NAME n NP np... COMMAND ...): a copy of a reader test run with
+# STS_TEST_READER_METADATA=distributed (par_read_util.h adds the open hint).
+function(read_mdist_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "NP;COMMAND" ${ARGN})
+  sts_add_mpi_test(NAME ${T_NAME} NP ${T_NP} COMMAND ${T_COMMAND} TIMEOUT ${T_TIMEOUT})
+  sts_test_nps(nps ${T_NP})
+  foreach(np ${nps})
+    set_tests_properties(${T_NAME}_np${np} PROPERTIES ENVIRONMENT
+                         "${STS_TEST_ENV};STS_TEST_READER_METADATA=distributed")
+  endforeach()
+endfunction()
+read_mdist_test(NAME par_read_mdist NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read> TIMEOUT 120)
+read_mdist_test(NAME par_read_errors_mdist NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_errors>
+                TIMEOUT 120)
+read_mdist_test(NAME par_read_xchg_mdist NP 1 2 3 4 COMMAND $<TARGET_FILE:par_read_xchg>
+                TIMEOUT 120)
+read_mdist_test(NAME par_read_xchg_random_mdist NP 2 3
+                COMMAND $<TARGET_FILE:par_read_xchg_random> 60 1 TIMEOUT 300)
 # Past the int limits: a 2 GiB + 16 byte tensor (label long: it writes and reads 2 GiB).
 sts_test_program(par_read_large par_read_large.c)
 sts_add_mpi_test(NAME par_read_large NP 1 COMMAND $<TARGET_FILE:par_read_large> TIMEOUT 600

@@ -156,4 +156,50 @@ done:
     return rc;
 }
 
+/*
+ * The reader's metadata mode under test: STS_TEST_READER_METADATA (the
+ * *_mdist copies of the reader tests set it to "distributed"); NULL when
+ * unset or empty, and then the tests open exactly as they always did.
+ */
+static inline const char *tr_metadata_env(void)
+{
+    const char *v = getenv("STS_TEST_READER_METADATA");
+    return v && *v ? v : NULL;
+}
+
+static inline int tr_metadata_distributed(void)
+{
+    const char *v = tr_metadata_env();
+    return v && strcmp(v, "distributed") == 0;
+}
+
+/* Appended to a test's work directory, so that a test and its _mdist copy never share files. */
+static inline const char *tr_dir_suffix(void)
+{
+    return tr_metadata_env() ? "_mdist" : "";
+}
+
+/*
+ * sts_reader_open with the test's own info (may be MPI_INFO_NULL), plus
+ * "stshard_metadata" from the environment when that is set.  The caller's
+ * info is left as it was.
+ */
+static inline int tr_reader_open(MPI_Comm comm, const char *path, MPI_Info base, sts_reader **out,
+                                 sts_diag *diag)
+{
+    const char *mode = tr_metadata_env();
+    MPI_Info info = MPI_INFO_NULL;
+    int rc;
+    if (!mode)
+        return sts_reader_open(comm, path, base, out, diag);
+    if (base != MPI_INFO_NULL)
+        MPI_Info_dup(base, &info);
+    else
+        MPI_Info_create(&info);
+    MPI_Info_set(info, "stshard_metadata", mode);
+    rc = sts_reader_open(comm, path, info, out, diag);
+    MPI_Info_free(&info);
+    return rc;
+}
+
 #endif /* STS_PAR_READ_UTIL_H */

@@ -38,11 +38,17 @@ static int test_failures = 0;
 
 #define CHECK_OK(rc) CHECK_RC(rc, STS_OK)
 
-/* Sum the failure counts of all ranks into every rank's test_failures. */
+/*
+ * Every rank's test_failures becomes the largest count of any rank: non-zero
+ * wherever some rank failed.  Not the sum: a test agrees many times, and
+ * summing counts that earlier agreements already summed multiplies them by P
+ * each time, until the int wraps to 0 (4^16 = 2^32: 16 agreements at 4 ranks
+ * turned a failed run into a pass).
+ */
 #define TEST_AGREE(comm)                                                                           \
     do {                                                                                           \
         int all_ = 0;                                                                              \
-        MPI_Allreduce(&test_failures, &all_, 1, MPI_INT, MPI_SUM, (comm));                         \
+        MPI_Allreduce(&test_failures, &all_, 1, MPI_INT, MPI_MAX, (comm));                         \
         test_failures = all_;                                                                      \
     } while (0)
 
