@@ -122,6 +122,7 @@ static void test_requests(MPI_Comm comm, int me, int np)
     CHECK_OK(tr_reader_open(comm, sub("good.safetensors"), MPI_INFO_NULL, &r, &d));
     if (!r)
         return;
+    CHECK(tr_reader_mode_ok(r));
     sts_read_req missing = {"layer.missing", STS_F32, 2, off, shp, buf};
     sts_read_req range = {"layer.w", STS_F32, 2, off2, shp2, buf};
     sts_read_req dtype = {"layer.w", STS_BF16, 2, off, shp, buf};

@@ -173,6 +173,7 @@ static sts_reader *open_with(MPI_Comm comm, const char *dir, const char *exchang
     if (buffer)
         MPI_Info_set(info, "stshard_exchange_buffer", buffer);
     CHECK_OK(tr_reader_open(comm, dir, info, &r, &d));
+    CHECK(!r || tr_reader_mode_ok(r));
     MPI_Info_free(&info);
     return r;
 }

@@ -175,6 +175,7 @@ static void read_case(MPI_Comm comm, const rcase *c, const char *dir, const char
     MPI_Info_set(info, "stshard_exchange_buffer", c->buffer);
     memset(st, 0, sizeof *st);
     CHECK_OK(tr_reader_open(comm, dir, info, &r, &d));
+    CHECK(!r || tr_reader_mode_ok(r));
     MPI_Info_free(&info);
     for (size_t i = 0; i < c->nreq; i++) {
         uint64_t bytes = tr_box_bytes(&c->t, c->shape[i]);

@@ -202,4 +202,19 @@ static inline int tr_reader_open(MPI_Comm comm, const char *path, MPI_Info base,
     return rc;
 }
 
+/*
+ * 1 when r behaves as the environment's mode says: with distributed metadata
+ * the local sts_reader_block refuses (STS_E_UNSUPPORTED), with replicated it
+ * works.  Keeps an _mdist copy from passing on a library that ignores the hint.
+ */
+static inline int tr_reader_mode_ok(const sts_reader *r)
+{
+    sts_stored_block sb;
+    int rc;
+    if (sts_reader_count(r) == 0)
+        return 1;
+    rc = sts_reader_block(r, 0, 0, &sb);
+    return tr_metadata_distributed() ? rc == STS_E_UNSUPPORTED : rc == STS_OK;
+}
+
 #endif /* STS_PAR_READ_UTIL_H */
