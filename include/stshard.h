@@ -429,12 +429,21 @@ typedef struct sts_global_tensor {
  * (every *.safetensors file in it, each with DCP_SHARDING_INFO: its blocks
  * lie at their saved_offsets; a plain file, given alone, holds whole
  * tensors).  Each header is read
- * once, by one rank (files are spread over ranks), and the parsed headers are
- * exchanged with MPI_Allgatherv, so every rank holds the same tensor table.
+ * once, by one rank (files are spread over ranks).  Every rank holds the
+ * same tensor table.  Where the block records live is the info key
+ * "stshard_metadata": "replicated" (default: the parsed headers are
+ * exchanged with MPI_Allgatherv, so every rank holds every block) or
+ * "distributed" (each tensor's blocks go to one owner rank, which checks
+ * them; every rank receives one summary per tensor, and sts_reader_read
+ * fetches from the owners the blocks its requests meet, so no rank holds
+ * every record; sts_reader_block and sts_reader_read_local then return
+ * STS_E_UNSUPPORTED).  The ranks agree on the mode (distributed only if
+ * every rank asks for it).
  * Blocks of a tensor must tile its global box (identical duplicates, e.g. a
  * replicated tensor saved by several ranks, count once) and agree on dtype.
- * comm is duplicated; info (may be MPI_INFO_NULL) is passed to MPI_File_open
- * and may hold the key "stshard_strided_reads": "runs" (default: strided
+ * comm is duplicated; info (may be MPI_INFO_NULL; the caller keeps it) may
+ * hold MPI-IO hints, passed to MPI_File_open (with none, STSHARD_MPI_HINTS
+ * applies), and the key "stshard_strided_reads": "runs" (default: strided
  * blocks are read one exact contiguous run per call) or "view" (one call
  * through a subarray file view; the reader then sets "romio_ds_read" to
  * "disable", which ROMIO honours, but Open MPI's OMPIO may still read the
@@ -473,7 +482,8 @@ typedef struct sts_stored_block {
 
 /*
  * Local.  Stored block k (0 <= k < nblocks) of tensor i, in offset order.
- * Errors: STS_E_ARG when i or k is out of range.
+ * Errors: STS_E_ARG when i or k is out of range; STS_E_UNSUPPORTED with
+ * distributed metadata (the blocks are on their owner ranks).
  */
 int sts_reader_block(const sts_reader *r, size_t i, size_t k, sts_stored_block *out);
 
@@ -499,7 +509,9 @@ typedef struct sts_read_req {
  * pieces; every byte is still read once and only if requested, and a rank
  * reads about its own share, though not always its own bytes
  * (sts_read_stats.bytes_received counts what others read for it).  The
- * requests are gathered on every rank (MPI_Allgatherv) to plan this.  For
+ * requests are gathered on every rank (MPI_Allgatherv) to plan this (with
+ * distributed metadata every rank then fetches the blocks of all of them,
+ * so a call's memory grows with every rank's requests, not only its own).  For
  * sub-byte dtypes (F4, F6_*) the offsets and extents of the last dimension
  * must cover whole bytes.  Errors: STS_E_ARG (NULL buffer, bad request),
  * STS_E_NO_TENSOR, STS_E_DTYPE_MISMATCH, STS_E_BLOCK_RANGE (the message names
@@ -513,7 +525,8 @@ int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n);
  * Local.  The same reads without the agreement and without two-phase reads
  * (each rank reads its own bytes): for callers that read from
  * inside another collective (e.g. a streaming writer) and agree on errors
- * themselves.  Returns this rank's code only.
+ * themselves.  Returns this rank's code only.  With distributed metadata it
+ * cannot fetch block records and returns STS_E_UNSUPPORTED.
  */
 int sts_reader_read_local(sts_reader *r, const sts_read_req *reqs, size_t n);
 

@@ -4,7 +4,7 @@
 # the headers, the plan and the index - not the data - are the work.
 #
 #   scripts/bench-meta.sh [-f FILES] [-t TENSORS] [-n "1 2 4 8 16"] [-o OUTPUT.md]
-#                         [-r REPS] [-b BUILD] [-d DIR] [-m "MPIEXEC ARGS"] [-c]
+#                         [-r REPS] [-b BUILD] [-d DIR] [-m "MPIEXEC ARGS"] [-c] [-l]
 #
 #   -f FILES    rank files to consolidate (default 16)
 #   -t TENSORS  tensors, each with one block in every file (default 30000),
@@ -17,6 +17,9 @@
 #   -m LAUNCH   launcher and its options (default: mpirun --oversubscribe with the
 #               shared-memory components, as scripts/bench-consolidate.sh)
 #   -c          check every output value by value (gen_moe --check; not timed)
+#   -l          measure `stshard load --batch 1MiB` instead, once with
+#               --metadata replicated and once with distributed (the reader's
+#               metadata; a small batch keeps the data buffer out of the RSS)
 #
 # Columns, per P:
 #   wall s      mpirun start to exit (launch included), from outside
@@ -26,16 +29,18 @@
 #               summed over the ranks ("cpu_seconds_sum")
 #   CPU s cons  the same for the sts_consolidate call alone ("cpu_seconds_consolidate_sum")
 #   blocks      FILES x TENSORS
+# With -l, per P and mode: wall s, the load pass's own "seconds", and the
+# peak RSS of the largest rank ("max_vmhwm_kib").
 set -euo pipefail
 
 files=16 tensors=30000 ranks="1 2 4 8 16" out="" reps=1 build=build
-parent=/dev/shm launch="" check=0
+parent=/dev/shm launch="" check=0 load=0
 usage() {
     echo "usage: $0 [-f FILES] [-t TENSORS] [-n \"1 2 4 8 16\"] [-o OUTPUT.md] [-r REPS]" \
-        "[-b BUILD] [-d DIR] [-m LAUNCH] [-c]" >&2
+        "[-b BUILD] [-d DIR] [-m LAUNCH] [-c] [-l]" >&2
     exit 2
 }
-while getopts "f:t:n:o:r:b:d:m:ch" opt; do
+while getopts "f:t:n:o:r:b:d:m:clh" opt; do
     case $opt in
     f) files=$OPTARG ;;
     t) tensors=$OPTARG ;;
@@ -46,6 +51,7 @@ while getopts "f:t:n:o:r:b:d:m:ch" opt; do
     d) parent=$OPTARG ;;
     m) launch=$OPTARG ;;
     c) check=1 ;;
+    l) load=1 ;;
     *) usage ;;
     esac
 done
@@ -76,24 +82,55 @@ e=$(now)
 echo "generated $files files x $tensors tensors in $(echo "$e - $s" | bc) s ($(du -sh "$dir/in" | cut -f1))" >&2
 
 blocks=$((files * tensors))
-table="| ranks | wall s | tool s | peak RSS/rank MiB (max) | CPU s, all ranks (process) | CPU s, all ranks (consolidate) | blocks |
-|---:|---:|---:|---:|---:|---:|---:|"
-for p in $ranks; do
+
+# best_of P CMD...: runs CMD (with the launcher, P ranks) REPS times; keeps the
+# --json of the fastest run in $dir/best.json and its wall time in $best.
+best_of() {
+    local p=$1 i s e wall
+    shift
     best=""
     for ((i = 0; i < reps; i++)); do
         rm -rf "$dir/out"
         s=$(now)
-        "${mpi[@]}" -n "$p" "$stshard" consolidate "$dir/in" "$dir/out" --json >"$dir/json"
+        "${mpi[@]}" -n "$p" "$@" >"$dir/json"
         e=$(now)
         wall=$(echo "$e - $s" | bc)
         if [ -z "$best" ] || [ "$(echo "$wall < $best" | bc)" = 1 ]; then
             best=$wall
             cp "$dir/json" "$dir/best.json"
         fi
-        if [ $check = 1 ]; then
-            "$gen" --check "$dir/out" "$files" "$tensors" >&2
-        fi
     done
+}
+
+if [ $load = 1 ]; then
+    table="| ranks | metadata | wall s | load pass s | peak RSS/rank MiB (max) | blocks |
+|---:|---|---:|---:|---:|---:|"
+    for p in $ranks; do
+        for mode in replicated distributed; do
+            best_of "$p" "$stshard" load "$dir/in" --metadata $mode --batch 1MiB --json
+            tool=$(field seconds "$dir/best.json")
+            kib=$(field max_vmhwm_kib "$dir/best.json")
+            [ -n "$tool" ] && [ -n "$kib" ] ||
+                { echo "$0: P=$p: no figures in the --json summary:" >&2; cat "$dir/best.json" >&2; exit 1; }
+            row=$(printf '| %d | %s | %.2f | %.2f | %.1f | %d |' "$p" $mode "$best" "$tool" \
+                "$(echo "$kib / 1024" | bc -l)" "$blocks")
+            table+=$'\n'"$row"
+            echo "$row" >&2
+        done
+    done
+    echo "$table"
+    [ -z "$out" ] || { echo "\`scripts/bench-meta.sh -l -f $files -t $tensors -n \"$ranks\" -r $reps\`" \
+        "($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r)):"; echo; echo "$table"; } >"$out"
+    exit 0
+fi
+
+table="| ranks | wall s | tool s | peak RSS/rank MiB (max) | CPU s, all ranks (process) | CPU s, all ranks (consolidate) | blocks |
+|---:|---:|---:|---:|---:|---:|---:|"
+for p in $ranks; do
+    best_of "$p" "$stshard" consolidate "$dir/in" "$dir/out" --json
+    if [ $check = 1 ]; then
+        "$gen" --check "$dir/out" "$files" "$tensors" >&2
+    fi
     tool=$(field seconds "$dir/best.json")
     kib=$(field peak_rss_kib_max "$dir/best.json")
     cpu=$(field cpu_seconds_sum "$dir/best.json")

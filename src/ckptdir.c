@@ -185,14 +185,14 @@ int sts__ckptdir_check_index(const sts_reader *r, const void *index, sts_diag *d
     cJSON_ArrayForEach(it, map)
     {
         long t = sts_reader_find(r, it->string);
-        const sts__rblock *b;
+        const char *real;
         if (t < 0)
             return sts__fail(diag, STS_E_INDEX,
                              "index weight_map names tensor '%s', which is in no file", it->string);
-        b = &r->blocks[r->first[t]];
-        if (strcmp(base_name(r->paths[b->file]), it->valuestring) != 0)
+        real = base_name(r->paths[sts__reader_file0(r, (size_t)t)]);
+        if (strcmp(real, it->valuestring) != 0)
             return sts__fail(diag, STS_E_INDEX, "index puts tensor '%s' in %s, but it is in %s",
-                             it->string, it->valuestring, base_name(r->paths[b->file]));
+                             it->string, it->valuestring, real);
         n++;
     }
     /* Equal counts with every entry found means no tensor is missing from the map

@@ -185,10 +185,11 @@ static int cmp_block(const void *pa, const void *pb)
 }
 
 /* Walks the records; with out == NULL it only counts and bounds-checks. */
-static int decode_records(sts_reader *r, rblock_tmp *out, size_t *count, sts_diag *diag)
+static int decode_records(const unsigned char *records, size_t len, rblock_tmp *out, size_t *count,
+                          sts_diag *diag)
 {
-    const uint64_t *w = (const uint64_t *)(void *)r->records;
-    size_t nw = r->records_len / 8, k = 0, pos = 0;
+    const uint64_t *w = (const uint64_t *)(const void *)records;
+    size_t nw = len / 8, k = 0, pos = 0;
     while (pos < nw) {
         uint64_t file, nt;
         if (nw - pos < 2)
@@ -317,66 +318,142 @@ done:
     return rc;
 }
 
+/* Notes which tensor failed and in which pass, for reader_meta.c's agreement. */
+static int failed(sts__rfail *f, int pass, const rblock_tmp *v, int rc)
+{
+    if (f && rc != STS_OK) {
+        f->pass = pass;
+        f->name = v ? v->name : "";
+        f->len = v ? (size_t)v->name_len : 0;
+    }
+    return rc;
+}
+
+/* Drops identical duplicates of the sorted blocks; counts tensors and shape words. */
+static int dedupe(rblock_tmp *v, size_t n, size_t *nb, size_t *nt, size_t *nshape, sts__rfail *f,
+                  sts_diag *diag)
+{
+    *nb = *nt = *nshape = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* A replicated tensor may be stored by several ranks: one copy is enough. */
+        if (*nb > 0 && same_name(&v[*nb - 1], &v[i]) && same_box(&v[*nb - 1], &v[i])) {
+            if (v[*nb - 1].dtype != v[i].dtype)
+                return failed(f, 1, &v[i],
+                              sts__fail(diag, STS_E_DTYPE_MISMATCH,
+                                        "tensor '%s': blocks are %s and %s", v[i].name,
+                                        sts_dtype_name(v[*nb - 1].dtype),
+                                        sts_dtype_name(v[i].dtype)));
+            continue;
+        }
+        if (*nb == 0 || !same_name(&v[*nb - 1], &v[i])) {
+            (*nt)++;
+            *nshape += v[i].ndim;
+        }
+        v[(*nb)++] = v[i];
+    }
+    return STS_OK;
+}
+
 /* Sorts blocks by tensor, drops identical duplicates and fills the table. */
-static int build_table(sts_reader *r, rblock_tmp *v, size_t n, sts_diag *diag)
+static int build_table(const sts_reader *r, rblock_tmp *v, size_t n, sts__rtable *tb, sts__rfail *f,
+                       sts_diag *diag)
 {
     int rc = STS_OK;
     size_t nb = 0, nt = 0, nshape = 0;
     qsort(v, n, sizeof *v, cmp_block);
-    for (size_t i = 0; i < n; i++) {
-        /* A replicated tensor may be stored by several ranks: one copy is enough. */
-        if (nb > 0 && same_name(&v[nb - 1], &v[i]) && same_box(&v[nb - 1], &v[i])) {
-            STS_GOTO_IF(v[nb - 1].dtype != v[i].dtype, diag, STS_E_DTYPE_MISMATCH,
-                        "tensor '%s': blocks are %s and %s", v[i].name,
-                        sts_dtype_name(v[nb - 1].dtype), sts_dtype_name(v[i].dtype));
-            continue;
-        }
-        if (nb == 0 || !same_name(&v[nb - 1], &v[i])) {
-            nt++;
-            nshape += v[i].ndim;
-        }
-        v[nb++] = v[i];
-    }
-    r->tensors = sts__calloc_array(nt, sizeof *r->tensors);
-    r->first = sts__malloc_array(nt + 1, sizeof *r->first);
-    r->blocks = sts__malloc_array(nb, sizeof *r->blocks);
-    r->gshapes = sts__malloc_array(nshape, sizeof *r->gshapes);
-    STS_GOTO_IF(!r->tensors || !r->first || !r->blocks || !r->gshapes, diag, STS_E_NOMEM,
+    STS_CHECK(dedupe(v, n, &nb, &nt, &nshape, f, diag));
+    tb->tensors = sts__calloc_array(nt, sizeof *tb->tensors);
+    tb->first = sts__malloc_array(nt + 1, sizeof *tb->first);
+    tb->blocks = sts__malloc_array(nb, sizeof *tb->blocks);
+    tb->gshapes = sts__malloc_array(nshape, sizeof *tb->gshapes);
+    STS_GOTO_IF(!tb->tensors || !tb->first || !tb->blocks || !tb->gshapes, diag, STS_E_NOMEM,
                 "out of memory");
     nshape = 0;
     for (size_t i = 0, t = 0; i < nb; t++) {
         size_t j = i + 1;
         while (j < nb && same_name(&v[i], &v[j]))
             j++;
-        r->first[t] = i;
-        STS_CHECK(finish_tensor(r, &r->tensors[t], r->gshapes + nshape, v + i, j - i, diag));
+        tb->first[t] = i;
+        rc = finish_tensor(r, &tb->tensors[t], tb->gshapes + nshape, v + i, j - i, diag);
+        STS_CHECK(failed(f, 2, &v[i], rc));
         nshape += v[i].ndim;
         for (size_t k = i; k < j; k++)
-            r->blocks[k] = v[k].b;
+            tb->blocks[k] = v[k].b;
         i = j;
     }
-    r->first[nt] = nb;
-    r->ntensors = nt;
+    tb->first[nt] = nb;
+    tb->ntensors = nt;
 done:
     return rc;
 }
 
-static int make_table(sts_reader *r, sts_diag *diag)
+int sts__reader_table(const sts_reader *r, const unsigned char *records, size_t len,
+                      sts__rtable *tb, sts__rfail *f, sts_diag *diag)
 {
     int rc = STS_OK;
     size_t n = 0;
     rblock_tmp *v = NULL;
-    STS_CHECK(decode_records(r, NULL, &n, diag));
+    memset(tb, 0, sizeof *tb);
+    /* An error not about one tensor (pass 0) comes before any that is. */
+    failed(f, 0, NULL, STS_E_INTERNAL);
+    STS_CHECK(decode_records(records, len, NULL, &n, diag));
     v = sts__malloc_array(n, sizeof *v);
     STS_GOTO_IF(!v, diag, STS_E_NOMEM, "out of memory");
-    STS_CHECK(decode_records(r, v, &n, diag));
-    STS_CHECK(build_table(r, v, n, diag));
+    STS_CHECK(decode_records(records, len, v, &n, diag));
+    STS_CHECK(build_table(r, v, n, tb, f, diag));
+    if (f)
+        f->pass = 3;
 done:
     free(v);
     return rc;
 }
 
+void sts__reader_table_free(sts__rtable *tb)
+{
+    free(tb->tensors);
+    free(tb->first);
+    free(tb->blocks);
+    free(tb->gshapes);
+    memset(tb, 0, sizeof *tb);
+}
+
+/* Every rank builds the same table from every record. */
+static int make_table(sts_reader *r, sts_diag *diag)
+{
+    sts__rtable tb;
+    int rc = sts__reader_table(r, r->records, r->records_len, &tb, NULL, diag);
+    r->ntensors = tb.ntensors;
+    r->tensors = tb.tensors;
+    r->first = tb.first;
+    r->blocks = tb.blocks;
+    r->gshapes = tb.gshapes;
+    return rc;
+}
+
 /* ---- open / accessors / free -------------------------------------------- */
+
+/*
+ * The caller's keys other than ours go to MPI_File_open.  An info with only
+ * stshard_* keys leaves r->info null, so STSHARD_MPI_HINTS still applies.
+ */
+static int copy_hints(sts_reader *r, MPI_Info user, sts_diag *diag)
+{
+    int rc = STS_OK, n = 0, flag = 0;
+    char key[MPI_MAX_INFO_KEY + 1], val[MPI_MAX_INFO_VAL + 1];
+    if (user != MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_get_nkeys, (user, &n));
+    for (int i = 0; i < n; i++) {
+        STS_MPI_CALL(diag, MPI_Info_get_nthkey, (user, i, key));
+        if (strncmp(key, "stshard_", 8) == 0)
+            continue;
+        STS_MPI_CALL(diag, MPI_Info_get, (user, key, MPI_MAX_INFO_VAL, val, &flag));
+        if (r->info == MPI_INFO_NULL)
+            STS_MPI_CALL(diag, MPI_Info_create, (&r->info));
+        STS_MPI_CALL(diag, MPI_Info_set, (r->info, key, val));
+    }
+done:
+    return rc;
+}
 
 /*
  * The caller's hints go to every MPI_File_open (with none, mpiio.c applies
@@ -401,6 +478,14 @@ static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
     STS_GOTO_IF(flag && strcmp(val, "auto") != 0 && strcmp(val, "off") != 0, diag, STS_E_ARG,
                 "stshard_exchange must be \"auto\" or \"off\", not \"%s\"", val);
     r->exchange = !(flag && strcmp(val, "off") == 0);
+    flag = 0;
+    if (user != MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_get,
+                     (user, "stshard_metadata", (int)sizeof val - 1, val, &flag));
+    STS_GOTO_IF(flag && strcmp(val, "replicated") != 0 && strcmp(val, "distributed") != 0, diag,
+                STS_E_ARG, "stshard_metadata must be \"replicated\" or \"distributed\", not \"%s\"",
+                val);
+    r->dist = flag && strcmp(val, "distributed") == 0;
     /* Small rounds keep the staged rows in cache until they are sent: measured faster
      * than 8 or 32 MiB (docs/benchmarks.md, "Loading"). */
     r->exchange_buffer = (uint64_t)2 << 20;
@@ -415,8 +500,9 @@ static int make_info(sts_reader *r, MPI_Info user, sts_diag *diag)
                     "stshard_exchange_buffer must be a positive number of bytes, not \"%s\"", val);
         r->exchange_buffer = v;
     }
-    if (user != MPI_INFO_NULL)
-        STS_MPI_CALL(diag, MPI_Info_dup, (user, &r->info));
+    STS_CHECK(copy_hints(r, user, diag));
+    if (r->view_mode && r->info == MPI_INFO_NULL)
+        STS_MPI_CALL(diag, MPI_Info_create, (&r->info));
     if (r->view_mode)
         STS_MPI_CALL(diag, MPI_Info_set, (r->info, "romio_ds_read", "disable"));
 done:
@@ -432,9 +518,11 @@ done:
  */
 static int agree_exchange(sts_reader *r, sts_diag *diag)
 {
-    int rc = STS_OK, on = r->exchange;
+    int rc = STS_OK, on = r->exchange, dist = r->dist;
     uint64_t buf = r->exchange_buffer;
     STS_MPI_CALL(diag, MPI_Allreduce, (&on, &r->exchange, 1, MPI_INT, MPI_MIN, r->comm));
+    /* Distributed only if every rank asked for it: the mode decides the collectives. */
+    STS_MPI_CALL(diag, MPI_Allreduce, (&dist, &r->dist, 1, MPI_INT, MPI_MIN, r->comm));
     STS_MPI_CALL(diag, MPI_Allreduce,
                  (&buf, &r->exchange_buffer, 1, MPI_UINT64_T, MPI_MIN, r->comm));
 done:
@@ -452,8 +540,13 @@ static int open_phases(sts_reader *r, const char *path, sts_diag *diag)
     STS_CHECK(sts__mpiio_agree(r->comm, rc, diag));
     STS_CHECK(bcast_files(r, &files, diag));
     rc = read_my_headers(r, &mine, diag);
-    STS_CHECK(exchange(r, rc, &mine, diag));
-    rc = make_table(r, diag);
+    if (r->dist) {
+        /* Agreed inside, with the path already named in the message. */
+        STS_CHECK(sts__reader_meta_open(r, rc, &mine, path, diag));
+    } else {
+        STS_CHECK(exchange(r, rc, &mine, diag));
+        rc = make_table(r, diag);
+    }
     if (rc == STS_OK && r->rank == 0 && index)
         rc = sts__ckptdir_check_index(r, index, diag);
     if (rc != STS_OK)
@@ -550,6 +643,8 @@ const char *sts_reader_file_path(const sts_reader *r, size_t i)
 int sts_reader_block(const sts_reader *r, size_t i, size_t k, sts_stored_block *out)
 {
     const sts__rblock *b;
+    if (r->dist)
+        return STS_E_UNSUPPORTED; /* the blocks are on their owners */
     if (i >= r->ntensors || k >= r->first[i + 1] - r->first[i])
         return STS_E_ARG;
     b = &r->blocks[r->first[i] + k];
@@ -558,6 +653,11 @@ int sts_reader_block(const sts_reader *r, size_t i, size_t k, sts_stored_block *
     out->offsets = b->offsets;
     out->shape = b->shape;
     return STS_OK;
+}
+
+uint32_t sts__reader_file0(const sts_reader *r, size_t t)
+{
+    return r->dist ? r->file0[t] : r->blocks[r->first[t]].file;
 }
 
 void sts_reader_stats(const sts_reader *r, sts_read_stats *out)
@@ -608,6 +708,7 @@ void sts_reader_free(sts_reader *r)
     free(r->blocks);
     free(r->gshapes);
     free(r->records);
+    sts__reader_meta_free(r);
     free(r->bounce);
     free(r->stage);
     if (r->info != MPI_INFO_NULL)

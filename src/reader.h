@@ -12,6 +12,7 @@
 
 #include <mpi.h>
 
+#include "bytes.h"
 #include "internal.h"
 
 /* One stored block of a tensor. */
@@ -22,6 +23,15 @@ typedef struct sts__rblock {
     const uint64_t *shape;   /* ndim entries */
 } sts__rblock;
 
+/* A tensor table: tensors in name order, each with its stored blocks. */
+typedef struct sts__rtable {
+    size_t ntensors;
+    sts_global_tensor *tensors;
+    size_t *first; /* tensor i: blocks[first[i] .. first[i + 1]) */
+    sts__rblock *blocks;
+    uint64_t *gshapes; /* storage of the global shapes */
+} sts__rtable;
+
 struct sts_reader {
     MPI_Comm comm; /* our duplicate; every collective of the reader runs on it */
     MPI_Info info; /* hints for MPI_File_open (ours plus the caller's) */
@@ -31,6 +41,7 @@ struct sts_reader {
     int view_mode;            /* strided file sides through a subarray view instead of exact runs */
     int exchange;             /* two-phase reads in sts_reader_read (reader_xchg.c) */
     uint64_t exchange_buffer; /* staging bytes per rank and round of the two-phase reads */
+    int dist;                 /* distributed metadata (reader_meta.c) */
 
     size_t nfiles;
     char **paths;
@@ -40,10 +51,18 @@ struct sts_reader {
     size_t ntensors;
     sts_global_tensor *tensors; /* sorted by name */
     size_t *first;              /* tensor i owns blocks[first[i] .. first[i + 1]) */
-    sts__rblock *blocks;
-    uint64_t *gshapes;      /* storage of the global shapes */
-    unsigned char *records; /* every rank's header records; names and block shapes point here */
+    sts__rblock *blocks;        /* distributed: only the blocks fetched for the current read */
+    uint64_t *gshapes;          /* storage of the global shapes */
+    unsigned char *records;     /* every rank's header records (distributed: every tensor's
+                                 * summary); names and shapes point here */
     size_t records_len;
+
+    /* Distributed metadata only (reader_meta.c). */
+    sts__rtable own;            /* the tensors this rank owns, with all their blocks */
+    unsigned char *own_records; /* their block records, which own's blocks point into */
+    size_t *own_of;             /* per tensor: its index in own, or SIZE_MAX */
+    uint32_t *file0;            /* per tensor: the file of its first block */
+    unsigned char *fetched;     /* the block records behind first/blocks in a read */
 
     unsigned char *bounce; /* reader_io.c's buffer for gathering small runs; NULL until needed */
     unsigned char *stage;  /* reader_xchg.c's staging buffer, kept across calls: a fresh large
@@ -76,6 +95,57 @@ int sts__ckptdir_discover(const char *path, sts_ckpt_kind *kind, sts__strlist *f
 /* Local.  The index's weight_map names every tensor exactly once, each in its real file. */
 int sts__ckptdir_check_index(const sts_reader *r, const void *index, sts_diag *diag);
 void sts__ckptdir_index_free(void *index);
+
+/*
+ * Which tensor an open error is about (pass 1: identical boxes with two
+ * dtypes, found before any pass 2: one tensor's blocks; pass 0: not about a
+ * tensor; 3: no error), so that owners can agree on the error one table of
+ * every block would report first.
+ */
+typedef struct sts__rfail {
+    int pass;
+    const char *name;
+    size_t len;
+} sts__rfail;
+
+/*
+ * Local.  Builds a table from header records (len bytes, the layout
+ * reader.c packs): blocks sorted by tensor, identical duplicates dropped,
+ * global shapes and coverage checked.  Names and block boxes point into
+ * records.  f (may be NULL) says what failed.  On error tb holds what was
+ * built; free it either way with sts__reader_table_free.
+ */
+int sts__reader_table(const sts_reader *r, const unsigned char *records, size_t len,
+                      sts__rtable *tb, sts__rfail *f, sts_diag *diag);
+/* Local.  Frees the arrays (not the records) and zeroes tb. */
+void sts__reader_table_free(sts__rtable *tb);
+/* Local.  The file that holds tensor t's first block. */
+uint32_t sts__reader_file0(const sts_reader *r, size_t t);
+
+/*
+ * reader_meta.c: distributed metadata.  Collective, agreed (the first error
+ * a single table would report, prefixed with path): mine (this rank's packed
+ * headers, consumed) goes to the tensors' owners, which build their tables;
+ * every rank then receives every tensor's summary into r->tensors.
+ */
+int sts__reader_meta_open(sts_reader *r, int rc, sts_bytes *mine, const char *path, sts_diag *diag);
+
+/* One box of a tensor whose blocks a read needs. */
+typedef struct sts__rbox {
+    size_t tix;
+    const uint64_t *off, *shape;
+} sts__rbox;
+
+/*
+ * Collective, agreed.  Replaces the view (r->first, r->blocks) with the
+ * stored blocks that meet any of the n boxes, fetched from their owners, in
+ * table order.  Ranks that pass the same boxes get the same view.
+ */
+int sts__reader_meta_fetch(sts_reader *r, int rc, const sts__rbox *boxes, size_t n, sts_diag *diag);
+/* Local.  Drops the view. */
+void sts__reader_meta_drop(sts_reader *r);
+/* Local.  Frees everything reader_meta.c made (and the view). */
+void sts__reader_meta_free(sts_reader *r);
 
 /* Local.  Opens file i on this rank if needed (MPI_COMM_SELF, read-only). */
 int sts__reader_file(sts_reader *r, uint32_t i, MPI_File *fh, sts_diag *diag);

@@ -528,11 +528,29 @@ done:
     return rc;
 }
 
+/* Collective, agreed: the view of the blocks this rank's requests meet (reader_meta.c). */
+static int fetch_own(sts_reader *r, const sts_read_req *reqs, size_t n, sts_diag *diag)
+{
+    int rc = STS_OK;
+    sts__rbox *bx = sts__malloc_array(n + 1, sizeof *bx);
+    if (!bx)
+        rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; bx && i < n; i++)
+        bx[i] =
+            (sts__rbox){(size_t)sts_reader_find(r, reqs[i].name), reqs[i].offsets, reqs[i].shape};
+    rc = sts__reader_meta_fetch(r, rc, bx, bx ? n : 0, diag);
+    free(bx);
+    return rc;
+}
+
 int sts_reader_read_local(sts_reader *r, const sts_read_req *reqs, size_t n)
 {
     int rc = STS_OK;
     uint32_t maxdim = 0;
     sts__diag_clear(&r->diag);
+    STS_GOTO_IF(r->dist, &r->diag, STS_E_UNSUPPORTED,
+                "sts_reader_read_local: the reader's block lists are distributed "
+                "(stshard_metadata \"distributed\"); only sts_reader_read fetches them");
     STS_CHECK(check_all(r, reqs, n, &maxdim, &r->diag));
     STS_CHECK(read_all(r, reqs, n, maxdim, NULL, &r->diag));
 done:
@@ -551,6 +569,8 @@ int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n)
     rc = check_all(r, reqs, n, &maxdim, &r->diag);
     STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
     t0 = MPI_Wtime();
+    if (r->dist)
+        STS_CHECK(fetch_own(r, reqs, n, &r->diag));
     if (r->exchange) {
         rc = sts__reader_xchg_make(r, reqs, n, &xp, &r->diag);
         r->stats.seconds += MPI_Wtime() - t0;
@@ -565,5 +585,6 @@ int sts_reader_read(sts_reader *r, const sts_read_req *reqs, size_t n)
     STS_CHECK(sts__mpiio_agree(r->comm, rc, &r->diag));
 done:
     sts__reader_xchg_free(xp);
+    sts__reader_meta_drop(r);
     return rc;
 }

@@ -467,6 +467,26 @@ static int wants_exchange(const sts_reader *r, const sts_read_req *reqs, size_t 
     return 0;
 }
 
+/*
+ * Collective, agreed.  With distributed metadata every rank plans from the
+ * blocks of every rank's requests, so each fetches the same view: the blocks
+ * that meet any gathered request.
+ */
+static int fetch_all(sts_reader *r, const sts__xplan *p, int rc, sts_diag *diag)
+{
+    sts__rbox *bx = NULL;
+    if (rc == STS_OK) {
+        bx = sts__malloc_array(p->ng + 1, sizeof *bx);
+        if (!bx)
+            rc = sts__fail(diag, STS_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; bx && i < p->ng; i++)
+        bx[i] = (sts__rbox){p->g[i].tix, p->g[i].off, p->g[i].shape};
+    rc = sts__reader_meta_fetch(r, rc, bx, bx ? p->ng : 0, diag);
+    free(bx);
+    return rc;
+}
+
 int sts__reader_xchg_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts__xplan **out,
                           sts_diag *diag)
 {
@@ -479,7 +499,10 @@ int sts__reader_xchg_make(sts_reader *r, const sts_read_req *reqs, size_t n, sts
         goto done; /* no plan: every block is read directly */
     p = calloc(1, sizeof *p);
     /* With p NULL the gather fails on every rank at its first agreement. */
-    STS_CHECK(gather_reqs(r, reqs, n, p, diag));
+    rc = gather_reqs(r, reqs, n, p, diag);
+    if (r->dist)
+        rc = fetch_all(r, p, rc, diag);
+    STS_CHECK(rc);
     STS_CHECK(choose_blocks(r, p, diag));
     STS_CHECK(make_units(r, p, diag));
     *out = p;

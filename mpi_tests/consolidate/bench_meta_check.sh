@@ -4,7 +4,8 @@
 # scripts/bench-meta.sh on a small case (16 files x 2000 tensors, P = 1 2 4,
 # every output checked value by value): the table it prints and the one it
 # writes with -o must be the same, with one well-formed row per P in order -
-# positive figures, blocks = 16 x 2000.  Never a timing.
+# positive figures, blocks = 16 x 2000.  Then -l (the reader's metadata,
+# `stshard load`): two rows per P, replicated then distributed.  Never a timing.
 set -euo pipefail
 src=$1 build=$2 work=$3
 shift 4
@@ -32,6 +33,28 @@ awk -F'|' -v want="1 2 4" -v blocks=32000 '
     }
     END { if (!bad && rows != 3) { print "FAIL: " rows " rows, expected 3"; exit 1 } }
 ' "$work/stdout.md"
+"$src/scripts/bench-meta.sh" -l -f 16 -t 2000 -n "1 2" -b "$build" -d "$work" \
+    -o "$work/load.md" -m "$*" >"$work/load-stdout.md"
+cat "$work/load.md"
+grep -q '^`scripts/bench-meta.sh -l -f 16 -t 2000 -n "1 2"' "$work/load.md" ||
+    { echo "FAIL: no command line in the -l -o file"; exit 1; }
+grep '^|' "$work/load.md" | cmp - "$work/load-stdout.md" ||
+    { echo "FAIL: the -l -o table differs from the printed one"; exit 1; }
+awk -F'|' -v blocks=32000 '
+    function fail(msg) { print "FAIL: -l line " NR ": " msg; bad = 1; exit 1 }
+    NR == 1 { if ($2 !~ /ranks/ || $3 !~ /metadata/ || NF != 8) fail("bad header: " $0); next }
+    NR == 2 { if ($0 != "|---:|---|---:|---:|---:|---:|") fail("bad rule: " $0); next }
+    {
+        if (NF != 8) fail("not 6 columns: " $0)
+        if ($2 + 0 != int((NR - 1) / 2)) fail("ranks " $2 ", expected " int((NR - 1) / 2))
+        if ($3 != (NR % 2 ? " replicated " : " distributed ")) fail("mode " $3)
+        for (i = 4; i <= 6; i++)
+            if ($i !~ /^ [0-9]+\.[0-9]+ $/ || $i + 0 <= 0) fail("column " i - 1 " is not a positive number: " $0)
+        if ($7 + 0 != blocks) fail("blocks " $7 ", expected " blocks)
+        rows++
+    }
+    END { if (!bad && rows != 4) { print "FAIL: " rows " -l rows, expected 4"; exit 1 } }
+' "$work/load-stdout.md"
 ls "$work" | grep -q stshard-bench-meta && { echo "FAIL: work directory left behind"; exit 1; }
 rm -rf "$work"
 echo "bench_meta_check: ok"

@@ -17,7 +17,7 @@
 #include "share.h"
 
 typedef struct load_args {
-    const char *dir, *strided, *exchange;
+    const char *dir, *strided, *exchange, *metadata;
     share_opts so;
     uint64_t batch, seed, repeat, xbuf;
     int check, whole, json, drop;
@@ -45,6 +45,10 @@ static void load_usage(FILE *f)
                "                    exchange the pieces with MPI) or off (every rank reads its\n"
                "                    own runs)\n"
                "  --exchange-buffer SIZE  staging memory per rank for the exchange (2MiB)\n"
+               "  --metadata M      distributed (default: each tensor's block list is held by\n"
+               "                    one owner rank and fetched by the reads that need it) or\n"
+               "                    replicated (every rank holds every block record;\n"
+               "                    --compare-whole needs it and selects it)\n"
                "  --repeat N        run the passes N times (default 1)\n"
                "  --drop-caches     sync and drop the page cache before every timed pass, so\n"
                "                    reads come from the storage (needs root; one rank per node)\n"
@@ -65,7 +69,8 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
         O_STRIDED,
         O_EXCHANGE,
         O_XBUF,
-        O_DROP
+        O_DROP,
+        O_META
     };
     static const struct option opts[] = {{"strategy", required_argument, NULL, O_STRATEGY},
                                          {"dim", required_argument, NULL, O_DIM},
@@ -78,6 +83,7 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
                                          {"exchange", required_argument, NULL, O_EXCHANGE},
                                          {"exchange-buffer", required_argument, NULL, O_XBUF},
                                          {"drop-caches", no_argument, NULL, O_DROP},
+                                         {"metadata", required_argument, NULL, O_META},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c, dim_set = 0;
@@ -140,6 +146,15 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
         case O_DROP:
             a->drop = 1;
             break;
+        case O_META:
+            if (strcmp(optarg, "distributed") != 0 && strcmp(optarg, "replicated") != 0)
+                return me ? CLI_USAGE
+                          : cli_usage_error("load",
+                                            "--metadata is distributed or replicated, "
+                                            "not '%s'",
+                                            optarg);
+            a->metadata = optarg;
+            break;
         case 'h':
             if (me == 0)
                 load_usage(stdout);
@@ -153,6 +168,12 @@ static int parse_args(int argc, char **argv, load_args *a, int me)
         return me ? CLI_USAGE : cli_usage_error("load", "expected exactly one INDIR");
     if (dim_set && a->so.strategy != MODEL_ROWS)
         return me ? CLI_USAGE : cli_usage_error("load", "--dim applies to --strategy row only");
+    /* The whole-file baseline lists each tensor's stored blocks with sts_reader_block. */
+    if (a->whole && a->metadata && strcmp(a->metadata, "distributed") == 0)
+        return me ? CLI_USAGE
+                  : cli_usage_error("load", "--compare-whole needs --metadata replicated");
+    if (!a->metadata)
+        a->metadata = a->whole ? "replicated" : "distributed";
     a->dir = argv[optind];
     return CLI_OK;
 }
@@ -388,8 +409,8 @@ int cmd_load(int argc, char **argv)
     rc = parse_args(argc, argv, &a, me);
     if (rc != CLI_OK)
         return rc < 0 ? CLI_OK : rc;
-    if (a.strided || a.exchange || a.xbuf)
-        MPI_Info_create(&info);
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "stshard_metadata", a.metadata);
     if (a.xbuf) {
         char v[32];
         snprintf(v, sizeof v, "%llu", (unsigned long long)a.xbuf);

@@ -29,6 +29,7 @@ typedef struct reshard_args {
     share_opts so;
     uint64_t batch;
     int force, fsync, json;
+    const char *metadata;
 } reshard_args;
 
 static void reshard_usage(FILE *f)
@@ -46,6 +47,9 @@ static void reshard_usage(FILE *f)
             "  --batch SIZE   bytes read and written per rank per round (default 16MiB)\n"
             "  --force        replace the rank files of an existing checkpoint in OUTDIR\n"
             "  --fsync        sync the files before publishing them\n"
+            "  --metadata M   distributed (default: each tensor's block list is held by one\n"
+            "                 owner rank and fetched by the reads that need it) or replicated\n"
+            "                 (every rank holds every block record)\n"
             "  --json         print the summary as JSON\n"
             "  --help         this text\n\n"
             "Memory: each rank holds one round of data (--batch bytes, or one row of dimension\n"
@@ -54,19 +58,21 @@ static void reshard_usage(FILE *f)
 
 static int parse_args(int argc, char **argv, reshard_args *a, int me)
 {
-    enum { O_STRATEGY = 256, O_DIM, O_BATCH, O_FORCE, O_FSYNC, O_JSON };
+    enum { O_STRATEGY = 256, O_DIM, O_BATCH, O_FORCE, O_FSYNC, O_JSON, O_META };
     static const struct option opts[] = {{"strategy", required_argument, NULL, O_STRATEGY},
                                          {"dim", required_argument, NULL, O_DIM},
                                          {"batch", required_argument, NULL, O_BATCH},
                                          {"force", no_argument, NULL, O_FORCE},
                                          {"fsync", no_argument, NULL, O_FSYNC},
                                          {"json", no_argument, NULL, O_JSON},
+                                         {"metadata", required_argument, NULL, O_META},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c, dim_set = 0;
     memset(a, 0, sizeof *a);
     a->so.strategy = MODEL_ROWS;
     a->batch = (uint64_t)16 << 20;
+    a->metadata = "distributed";
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -93,6 +99,15 @@ static int parse_args(int argc, char **argv, reshard_args *a, int me)
             break;
         case O_JSON:
             a->json = 1;
+            break;
+        case O_META:
+            if (strcmp(optarg, "distributed") != 0 && strcmp(optarg, "replicated") != 0)
+                return me ? CLI_USAGE
+                          : cli_usage_error("reshard",
+                                            "--metadata is distributed or replicated, "
+                                            "not '%s'",
+                                            optarg);
+            a->metadata = optarg;
             break;
         case 'h':
             if (me == 0)
@@ -321,8 +336,12 @@ static int reshard(MPI_Comm comm, const reshard_args *a, int me, int np, char *e
     sts_save_stats st;
     sts_diag d;
     int rc, mine, all = 0;
+    MPI_Info info = MPI_INFO_NULL;
     memset(&s, 0, sizeof s);
-    rc = sts_reader_open(comm, a->in, MPI_INFO_NULL, &r, &d);
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "stshard_metadata", a->metadata);
+    rc = sts_reader_open(comm, a->in, info, &r, &d);
+    MPI_Info_free(&info);
     if (rc != STS_OK) {
         snprintf(err, errlen, "%s", d.message);
         return rc;
