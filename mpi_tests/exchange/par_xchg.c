@@ -8,9 +8,13 @@
  *   par_xchg fault    (test builds with fault injection) the receive buffer's
  *                     allocation fails on one rank (STSHARD_FAULT point
  *                     xchg.alloc): every rank returns STS_E_NOMEM from the
- *                     exchange itself, and from a real sts_reader_open.  A rank
- *                     left inside a collective would hang: the ctest timeout is
- *                     the watchdog.
+ *                     exchange itself, and from a real sts_reader_open.  With
+ *                     distributed reader metadata the fault is moved through
+ *                     every exchange of an open and of a two-phase read (the
+ *                     N-th allocation of one rank): each open or read fails on
+ *                     every rank with NoMemory or succeeds with the right bytes.
+ *                     A rank left inside a collective would hang: the ctest
+ *                     timeout is the watchdog.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -218,6 +222,87 @@ static void test_reader_fault(MPI_Comm comm, int me, int np)
     }
 }
 
+/* Every rank's rc is the same: 1 on every rank, else 0. */
+static int same_everywhere(MPI_Comm comm, int rc)
+{
+    int lo = 0, hi = 0;
+    MPI_Allreduce(&rc, &lo, 1, MPI_INT, MPI_MIN, comm);
+    MPI_Allreduce(&rc, &hi, 1, MPI_INT, MPI_MAX, comm);
+    return lo == hi;
+}
+
+/*
+ * One distributed open and one read of column 'me % 4' of W (short strided
+ * runs: the two-phase path, so requests are gathered and the blocks of all of
+ * them fetched).  Returns the stage that failed (0 none, 1 open, 2 read).
+ */
+static int dist_round(MPI_Comm comm, int me, const char *dir, const tr_tensor *W)
+{
+    MPI_Info info;
+    sts_reader *r = NULL;
+    sts_diag d;
+    unsigned char got[16 * 4], want[16 * 4];
+    uint64_t off[2] = {0, (uint64_t)(me % 4)}, shape[2] = {16, 1};
+    sts_read_req q = {W->name, W->dtype, 2, off, shape, got};
+    int rc, stage = 0;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "stshard_metadata", "distributed");
+    rc = sts_reader_open(comm, dir, info, &r, &d);
+    MPI_Info_free(&info);
+    CHECK(same_everywhere(comm, rc));
+    if (rc != STS_OK) {
+        CHECK_RC(rc, STS_E_NOMEM);
+        CHECK(strstr(d.message, "injected fault") != NULL);
+        CHECK(r == NULL);
+        return 1;
+    }
+    rc = sts_reader_read(r, &q, 1);
+    CHECK(same_everywhere(comm, rc));
+    if (rc != STS_OK) {
+        CHECK_RC(rc, STS_E_NOMEM);
+        CHECK(strstr(sts_reader_errmsg(r), "injected fault") != NULL);
+        stage = 2;
+    } else {
+        tr_fill(W, off, shape, want);
+        CHECK(memcmp(got, want, tr_box_bytes(W, shape)) == 0);
+    }
+    sts_reader_free(r);
+    return stage;
+}
+
+/* The fault at each exchange of a distributed open and read, on each rank in turn. */
+static void test_reader_dist_fault(MPI_Comm comm, int me, int np)
+{
+    static const tr_tensor W = {"w", STS_F32, 2, {16, 4}};
+    static const tr_tensor B = {"b", STS_F32, 1, {16}};
+    char dir[64], path[160], spec[128];
+    int wrc = 0, failed[3] = {0, 0, 0};
+    snprintf(dir, sizeof dir, "par_xchg_dist_np%d", np);
+    if (me == 0) {
+        mkdir(dir, 0777);
+        for (int f = 0; f < 4 && wrc == 0; f++) {
+            tr_block b[2] = {{&W, {(uint64_t)f * 4, 0}, {4, 4}}, {&B, {(uint64_t)f * 4}, {4}}};
+            snprintf(path, sizeof path, "%s/shard-%05d-model-00001-of-00001.safetensors", dir,
+                     f + 1);
+            wrc = tr_write_file(path, b, 2, 1);
+        }
+    }
+    MPI_Bcast(&wrc, 1, MPI_INT, 0, comm);
+    CHECK(wrc == 0);
+    for (int victim = 0; wrc == 0 && victim < np; victim++) {
+        for (int hit = 1; hit <= 8; hit++) {
+            snprintf(spec, sizeof spec, "point=xchg.alloc,rank=%d,hit=%d,code=nomem", victim, hit);
+            setenv("STSHARD_FAULT", spec, 1);
+            failed[dist_round(comm, me, dir, &W)]++;
+            unsetenv("STSHARD_FAULT");
+        }
+    }
+    /* The faults reached both the open's exchanges and the read's, and ran out. */
+    CHECK(failed[1] > 0);
+    CHECK(failed[2] > 0);
+    CHECK(failed[0] > 0);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Comm comm = MPI_COMM_WORLD;
@@ -236,6 +321,7 @@ int main(int argc, char **argv)
     if (fault) {
         test_alloc_fault(comm, me, np, sz, start, len);
         test_reader_fault(comm, me, np);
+        test_reader_dist_fault(comm, me, np);
     } else {
         for (int it = 0; it < 20; it++) {
             test_gathers(comm, me, np, sz, start, len);

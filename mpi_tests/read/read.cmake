@@ -154,6 +154,21 @@ read_status_test(load_dim_col 2 -m "--dim applies to --strategy row only" --
                  ${READ_MPI2} load reshard_src_np2 --strategy col --dim 1)
 read_status_test(load_bad_exchange 2 -m "--exchange is auto or off, not 'maybe'" --
                  ${READ_MPI2} load reshard_src_np2 --exchange maybe)
+# Where the reader keeps block records (--metadata): checked values, the default, the one
+# combination refused, and the same rank files from either mode.
+read_status_test(load_bad_metadata 2 -m "--metadata is distributed or replicated, not 'local'" --
+                 ${READ_MPI2} load reshard_src_np2 --metadata local)
+read_status_test(load_metadata_default 0 -m "\"metadata\": \"distributed\"" --
+                 ${READ_MPI2} load reshard_src_np3 --strategy col --json)
+read_status_test(load_whole_replicated 0 -m "\"metadata\": \"replicated\"" --
+                 ${READ_MPI2} load reshard_src_np3 --compare-whole --json)
+read_status_test(load_whole_distributed 2 -m "--compare-whole needs --metadata replicated" --
+                 ${READ_MPI2} load reshard_src_np2 --compare-whole --metadata distributed)
+read_status_test(reshard_bad_metadata 2 -m "--metadata is distributed or replicated, not 'none'" --
+                 ${READ_MPI2} reshard reshard_src_np2 read_meta_out --metadata none)
+read_status_test(reshard_metadata_same 0 -m "^same$"
+                 -- sh -c "rm -rf read_meta_r read_meta_d && \"$@\" --strategy col --metadata replicated read_meta_r && \"$@\" --strategy col read_meta_d && diff -r read_meta_r read_meta_d && echo same" sh
+                 ${READ_MPI2} reshard reshard_src_np3)
 # Cold-cache passes (CI runs as root, which the drop needs).
 read_status_test(load_drop_caches 0 -m "\"drop_caches\": true" -m "\"exchange\": \"off\"" --
                  ${READ_MPI2} load reshard_src_np2 --strategy col --drop-caches --exchange off

@@ -294,13 +294,14 @@ static void report(const load_args *a, int np, size_t tensors, uint64_t rep, con
                "\"bytes_needed\": %llu, \"bytes_read\": %llu, \"kernel_rchar\": %llu, "
                "\"worst_rank_read_ratio\": %.4f, \"read_calls\": %llu, \"seconds\": %.6f, "
                "\"gib_per_s\": %.4f, \"batch\": %llu, \"max_vmhwm_kib\": %llu, "
-               "\"bytes_received\": %llu, \"exchange\": \"%s\", \"drop_caches\": %s",
+               "\"bytes_received\": %llu, \"exchange\": \"%s\", \"metadata\": \"%s\", "
+               "\"drop_caches\": %s",
                model_strategy_name(a->so.strategy), np, tensors, (unsigned long long)rep,
                (unsigned long long)o->needed, (unsigned long long)o->read,
                (unsigned long long)o->rchar, o->worst_ratio, (unsigned long long)o->transfers,
                o->seconds, gibs(o->needed, o->seconds), (unsigned long long)a->batch,
                (unsigned long long)o->vmhwm_kib, (unsigned long long)o->received,
-               a->exchange ? a->exchange : "auto", a->drop ? "true" : "false");
+               a->exchange ? a->exchange : "auto", a->metadata, a->drop ? "true" : "false");
         if (a->check)
             printf(", \"checked_elements\": %llu, \"mismatches\": %llu, \"unchecked_bytes\": %llu",
                    (unsigned long long)o->elements, (unsigned long long)o->mismatches,

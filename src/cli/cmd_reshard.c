@@ -294,11 +294,12 @@ static void report(const reshard_args *a, const sts_reader *r, int np, const dou
         printf(", \"strategy\": \"%s\", \"dim\": %d, \"ranks\": %d, \"input_files\": %zu, "
                "\"tensors\": %zu, \"bytes_read\": %llu, \"read_seconds\": %.6f, "
                "\"files\": %llu, \"bytes_written\": %llu, \"write_seconds\": %.6f, "
-               "\"seconds\": %.6f, \"batch\": %llu, \"max_vmhwm_kib\": %llu}\n",
+               "\"seconds\": %.6f, \"batch\": %llu, \"max_vmhwm_kib\": %llu, "
+               "\"metadata\": \"%s\"}\n",
                model_strategy_name(a->so.strategy), a->so.dim, np, sts_reader_file_count(r),
                sts_reader_count(r), (unsigned long long)read_total, secs[0],
                (unsigned long long)st->files_total, (unsigned long long)st->bytes_total, secs[1],
-               st->seconds, (unsigned long long)a->batch, (unsigned long long)rss_kib);
+               st->seconds, (unsigned long long)a->batch, (unsigned long long)rss_kib, a->metadata);
         return;
     }
     printf("reshard: %zu files -> %llu rank files (%d ranks, %s), %zu tensors; read %s in %.3f s "
