@@ -451,7 +451,8 @@ typedef struct sts_global_tensor {
  * sts_reader_read); "stshard_exchange_buffer": staging bytes per rank for
  * the exchange, decimal (default 2097152).  The ranks agree on the exchange
  * settings (off if any rank says off; the smallest buffer).  Errors:
- * STS_E_NOENT, STS_E_EMPTY_INPUT, STS_E_AMBIGUOUS_INPUT (docs/format.md §5),
+ * STS_E_ARG (NULL path, or an stshard_* value not listed here), STS_E_NOENT,
+ * STS_E_EMPTY_INPUT, STS_E_AMBIGUOUS_INPUT (docs/format.md §5),
  * STS_E_INDEX, every header error, STS_E_SHARDING_INFO, STS_E_DTYPE_MISMATCH,
  * STS_E_COVERAGE_GAP, STS_E_COVERAGE_OVERLAP, STS_E_NOMEM, STS_E_MPI,
  * STS_E_IO; the same on every rank, diag names the file or tensor.
