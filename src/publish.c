@@ -232,6 +232,8 @@ static int create_file(const sts__publish *o, size_t i, sts_diag *diag)
     void *encoded = NULL;
     const void *header = F->header;
     if (!header) {
+        /* A plan laid out without headers must come with the options to encode them. */
+        STS_GOTO_IF(!o->encode, diag, STS_E_INTERNAL, "output %zu has no header to write", i);
         STS_CHECK(sts__plan_layout_header(o->plan, i, o->encode, &encoded, diag));
         header = encoded;
     }
