@@ -24,11 +24,7 @@ static char g_dir[128];
 
 static const char *sub(const char *name)
 {
-    static char buf[8][320];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
+    return tr_path(g_dir, name);
 }
 
 static tr_block blk(const tr_tensor *t, uint64_t r0, uint64_t nr)

@@ -173,6 +173,16 @@ static inline int tr_metadata_distributed(void)
     return v && strcmp(v, "distributed") == 0;
 }
 
+/* dir/name in one of eight rotating buffers: a call's result lives for seven more calls. */
+static inline const char *tr_path(const char *dir, const char *name)
+{
+    static char buf[8][320];
+    static int k = 0;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 /* Appended to a test's work directory, so that a test and its _mdist copy never share files. */
 static inline const char *tr_dir_suffix(void)
 {
