@@ -237,7 +237,8 @@ static int pack_file(cons *C, size_t fi, sts_bytes *k)
         STS_GOTO_IF(t->name_len > UINT32_MAX / 2 || i > UINT32_MAX, C->diag, STS_E_UNSUPPORTED,
                     "%s: name too long or too many tensors", C->in_paths[fi]);
         STS_GOTO_IF(sts__meta_put_block(k, (uint32_t)fi, (uint32_t)i, start + t->begin, t->name,
-                                        t->name_len, t->dtype, t->ndim, t->saved_offsets, t->shape),
+                                        t->name_len, t->dtype, t->ndim, t->saved_offsets, t->shape,
+                                        NULL),
                     C->diag, STS_E_NOMEM, "out of memory");
     }
 done:
@@ -274,7 +275,7 @@ static int phase_plan(cons *C)
     /* Every rank measures; rank 0 encodes each header only when it writes it
      * (publish.c), after the metadata plane has let go of its buffers. */
     po->measure_only = 1;
-    rc = sts__meta_plan(C->comm, &C->recs, po, &C->meta, C->diag);
+    rc = sts__meta_plan(C->comm, &C->recs, po, NULL, &C->meta, C->diag);
     C->plan = C->meta.plan;
     if (rc == STS_OK)
         rc = STS_FAULT("cons.planned", C->diag);

@@ -1,5 +1,6 @@
 /*
- * meta.c - the distributed metadata plane of a consolidation (see meta.h).
+ * meta.c - the distributed metadata plane of a consolidation and of a direct
+ * save (see meta.h).
  *
  * Four collective steps, each ending in an error agreement:
  *
@@ -16,6 +17,11 @@
  *                output stream touches for their checked blocks: keys out,
  *                block records back (two MPI_Alltoallv).
  *
+ * A direct save (sts_meta_save) adds a step between 2 and 3: each owner
+ * tells every source which of its records were kept (one byte a record, one
+ * MPI_Alltoallv).  Its owners also set per-tensor flags in the summaries,
+ * and step 4 fetches the tensors the flags select instead of a share.
+ *
  * With B block records, T tensors and P ranks, a rank holds about B/P
  * records as an owner and B/P fetched ones (plus the blocks of at most two
  * tensors cut by its range ends), and T summaries.  Traffic per rank: B/P
@@ -31,17 +37,18 @@
 
 /*
  * Block record (8-byte aligned fields): u64 data_off, u32 file, u32 ordinal,
- * u32 name_len, u32 dtype, u32 ndim, u32 0, u64 offsets[ndim],
- * u64 shape[ndim], name + NUL padded to 8.
+ * u32 name_len, u32 dtype, u32 ndim, u32 declared (0 or 1), u64 offsets[ndim],
+ * u64 shape[ndim], u64 declared global shape[ndim] if declared, name + NUL
+ * padded to 8.
  */
 #define REC_HEAD 32
 
 /*
  * Summary: u64 key, u64 nbytes, u32 dtype, u32 ndim, u32 name_len,
- * u32 blocks (saturated: it only weighs the rank shares),
+ * u32 blocks (saturated: it only weighs the rank shares), u32 flags, u32 0,
  * u64 shape[ndim], name + NUL padded to 8.
  */
-#define SUM_HEAD 32
+#define SUM_HEAD 40
 
 size_t sts__meta_record_bytes(uint32_t ndim, size_t name_len)
 {
@@ -53,11 +60,22 @@ size_t sts__meta_summary_bytes(uint32_t ndim, size_t name_len)
     return SUM_HEAD + 8 * (size_t)ndim + sts__bytes_str_space(name_len);
 }
 
+/* Where an owned record came from: its source rank and its place among that rank's records. */
+typedef struct origin {
+    int src;
+    uint64_t seq;
+} origin;
+
 typedef struct meta_run {
     MPI_Comm comm;
     int me, np;
     const sts_plan_opts *o;
+    sts_meta_save *sv; /* a direct save's changes, or NULL */
     sts_diag *diag;
+    int *rec_owner;       /* with sv: the owner of each of this rank's records, in recs order */
+    size_t nrecs;         /* this rank's records */
+    origin *origins;      /* with sv: per owned record in key order */
+    uint64_t *nfrom;      /* with sv: records received from each rank */
     unsigned char *owned; /* step 1: the records of this rank's tensors */
     uint64_t *start, *len, *scount;
     sts_plan_block *blocks; /* the owned records in key order */
@@ -73,12 +91,14 @@ typedef struct meta_run {
 
 int sts__meta_put_block(sts_bytes *k, uint32_t file, uint32_t ordinal, uint64_t data_off,
                         const char *name, size_t name_len, sts_dtype dtype, uint32_t ndim,
-                        const uint64_t *offsets, const uint64_t *shape)
+                        const uint64_t *offsets, const uint64_t *shape, const uint64_t *declared)
 {
-    uint32_t w[6] = {file, ordinal, (uint32_t)name_len, (uint32_t)dtype, ndim, 0};
+    uint32_t w[6] = {file, ordinal, (uint32_t)name_len, (uint32_t)dtype, ndim, declared != NULL};
     if (sts__bytes_put_u64(k, data_off) || sts__bytes_put(k, w, sizeof w) ||
         sts__bytes_put(k, offsets, 8 * (size_t)ndim) ||
-        sts__bytes_put(k, shape, 8 * (size_t)ndim) || sts__bytes_put_str(k, name, name_len))
+        sts__bytes_put(k, shape, 8 * (size_t)ndim) ||
+        (declared && sts__bytes_put(k, declared, 8 * (size_t)ndim)) ||
+        sts__bytes_put_str(k, name, name_len))
         return STS_E_NOMEM;
     return STS_OK;
 }
@@ -93,9 +113,9 @@ static size_t rec_view(const unsigned char *p, const unsigned char *end, sts_pla
         return 0;
     memcpy(&b->data_off, p, 8);
     memcpy(w, p + 8, sizeof w);
-    if (w[4] > STS_PLAN_MAX_NDIM * 1024 || w[2] > UINT32_MAX / 2)
+    if (w[4] > STS_PLAN_MAX_NDIM * 1024 || w[2] > UINT32_MAX / 2 || w[5] > 1)
         return 0;
-    size = REC_HEAD + 16 * (size_t)w[4] + sts__bytes_str_space(w[2]);
+    size = REC_HEAD + (16 + 8 * (size_t)w[5]) * w[4] + sts__bytes_str_space(w[2]);
     if ((size_t)(end - p) < size)
         return 0;
     b->file = w[0];
@@ -104,7 +124,8 @@ static size_t rec_view(const unsigned char *p, const unsigned char *end, sts_pla
     b->ndim = w[4];
     b->offsets = (const uint64_t *)(const void *)(p + REC_HEAD);
     b->shape = b->offsets + b->ndim;
-    b->name = (const char *)(b->shape + b->ndim);
+    b->declared = w[5] ? b->shape + b->ndim : NULL;
+    b->name = (const char *)(b->shape + (1 + w[5]) * (size_t)b->ndim);
     *key = (uint64_t)w[0] << 32 | w[1];
     return size;
 }
@@ -173,12 +194,32 @@ static int route(meta_run *X, const sts_bytes *recs, unsigned char *out, uint64_
         if (out) {
             memcpy(out + pos[o], p, size);
             pos[o] += size;
+            if (X->rec_owner)
+                X->rec_owner[X->nrecs] = o;
         } else {
             X->scount[o] += size;
         }
+        X->nrecs += out != NULL;
         p += size;
     }
     return STS_OK;
+}
+
+/* With a direct save: room for the owner of every record (counted by the first route). */
+static int owners_room(meta_run *X, const sts_bytes *recs)
+{
+    size_t n = 0;
+    const unsigned char *p = recs->buf, *end = recs->buf ? recs->buf + recs->len : NULL;
+    if (!X->sv)
+        return STS_OK;
+    while (p < end) {
+        sts_plan_block b;
+        uint64_t key;
+        p += rec_view(p, end, &b, &key); /* the first route has checked every record */
+        n++;
+    }
+    X->rec_owner = sts__malloc_array(n ? n : 1, sizeof *X->rec_owner);
+    return X->rec_owner ? STS_OK : sts__fail(X->diag, STS_E_NOMEM, "out of memory");
 }
 
 static int partition(meta_run *X, sts_bytes *recs)
@@ -188,6 +229,7 @@ static int partition(meta_run *X, sts_bytes *recs)
     uint64_t *pos = sts__calloc_array((size_t)X->np, sizeof *pos);
     STS_GOTO_IF(!pos, X->diag, STS_E_NOMEM, "out of memory");
     STS_CHECK(route(X, recs, NULL, NULL));
+    STS_CHECK(owners_room(X, recs));
     for (int r = 1; r < X->np; r++)
         pos[r] = pos[r - 1] + X->scount[r - 1];
     send = malloc(recs->len ? recs->len : 8);
@@ -208,6 +250,7 @@ done:
 typedef struct keyed {
     uint64_t key;
     sts_plan_block b;
+    origin from;
 } keyed;
 
 static int cmp_keyed(const void *a, const void *b)
@@ -226,15 +269,20 @@ static int sort_owned(meta_run *X)
         n = 0;
         for (int r = 0; r < X->np; r++) {
             const unsigned char *p = X->owned + X->start[r], *end = p + X->len[r];
+            uint64_t seq = 0;
             while (p < end) {
                 keyed k;
                 size_t size = rec_view(p, end, &k.b, &k.key);
                 STS_GOTO_IF(size == 0, X->diag, STS_E_INTERNAL, "corrupt block record");
+                k.from.src = r;
+                k.from.seq = seq++;
                 if (v)
                     v[n] = k;
                 n++;
                 p += size;
             }
+            if (X->nfrom)
+                X->nfrom[r] = seq;
         }
         if (pass == 0) {
             v = sts__malloc_array(n ? n : 1, sizeof *v);
@@ -244,10 +292,15 @@ static int sort_owned(meta_run *X)
     qsort(v, n, sizeof *v, cmp_keyed);
     X->blocks = sts__malloc_array(n ? n : 1, sizeof *X->blocks);
     X->keys = sts__malloc_array(n ? n : 1, sizeof *X->keys);
-    STS_GOTO_IF(!X->blocks || !X->keys, X->diag, STS_E_NOMEM, "out of memory");
+    if (X->sv)
+        X->origins = sts__malloc_array(n ? n : 1, sizeof *X->origins);
+    STS_GOTO_IF(!X->blocks || !X->keys || (X->sv && !X->origins), X->diag, STS_E_NOMEM,
+                "out of memory");
     for (size_t i = 0; i < n; i++) {
         X->blocks[i] = v[i].b;
         X->keys[i] = v[i].key;
+        if (X->origins)
+            X->origins[i] = v[i].from;
     }
     X->nblocks = n;
 done:
@@ -272,10 +325,69 @@ static void drop_owned(meta_run *X)
     free(X->owned);
     free(X->blocks);
     free(X->keys);
+    free(X->origins);
     X->owned = NULL;
     X->blocks = NULL;
     X->keys = NULL;
+    X->origins = NULL;
     sts__plan_groups_free(&X->g);
+}
+
+/*
+ * A direct save's sources learn which of their blocks the planner kept
+ * (identical duplicates and empty blocks are not): one byte per record, sent
+ * back in the order the source sent the records, each part padded to 8.
+ */
+static int take_verdicts(meta_run *X, const unsigned char *got)
+{
+    uint64_t *at = sts__calloc_array((size_t)X->np, sizeof *at);
+    unsigned char *kept = malloc(X->nrecs ? X->nrecs : 1);
+    int rc = STS_OK;
+    STS_GOTO_IF(!at || !kept, X->diag, STS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < X->nrecs; i++) {
+        int o = X->rec_owner[i];
+        STS_GOTO_IF(at[o] >= X->len[o], X->diag, STS_E_INTERNAL, "short verdict from rank %d", o);
+        kept[i] = got[X->start[o] + at[o]++];
+    }
+    X->sv->kept = kept;
+    X->sv->nrecs = X->nrecs;
+    kept = NULL;
+done:
+    free(at);
+    free(kept);
+    return rc;
+}
+
+static int verdicts(meta_run *X)
+{
+    int rc = STS_OK;
+    unsigned char *send = NULL, *got = NULL;
+    uint64_t *pos = sts__calloc_array((size_t)X->np, sizeof *pos), total = 0;
+    STS_GOTO_IF(!pos, X->diag, STS_E_NOMEM, "out of memory");
+    for (int r = 0; r < X->np; r++) {
+        X->scount[r] = (X->nfrom[r] + 7) / 8 * 8;
+        pos[r] = total;
+        total += X->scount[r];
+    }
+    send = calloc(total ? total : 8, 1);
+    STS_GOTO_IF(!send, X->diag, STS_E_NOMEM, "out of memory");
+    for (size_t t = 0; t < X->g.ntensors; t++) {
+        const sts_plan_summary *S = &X->g.tensors[t];
+        for (size_t j = 0; j < S->nblocks; j++) {
+            const origin *from = &X->origins[X->g.order[S->first_block + j]];
+            send[pos[from->src] + from->seq] = 1;
+        }
+    }
+done:
+    rc = alltoall(X, rc, send, X->scount, &got, X->start, X->len);
+    if (rc == STS_OK)
+        rc = take_verdicts(X, got);
+    if (rc == STS_OK)
+        rc = STS_FAULT("meta.verdicts", X->diag);
+    free(send);
+    free(got);
+    free(pos);
+    return sts__mpiio_agree(X->comm, rc, X->diag);
 }
 
 /*
@@ -322,7 +434,9 @@ static int pack_summaries(const meta_run *X, sts_bytes *k)
         const sts_plan_summary *s = &X->g.tensors[t];
         /* The block count only weighs the rank shares (plan_chunk.c): saturating is harmless. */
         uint32_t nb = s->nblocks > UINT32_MAX ? UINT32_MAX : (uint32_t)s->nblocks;
-        uint32_t w[4] = {(uint32_t)s->dtype, s->ndim, s->name_len, nb};
+        uint32_t fl =
+            X->sv && X->sv->flags ? X->sv->flags(X->sv->ctx, s, X->blocks, X->g.order) : 0;
+        uint32_t w[6] = {(uint32_t)s->dtype, s->ndim, s->name_len, nb, fl, 0};
         if (sts__bytes_put_u64(k, s->key) || sts__bytes_put_u64(k, s->nbytes) ||
             sts__bytes_put(k, w, sizeof w) || sts__bytes_put(k, s->shape, 8 * (size_t)s->ndim) ||
             sts__bytes_put_str(k, s->name, s->name_len))
@@ -344,7 +458,7 @@ static size_t walk_summaries(const meta_run *X, const unsigned char *all, sts_pl
     for (int r = 0; r < X->np; r++) {
         const unsigned char *p = all + X->start[r], *end = p + X->len[r];
         while (p < end) {
-            uint32_t w[4];
+            uint32_t w[6];
             size_t size;
             if ((size_t)(end - p) < SUM_HEAD)
                 return SIZE_MAX;
@@ -365,6 +479,7 @@ static size_t walk_summaries(const meta_run *X, const unsigned char *all, sts_pl
                 s->shape = (const uint64_t *)(const void *)(p + SUM_HEAD);
                 s->name = (const char *)(s->shape + s->ndim);
                 s->cost_blocks = w[3];
+                s->flags = w[4];
             }
             n++;
             p += size;
@@ -421,9 +536,10 @@ static void share_tensors(const meta_run *X, const sts_plan *p, size_t *ta, size
     *tb = b;
 }
 
-static int wanted(const sts_plan_tensor *t)
+/* A direct save wants the tensors its mask selects; a consolidation every one of its share. */
+static int wanted(const meta_run *X, const sts_plan_tensor *t)
 {
-    return t->nbytes > 0;
+    return t->nbytes > 0 && (!X->sv || (t->flags & X->sv->fetch));
 }
 
 /* Keys of the wanted tensors, grouped by owner (tensor order within a group). */
@@ -436,7 +552,7 @@ static int pack_requests(meta_run *X, const sts_meta *m, size_t ta, size_t tb, u
     STS_GOTO_IF(!pos, X->diag, STS_E_NOMEM, "out of memory");
     memset(X->scount, 0, (size_t)X->np * sizeof *X->scount);
     for (size_t t = ta; t < tb; t++)
-        if (wanted(&p->tensors[t]))
+        if (wanted(X, &p->tensors[t]))
             X->scount[sts__meta_owner(p->tensors[t].name, p->tensors[t].name_len, X->np)] += 8;
     for (int r = 0; r < X->np; r++) {
         pos[r] = total;
@@ -447,7 +563,7 @@ static int pack_requests(meta_run *X, const sts_meta *m, size_t ta, size_t tb, u
     for (size_t t = ta; t < tb; t++) {
         const sts_plan_tensor *T = &p->tensors[t];
         int o;
-        if (!wanted(T))
+        if (!wanted(X, T))
             continue;
         o = sts__meta_owner(T->name, T->name_len, X->np);
         (*out)[pos[o] / 8] = T->key;
@@ -506,7 +622,7 @@ static int take_replies(meta_run *X, sts_meta *m, size_t ta, size_t tb, int fill
         sts_plan_tensor *T = &p->tensors[t];
         int o = sts__meta_owner(T->name, T->name_len, X->np);
         uint64_t cnt, end = X->start[o] + X->len[o], rec = 16 + 16 * (uint64_t)T->ndim;
-        if (!wanted(T))
+        if (!wanted(X, T))
             continue;
         STS_GOTO_IF(end - cur[o] < 8, X->diag, STS_E_INTERNAL, "short block reply from rank %d", o);
         memcpy(&cnt, m->fetched + cur[o], 8);
@@ -549,7 +665,10 @@ static int fetch(meta_run *X, sts_meta *m)
     uint64_t *req = NULL;
     unsigned char *got = NULL;
     sts_bytes k = {NULL, 0, 0};
-    share_tensors(X, m->plan, &ta, &tb);
+    ta = 0;
+    tb = m->plan->ntensors;
+    if (!X->sv)
+        share_tensors(X, m->plan, &ta, &tb);
     rc = pack_requests(X, m, ta, tb, &req);
     rc = alltoall(X, rc, (unsigned char *)req, X->scount, &got, X->start, X->len);
     STS_CHECK(rc);
@@ -582,8 +701,8 @@ done:
 
 /* ---- entry point ----------------------------------------------------------------- */
 
-int sts__meta_plan(MPI_Comm comm, sts_bytes *recs, const sts_plan_opts *opts, sts_meta *m,
-                   sts_diag *diag)
+int sts__meta_plan(MPI_Comm comm, sts_bytes *recs, const sts_plan_opts *opts, sts_meta_save *save,
+                   sts_meta *m, sts_diag *diag)
 {
     int rc = STS_OK;
     meta_run X;
@@ -591,16 +710,23 @@ int sts__meta_plan(MPI_Comm comm, sts_bytes *recs, const sts_plan_opts *opts, st
     memset(m, 0, sizeof *m);
     X.comm = comm;
     X.o = opts;
+    X.sv = save;
     X.diag = diag;
     STS_MPI_CALL(diag, MPI_Comm_rank, (comm, &X.me));
     STS_MPI_CALL(diag, MPI_Comm_size, (comm, &X.np));
     X.start = sts__calloc_array((size_t)X.np, sizeof *X.start);
     X.len = sts__calloc_array((size_t)X.np, sizeof *X.len);
     X.scount = sts__calloc_array((size_t)X.np, sizeof *X.scount);
-    rc = X.start && X.len && X.scount ? STS_OK : sts__fail(diag, STS_E_NOMEM, "out of memory");
+    if (save)
+        X.nfrom = sts__calloc_array((size_t)X.np, sizeof *X.nfrom);
+    rc = X.start && X.len && X.scount && (!save || X.nfrom)
+             ? STS_OK
+             : sts__fail(diag, STS_E_NOMEM, "out of memory");
     STS_CHECK(sts__mpiio_agree(comm, rc, diag));
     STS_CHECK(partition(&X, recs));
     STS_CHECK(check(&X, m));
+    if (save)
+        STS_CHECK(verdicts(&X));
     STS_CHECK(summaries(&X, m));
     STS_CHECK(fetch(&X, m));
 done:
@@ -613,8 +739,15 @@ done:
     free(X.start);
     free(X.len);
     free(X.scount);
-    if (rc != STS_OK)
+    free(X.nfrom);
+    free(X.rec_owner);
+    if (rc != STS_OK) {
         sts__meta_free(m);
+        if (save) {
+            free(save->kept);
+            save->kept = NULL;
+        }
+    }
     return rc;
 }
 

@@ -263,6 +263,38 @@ static int tensor_shape(builder *B, tacc *T, uint64_t *shape)
     return STS_OK;
 }
 
+/*
+ * A direct save's blocks also declare their tensor's global shape.  The
+ * declarations must agree (STS_E_ARG, as for replicas that disagree), and
+ * the blocks must span the declared shape: a shorter span means they leave
+ * its end uncovered (STS_E_COVERAGE_GAP), which coverage alone cannot see.
+ */
+static int check_declared(const builder *B, const tacc *T)
+{
+    const sts_plan_block *d = NULL;
+    size_t len = 8 * (size_t)T->ndim;
+    char f1[40], f2[40], s1[160], s2[160];
+    for (size_t i = T->first; i < T->first + T->n; i++) {
+        const sts_plan_block *x = &B->b[B->order[i]];
+        if (!x->declared || (d && memcmp(x->declared, d->declared, len) == 0))
+            continue;
+        if (!d) {
+            d = x;
+            continue;
+        }
+        return sts__fail(
+            B->diag, STS_E_ARG, "tensor '%s': %s gives the global shape %s, %s gives %s", d->name,
+            fname(B, d->file, f1, sizeof f1), fmt_dims(d->declared, T->ndim, s1, sizeof s1),
+            fname(B, x->file, f2, sizeof f2), fmt_dims(x->declared, T->ndim, s2, sizeof s2));
+    }
+    if (d && memcmp(T->shape, d->declared, len) != 0)
+        return sts__fail(B->diag, STS_E_COVERAGE_GAP,
+                         "tensor '%s' (global shape %s): the blocks cover only %s", d->name,
+                         fmt_dims(d->declared, T->ndim, s1, sizeof s1),
+                         fmt_dims(T->shape, T->ndim, s2, sizeof s2));
+    return STS_OK;
+}
+
 /* Sub-byte dtypes: every block must start and end on a byte in the last dimension. */
 static int check_subbyte(const builder *B, const tacc *T)
 {
@@ -368,6 +400,7 @@ static int check_tensors(builder *B, uint64_t *pool, size_t *bad)
         *bad = t;
         STS_CHECK(tensor_shape(B, T, pool));
         pool += T->ndim;
+        STS_CHECK(check_declared(B, T));
         STS_CHECK(check_subbyte(B, T));
         STS_CHECK(check_coverage(B, T));
         dedupe(B, T);

@@ -57,9 +57,11 @@ typedef struct sts_plan_block {
     uint32_t file; /* input file index */
     sts_dtype dtype;
     uint32_t ndim;
-    const uint64_t *offsets; /* ndim entries: saved_offsets */
-    const uint64_t *shape;   /* ndim entries: the block's shape */
-    uint64_t data_off;       /* absolute byte offset of the block's data in its file */
+    const uint64_t *offsets;  /* ndim entries: saved_offsets */
+    const uint64_t *shape;    /* ndim entries: the block's shape */
+    uint64_t data_off;        /* absolute byte offset of the block's data in its file */
+    const uint64_t *declared; /* ndim entries: the global shape the block's writer declared
+                               * (a direct save), or NULL: the shape is only derived */
 } sts_plan_block;
 
 /* One entry of a tensor -> output file mapping (file_index >= 1). */
@@ -94,6 +96,7 @@ typedef struct sts_plan_tensor {
     size_t first_block;   /* range of sts_plan.order: the tensor's distinct, non-empty */
     size_t nblocks;       /* blocks sorted by their start in dimension 0 */
     uint64_t cost_blocks; /* distinct blocks in all, fixed at layout: weighs the rank shares */
+    uint32_t flags;       /* the caller's, carried from sts_plan_summary.flags */
 } sts_plan_tensor;
 
 typedef struct sts_plan_file {
@@ -128,7 +131,8 @@ typedef struct sts_plan {
  * tensor's summary:
  *
  *  - sts__plan_group(): groups blocks by name and runs every per-tensor
- *    check (dtype and rank agreement, global shape, coverage, duplicates);
+ *    check (dtype and rank agreement, global shape, declared global shapes,
+ *    coverage, duplicates);
  *  - sts__plan_layout_from_summaries(): output files, headers and offsets, from
  *    one summary per tensor.
  *
@@ -148,6 +152,7 @@ typedef struct sts_plan_summary {
     size_t nblocks;       /* sorted by their start in dimension 0 */
     uint64_t cost_blocks; /* a received summary: the owner's block count, only to weigh the
                            * rank shares (first_block and nblocks stay 0 until fetched) */
+    uint32_t flags;       /* the caller's (0 from sts__plan_group): copied to the plan tensor */
 } sts_plan_summary;
 
 typedef struct sts_plan_groups {

@@ -29,6 +29,7 @@ typedef struct tacc {
     uint64_t out_off;
     unsigned file;        /* 1-based output file; 0 = dropped */
     uint64_t cost_blocks; /* sts_plan_tensor.cost_blocks */
+    uint32_t flags;       /* sts_plan_tensor.flags */
 } tacc;
 
 typedef struct builder {

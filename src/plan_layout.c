@@ -214,6 +214,7 @@ static void fill_tensor(const tacc *T, size_t fidx, sts_plan_tensor *o)
     o->first_block = T->first;
     o->nblocks = T->n;
     o->cost_blocks = T->cost_blocks ? T->cost_blocks : T->n;
+    o->flags = T->flags;
 }
 
 /* Lays out one output file holding tensors ids[0..n) (sorted into output order here). */
@@ -306,6 +307,7 @@ int sts__plan_layout_from_summaries(const sts_plan_summary *s, size_t n, const s
         T->first = s[i].first_block;
         T->n = s[i].nblocks;
         T->cost_blocks = s[i].cost_blocks;
+        T->flags = s[i].flags;
         T->shape = s[i].shape;
         T->nbytes = s[i].nbytes;
         B.nt = i + 1;

@@ -13,15 +13,18 @@
 #endif
 
 #include "consolidate.h"
+#include "meta.h"
 #include "publish.h"
 #include "writer_int.h"
 
-/* Where a gathered block record came from. */
+/* Where a fetched block (of an exchanged tensor) lies: a rank's memory. */
 typedef struct sts__dinfo {
     int rank;
-    size_t local;           /* index in that rank's w->blocks */
-    const uint64_t *gshape; /* the global shape it declares */
+    size_t local; /* index in that rank's w->blocks */
 } sts__dinfo;
+
+/* sts_plan_tensor.flags of a direct save: the tensor goes through the exchange. */
+#define STS_DIRECT_FLAG_AGG 1u
 
 /* How one of this rank's blocks reaches its output file. */
 typedef enum sts__dkind {
@@ -39,18 +42,12 @@ typedef enum sts__dkind {
 typedef struct sts__dpiece {
     uint32_t file; /* output file (plan index) */
     sts__dkind kind;
-    size_t tensor; /* plan tensor */
-    size_t block;  /* gathered record */
+    size_t tensor;                /* plan tensor */
+    const sts__writer_block *src; /* this rank's block */
     const unsigned char *data;
     uint64_t start; /* absolute file offset of the block's first byte */
     uint64_t nbytes;
 } sts__dpiece;
-
-/* A name and where it comes from, for the sorted walks of the global shape checks. */
-typedef struct sts__named {
-    const char *name;
-    size_t len, at;
-} sts__named;
 
 typedef struct sts__dsave {
     sts_writer *w;
@@ -60,21 +57,22 @@ typedef struct sts__dsave {
     sts_consolidate_opts co; /* output options (sts__writer_core_cons_opts) */
     sts_plan_map_entry *map;
     size_t nmap;
+    sts_plan_opts po; /* the layout's options: rank 0 encodes each header with them */
 
-    unsigned char *recs; /* every rank's records, gathered */
-    sts_plan_block *blocks;
-    sts__dinfo *info;
-    size_t nblocks;
+    size_t *rec_local; /* per record of this rank (pack order): its index in w->blocks */
+    size_t nrecs;
     int *file_rank;   /* rank of each numbered input (rank file that is not written) */
     char **src_names; /* "rank R", for the planner's messages */
     size_t nsrc;
-    sts__named *byname; /* the records sorted by name */
 
-    sts_plan *plan;
+    sts_meta meta;        /* every tensor; the blocks of the exchanged ones (meta.c) */
+    sts_meta_save sv;     /* the direct save's part of the plane; sv.kept per record */
+    const sts_plan *plan; /* meta.plan */
+    sts__dinfo *info;     /* per fetched block (meta.blocks) */
+
     sts__publish out;
 
     int exchange;        /* strided tensors by exchange (default) or through file views */
-    unsigned char *agg;  /* per plan tensor: 1 when it goes through the exchange */
     sts__dpiece *pieces; /* this rank's writes, by (file, start) */
     size_t npieces;
     uint64_t *rounds; /* per output file: collective rounds, agreed (max over ranks) */
@@ -84,9 +82,17 @@ typedef struct sts__dsave {
 } sts__dsave;
 
 typedef sts__dsave dsave;
-typedef sts__named named;
 
-/* Local.  Lists this rank's pieces: the kept blocks of the plan that are its own. */
+/*
+ * Local, on a tensor's owner (sts_meta_save.flags; ctx is the dsave):
+ * STS_DIRECT_FLAG_AGG when the tensor goes through the exchange, that is
+ * when D->exchange is on and any of its kept blocks is strided with small
+ * runs.
+ */
+uint32_t sts__writer_direct_io_flags(const void *ctx, const sts_plan_summary *s,
+                                     const sts_plan_block *blocks, const size_t *order);
+
+/* Local.  Lists this rank's pieces: its records the planner kept, in tensors the plan writes. */
 int sts__writer_direct_io_pieces(dsave *D);
 
 /*

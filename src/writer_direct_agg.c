@@ -70,7 +70,7 @@ static int citer_next(citer *it, sts_plan_chunk *c)
         if (it->t >= it->tend)
             return 0;
         T = &D->plan->tensors[it->t];
-        if (!D->agg[it->t] || T->nbytes == 0) {
+        if (!(T->flags & STS_DIRECT_FLAG_AGG) || T->nbytes == 0) {
             it->t++;
             continue;
         }

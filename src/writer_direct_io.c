@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashtab.h"
 #include "mpiio.h"
 #include "writer_direct.h"
 
@@ -45,8 +46,9 @@ typedef struct dgeom {
     uint64_t nbytes; /* bytes of the block */
 } dgeom;
 
-/* The runs of block b of tensor t in its output file (byte view). */
-static void geometry(const sts_plan_tensor *t, const sts_plan_block *b, dgeom *g)
+/* The runs of the block at offsets with shape of tensor t in its output file (byte view). */
+static void geometry(const sts_plan_tensor *t, const uint64_t *offsets, const uint64_t *shape,
+                     dgeom *g)
 {
     uint64_t G[STS_PLAN_MAX_NDIM], S[STS_PLAN_MAX_NDIM], O[STS_PLAN_MAX_NDIM];
     uint64_t st[STS_PLAN_MAX_NDIM];
@@ -62,8 +64,8 @@ static void geometry(const sts_plan_tensor *t, const sts_plan_block *b, dgeom *g
     last = nd - 1;
     for (uint32_t k = 0; k < nd; k++) {
         G[k] = t->shape[k];
-        S[k] = b->shape[k];
-        O[k] = b->offsets[k];
+        S[k] = shape[k];
+        O[k] = offsets[k];
     }
     /* Whole bytes: the planner rejected sub-byte blocks off byte boundaries. */
     G[last] = G[last] * bits / 8;
@@ -106,7 +108,8 @@ static sts__dkind classify(const dgeom *g)
 
 static void piece_geometry(const dsave *D, const sts__dpiece *pc, dgeom *g)
 {
-    geometry(&D->plan->tensors[pc->tensor], &D->blocks[pc->block], g);
+    const uint64_t *dims = pc->src->dims; /* global shape, offsets, shape */
+    geometry(&D->plan->tensors[pc->tensor], dims + pc->src->ndim, dims + 2 * pc->src->ndim, g);
 }
 
 static int cmp_piece(const void *x, const void *y)
@@ -117,66 +120,86 @@ static int cmp_piece(const void *x, const void *y)
     return a->start < b->start ? -1 : a->start > b->start;
 }
 
-/*
- * Exchange mode: a tensor goes through the exchange (writer_direct_agg.c)
- * when any of its blocks, on any rank, is strided with small runs.  Every
- * rank decides the same from the same plan.
- */
-static int mark_exchanged(dsave *D)
+uint32_t sts__writer_direct_io_flags(const void *ctx, const sts_plan_summary *s,
+                                     const sts_plan_block *blocks, const size_t *order)
+{
+    const dsave *D = ctx;
+    sts_plan_tensor t;
+    if (!D->exchange)
+        return 0;
+    memset(&t, 0, sizeof t);
+    t.dtype = s->dtype;
+    t.ndim = s->ndim;
+    t.shape = s->shape;
+    t.nbytes = s->nbytes;
+    for (size_t k = 0; k < s->nblocks; k++) {
+        const sts_plan_block *b = &blocks[order[s->first_block + k]];
+        dgeom g;
+        geometry(&t, b->offsets, b->shape, &g);
+        if (classify(&g) == STS_DIRECT_VIEW)
+            return STS_DIRECT_FLAG_AGG;
+    }
+    return 0;
+}
+
+static const char *tensor_name(const void *ctx, size_t i, size_t *len)
+{
+    const sts_plan *P = ctx;
+    *len = P->tensors[i].name_len;
+    return P->tensors[i].name;
+}
+
+/* One piece per record the planner kept; tensors the mapping dropped have no plan entry. */
+static int list_pieces(dsave *D, const sts__hashtab *names)
 {
     const sts_plan *P = D->plan;
-    D->agg = sts__calloc_array(P->ntensors ? P->ntensors : 1, 1);
-    if (!D->agg)
-        return sts__fail(D->diag, STS_E_NOMEM, "out of memory");
-    for (size_t t = 0; D->exchange && t < P->ntensors; t++)
-        for (size_t k = 0; k < P->tensors[t].nblocks && !D->agg[t]; k++) {
-            dgeom g;
-            geometry(&P->tensors[t], &D->blocks[P->order[P->tensors[t].first_block + k]], &g);
-            D->agg[t] = classify(&g) == STS_DIRECT_VIEW;
-        }
+    for (size_t i = 0; i < D->nrecs; i++) {
+        const sts__writer_block *wb = &D->w->blocks[D->rec_local[i]];
+        sts__dpiece *pc = &D->pieces[D->npieces];
+        long t = D->sv.kept[i] ? sts__hashtab_find(names, wb->name, strlen(wb->name)) : -1;
+        dgeom g;
+        if (t < 0)
+            continue;
+        pc->src = wb;
+        pc->tensor = (size_t)t;
+        piece_geometry(D, pc, &g);
+        if (g.nbytes != wb->nbytes)
+            return sts__fail(D->diag, STS_E_INTERNAL,
+                             "tensor '%s': planned %llu bytes for a block of %llu", wb->name,
+                             (unsigned long long)g.nbytes, (unsigned long long)wb->nbytes);
+        pc->file = P->tensors[t].file;
+        pc->kind = P->tensors[t].flags & STS_DIRECT_FLAG_AGG ? STS_DIRECT_AGG : classify(&g);
+        pc->data = (const unsigned char *)wb->data;
+        pc->start = g.start;
+        pc->nbytes = g.nbytes;
+        D->npieces++;
+    }
     return STS_OK;
 }
 
 int sts__writer_direct_io_pieces(dsave *D)
 {
     const sts_plan *P = D->plan;
-    size_t n = 0;
-    int rc = mark_exchanged(D);
-    if (rc != STS_OK)
-        return rc;
-    for (size_t t = 0; t < P->ntensors; t++)
-        for (size_t k = 0; k < P->tensors[t].nblocks; k++)
-            n += D->info[P->order[P->tensors[t].first_block + k]].rank == D->rank;
-    D->pieces = sts__calloc_array(n ? n : 1, sizeof *D->pieces);
-    if (!D->pieces)
-        return sts__fail(D->diag, STS_E_NOMEM, "out of memory");
-    for (size_t t = 0; t < P->ntensors; t++) {
-        for (size_t k = 0; k < P->tensors[t].nblocks; k++) {
-            size_t bi = P->order[P->tensors[t].first_block + k];
-            const sts__writer_block *wb;
-            sts__dpiece *pc = &D->pieces[D->npieces];
-            dgeom g;
-            if (D->info[bi].rank != D->rank)
-                continue;
-            wb = &D->w->blocks[D->info[bi].local];
-            geometry(&P->tensors[t], &D->blocks[bi], &g);
-            if (g.nbytes != wb->nbytes)
-                return sts__fail(D->diag, STS_E_INTERNAL,
-                                 "tensor '%s': planned %llu bytes for a block of %llu", wb->name,
-                                 (unsigned long long)g.nbytes, (unsigned long long)wb->nbytes);
-            pc->file = P->tensors[t].file;
-            pc->kind = D->agg[t] ? STS_DIRECT_AGG : classify(&g);
-            pc->tensor = t;
-            pc->block = bi;
-            pc->data = (const unsigned char *)wb->data;
-            pc->start = g.start;
-            pc->nbytes = g.nbytes;
-            D->npieces++;
-        }
+    sts__hashtab names;
+    int rc = STS_OK;
+    sts__hashtab_init(&names, tensor_name, P);
+    D->pieces = sts__calloc_array(D->nrecs ? D->nrecs : 1, sizeof *D->pieces);
+    STS_GOTO_IF(!D->pieces, D->diag, STS_E_NOMEM, "out of memory");
+    rc = sts__hashtab_reserve(&names, P->ntensors);
+    for (size_t t = 0; rc == STS_OK && t < P->ntensors; t++) {
+        const sts_plan_tensor *T = &P->tensors[t];
+        rc = sts__hashtab_insert(&names, t, sts__hashtab_hash(T->name, T->name_len), NULL);
+        rc = rc == 1 ? sts__fail(D->diag, STS_E_INTERNAL, "tensor '%s' twice in the plan", T->name)
+                     : rc;
     }
+    STS_GOTO_IF(rc == STS_E_NOMEM, D->diag, rc, "out of memory");
+    STS_CHECK(rc);
+    STS_CHECK(list_pieces(D, &names));
     if (D->npieces > 1)
         qsort(D->pieces, D->npieces, sizeof *D->pieces, cmp_piece);
-    return STS_OK;
+done:
+    sts__hashtab_free(&names);
+    return rc;
 }
 
 /* ---- independent writes ------------------------------------------------------ */
@@ -222,9 +245,16 @@ static int write_independent(dsave *D, sts__writer_stager *s, uint32_t f, size_t
     const sts_plan_file *F = &D->plan->files[f];
     s->len = 0;
     if (D->rank == 0) {
-        rc = sts__writer_core_stage_put(s, 0, F->header, F->header_len);
+        /* Encoded now, not at layout: every header at once would weigh on rank 0's peak. */
+        void *hdr = NULL;
+        rc = sts__plan_layout_header(D->plan, f, &D->po, &hdr, D->diag);
+        if (rc == STS_OK) {
+            rc = sts__writer_core_stage_put(s, 0, hdr, F->header_len);
+            rc = sts__writer_core_classify_io(D->w, rc, 0, file_end(D, f));
+        }
+        sts_free(hdr);
         if (rc != STS_OK)
-            return sts__writer_core_classify_io(D->w, rc, 0, file_end(D, f));
+            return rc;
     }
     for (size_t i = lo; i < hi; i++) {
         const sts__dpiece *pc = &D->pieces[i];

@@ -450,8 +450,9 @@ static void test_strided(void)
     uint64_t s3[] = {5, 7, 6}, scol[] = {300, 257}, srow[] = {101, 33}, sf4[] = {6, 16};
     uint64_t sc[] = {4, 9}, sruns[] = {3, (uint64_t)np, 1u << 20},
              sround[] = {2000, 64 * (uint64_t)np};
-    uint64_t s4[] = {4, 3, 5, 2}, snorm[] = {16}, sdup[] = {8, 4};
-    tb t[11], all[11];
+    uint64_t s4[] = {4, 3, 5, 2}, snorm[] = {16}, sdup[] = {8, 4}, sdcol[] = {16, 64};
+    tb t[13], all[13];
+    size_t firsts = 0;
     sts_consolidate_opts co;
     sts_save_stats st;
     size_t n = 0;
@@ -470,11 +471,26 @@ static void test_strided(void)
     if (np > 1)
         part(sdup[0], 2, me % 2, &t[n].off[0], &t[n].shape[0]);
     n++;
+    /* The same again, row halves and (exchanged) column halves, but ranks 2 and up hold other
+     * bytes: the planner keeps the lowest rank's copy, as consolidate keeps the first rank
+     * file's, so a copy written by a rank whose block was not kept would show. */
+    firsts = n;
+    t[n] = split2("s.dupfirst", STS_U8, 2, sdup, -1, 1, -1, 1, 1);
+    if (np > 1)
+        part(sdup[0], 2, me % 2, &t[n].off[0], &t[n].shape[0]);
+    n++;
+    t[n] = split2("s.dupcol", STS_BF16, 2, sdcol, -1, 1, -1, 1, 1);
+    if (np > 1) {
+        part(sdcol[1], 2, me % 2, &t[n].off[1], &t[n].shape[1]);
+    }
+    n++;
     for (size_t i = 0; i < n; i++) {
         all[i] = t[i];
         memset(all[i].off, 0, sizeof all[i].off);
         memcpy(all[i].shape, all[i].gshape, sizeof all[i].shape);
         fill(&t[i]);
+        for (uint64_t k = 0; i >= firsts && me >= 2 && k < t[i].nbytes; k++)
+            t[i].data[k] ^= 0x5A;
     }
     /* The exchange (default): default chunks, split output, and 512-byte chunks that cut
      * rows inside the last dimension. */

@@ -414,6 +414,52 @@ static void test_errors(void)
     expect_error(&w, STS_E_VALIDATION_OVERFLOW, "overflows");
 }
 
+/* Block bi with the global shape its writer declared (a direct save). */
+static void declare(world *w, size_t bi, const uint64_t *shape)
+{
+    materialise(w, bi);
+    w->rec[bi].declared = shape;
+}
+
+/* Declared global shapes must agree, and the blocks must span them. */
+static void test_declared(void)
+{
+    static const uint64_t g44[] = {4, 4}, g45[] = {4, 5}, g84[] = {8, 4};
+    world w;
+    sts_plan *p = NULL;
+    sts_diag d;
+    memset(&w, 0, sizeof w);
+    /* Halves that span what they declare; one block declares nothing: a plain plan. */
+    tensor(&w, "ok", STS_F32, 2, g44);
+    block(&w, 0, 0, (uint64_t[]){0, 0}, (uint64_t[]){2, 4});
+    block(&w, 0, 1, (uint64_t[]){2, 0}, (uint64_t[]){2, 4});
+    block(&w, 0, 2, (uint64_t[]){2, 0}, (uint64_t[]){2, 4}); /* an identical duplicate */
+    declare(&w, 0, g44);
+    declare(&w, 2, g44);
+    CHECK_OK(build(&w, NULL, &p, &d));
+    CHECK(p && p->ntensors == 1 && p->tensors[0].shape[0] == 4 && p->tensors[0].nblocks == 2);
+    if (p)
+        walk(&w, p, 2, 16);
+    sts__plan_free(p);
+    p = NULL;
+    world_free(&w);
+    /* Two declarations that differ: named with both inputs, first in input order first. */
+    tensor(&w, "two", STS_F32, 2, g44);
+    block(&w, 0, 0, (uint64_t[]){0, 0}, (uint64_t[]){2, 4});
+    block(&w, 0, 1, (uint64_t[]){2, 0}, (uint64_t[]){2, 4});
+    declare(&w, 0, g44);
+    declare(&w, 1, g45);
+    expect_error(&w, STS_E_ARG,
+                 "input file #0 gives the global shape [4, 4], input file #1 gives [4, 5]");
+    /* The blocks cover only the first half of what they declare: the end is a gap. */
+    tensor(&w, "short", STS_BF16, 2, g44);
+    block(&w, 0, 0, (uint64_t[]){0, 0}, (uint64_t[]){2, 4});
+    block(&w, 0, 1, (uint64_t[]){2, 0}, (uint64_t[]){2, 4});
+    declare(&w, 0, g84);
+    declare(&w, 1, g84);
+    expect_error(&w, STS_E_COVERAGE_GAP, "(global shape [8, 4]): the blocks cover only [4, 4]");
+}
+
 static void test_subbyte(void)
 {
     world w;
@@ -651,6 +697,7 @@ int main(void)
     test_row_col_grid();
     test_replicas_scalars_empty();
     test_errors();
+    test_declared();
     test_subbyte();
     test_max_file_size();
     test_mapping();
