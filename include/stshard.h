@@ -685,9 +685,10 @@ int sts_writer_put(sts_writer *w, const char *name, uint64_t off, const void *da
  * stats may be NULL.  Errors: any STS_E_* code, the same on every rank.
  * With opts.consolidate_dir the rank files are then consolidated (errors of
  * sts_consolidate; the rank files stay when it fails).  With opts.direct the
- * plan is built from every rank's blocks (MPI_Allgatherv of their metadata)
- * with the checks of sts_consolidate, plus: every block of a tensor must
- * give the same global shape and the blocks must cover it
+ * plan is built from every rank's blocks by the distributed metadata plane
+ * of sts_consolidate (each block record checked on its tensor's owner rank,
+ * docs/design.md) with the checks of sts_consolidate, plus: the blocks of a
+ * tensor must give the same global shape (STS_E_ARG) and cover it
  * (STS_E_COVERAGE_GAP); then the files are written under temporary names
  * and published (index last) only when every rank succeeded.
  */

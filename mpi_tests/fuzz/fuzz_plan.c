@@ -8,11 +8,12 @@
  * duplicate, grow, shift, other dtype, other rank), spread over virtual
  * input files whose bytes are a function of each byte's global position;
  * plus plan options (mapping, drop_unmapped, size split, layout, align),
- * a rank count and a chunk budget.  Checks:
+ * a rank count, a chunk budget and the global shapes blocks declare.  Checks:
  *  - sts__plan_build fails exactly when some tensor has a defect that the
  *    reference finds (dtype or rank disagreement, a gap or overlap by
  *    sts__coverage_check, a sub-byte block off the byte grid or a global
- *    tensor that is not whole bytes, an unmapped tensor), and then with one
+ *    tensor that is not whole bytes, an unmapped tensor, declared global
+ *    shapes that differ from each other or from the spanned one), and then with one
  *    of those defects' codes;
  *  - a plan has the reference global shapes, and its output headers parse
  *    and agree with it;
@@ -72,6 +73,7 @@ typedef struct world {
     tens t[MAXT];
     int tid[MAXB]; /* tensor of each block */
     uint64_t off[MAXB][MAXD], shp[MAXB][MAXD];
+    uint64_t decl[MAXB][MAXD]; /* declared global shapes (sts_plan_block.declared) */
     sts_plan_block b[MAXB];
 } world;
 
@@ -268,6 +270,46 @@ static void reference_tensor(const world *w, size_t t, expect *e)
     if ((numel * bits) % 8)
         allow(e, STS_E_MISALIGNED_SLICE);
     e->nbytes[t] = numel * bits / 8;
+}
+
+/*
+ * Global shapes the blocks declare, as a direct save's do; read last, so
+ * that the bytes before keep their meaning for the corpus.  Per block: none,
+ * the shape the blocks span, or that shape one larger in one dimension.
+ * Two different declarations allow STS_E_ARG; agreeing ones that differ
+ * from the spanned shape, STS_E_COVERAGE_GAP.
+ */
+static void declare(src *s, world *w, expect *e)
+{
+    if (next_byte(s) % 4 == 0)
+        return;
+    for (size_t i = 0; i < w->nb; i++) {
+        const tens *T = &w->t[w->tid[i]];
+        unsigned c = next_byte(s) % 4;
+        if (c == 0 || w->b[i].ndim != T->ndim)
+            continue;
+        memcpy(w->decl[i], e->global[w->tid[i]], sizeof w->decl[i]);
+        if (c == 3 && T->ndim)
+            w->decl[i][next_byte(s) % T->ndim]++;
+        w->b[i].declared = w->decl[i];
+    }
+    for (size_t t = 0; t < w->nt; t++) {
+        const uint64_t *first = NULL;
+        size_t len = 8 * (size_t)w->t[t].ndim;
+        int differ = 0;
+        for (size_t i = 0; i < w->nb; i++) {
+            if (w->tid[i] != (int)t || !w->b[i].declared)
+                continue;
+            if (!first)
+                first = w->b[i].declared;
+            else
+                differ |= memcmp(first, w->b[i].declared, len) != 0;
+        }
+        if (differ)
+            allow(e, STS_E_ARG);
+        else if (first && memcmp(first, e->global[t], len) != 0)
+            allow(e, STS_E_COVERAGE_GAP);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -504,6 +546,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nranks = 1 + (int)(next_byte(&s) % 5);
     budget = 8 + next_byte(&s) % 120;
     in = make_inputs(&w, &e, &s, &inlen);
+    declare(&s, &w, &e);
 
     rc = sts__plan_build(w.b, w.nb, &o, &p, &diag);
     if (e.ncodes > 0) {

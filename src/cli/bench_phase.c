@@ -114,6 +114,7 @@ static int load_once(bench_run *r, int check, load_pass *p, double *t0, char *er
     share_opts so = {r->a.strategy, 0};
     size_t nb = 0;
     sts_diag d;
+    MPI_Info info;
     int rc, mine;
     memset(p, 0, sizeof *p);
     memset(&d, 0, sizeof d);
@@ -124,9 +125,13 @@ static int load_once(bench_run *r, int check, load_pass *p, double *t0, char *er
         r->lb_ready = 1;
     }
     bench_settle(r);
+    /* As `stshard load` by default: block records stay on their owner ranks. */
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "stshard_metadata", "distributed");
     MPI_Barrier(r->comm);
     *t0 = MPI_Wtime();
-    rc = sts_reader_open(r->comm, load_source(r), MPI_INFO_NULL, &rd, &d);
+    rc = sts_reader_open(r->comm, load_source(r), info, &rd, &d);
+    MPI_Info_free(&info);
     if (rc != STS_OK) {
         snprintf(err, errlen, "%s", d.message);
         return rc;
