@@ -5,7 +5,9 @@
 # every output checked value by value): the table it prints and the one it
 # writes with -o must be the same, with one well-formed row per P in order -
 # positive figures, blocks = 16 x 2000.  Then -l (the reader's metadata,
-# `stshard load`): two rows per P, replicated then distributed.  Never a timing.
+# `stshard load`): two rows per P, replicated then distributed.  Then -s (the
+# direct save of the same model, 3000 tensors, P = 1 2 3, each output checked
+# value by value): one row per P, blocks = P x 3000.  Never a timing.
 set -euo pipefail
 src=$1 build=$2 work=$3
 shift 4
@@ -55,6 +57,27 @@ awk -F'|' -v blocks=32000 '
     }
     END { if (!bad && rows != 4) { print "FAIL: " rows " -l rows, expected 4"; exit 1 } }
 ' "$work/load-stdout.md"
+"$src/scripts/bench-meta.sh" -s -t 3000 -n "1 2 3" -c -b "$build" -d "$work" \
+    -o "$work/dsave.md" -m "$*" >"$work/dsave-stdout.md"
+cat "$work/dsave.md"
+grep -q '^`scripts/bench-meta.sh -s -t 3000 -n "1 2 3"' "$work/dsave.md" ||
+    { echo "FAIL: no command line in the -s -o file"; exit 1; }
+grep '^|' "$work/dsave.md" | cmp - "$work/dsave-stdout.md" ||
+    { echo "FAIL: the -s -o table differs from the printed one"; exit 1; }
+awk -F'|' '
+    function fail(msg) { print "FAIL: -s line " NR ": " msg; bad = 1; exit 1 }
+    NR == 1 { if ($2 !~ /ranks/ || $4 !~ /save s/ || NF != 10) fail("bad header: " $0); next }
+    NR == 2 { if ($0 != "|---:|---:|---:|---:|---:|---:|---:|---:|") fail("bad rule: " $0); next }
+    {
+        if (NF != 10) fail("not 8 columns: " $0)
+        if ($2 + 0 != NR - 2) fail("ranks " $2 ", expected " NR - 2)
+        for (i = 3; i <= 7; i++)
+            if ($i !~ /^ [0-9]+\.[0-9]+ $/ || ($i + 0 <= 0 && i != 6)) fail("column " i - 1 " is not a positive number: " $0)
+        if ($8 + 0 != 3000 || $9 + 0 != 3000 * (NR - 2)) fail("tensors/blocks " $8 $9)
+        rows++
+    }
+    END { if (!bad && rows != 3) { print "FAIL: " rows " -s rows, expected 3"; exit 1 } }
+' "$work/dsave-stdout.md"
 ls "$work" | grep -q stshard-bench-meta && { echo "FAIL: work directory left behind"; exit 1; }
 rm -rf "$work"
 echo "bench_meta_check: ok"

@@ -1,6 +1,7 @@
 # MoE-shaped rank files (many tiny tensors, each split over every file) from
 # gen_moe.c: their consolidation is checked value by value, and
-# scripts/bench-meta.sh measures how consolidation metadata scales with ranks.
+# scripts/bench-meta.sh measures how consolidation metadata scales with ranks;
+# dsave_moe.c saves the same model with the direct save.
 # (gen_moe is built in fixtures/fixtures.cmake.)
 
 if(NOT TARGET stshard_cli)
@@ -16,6 +17,17 @@ foreach(np ${META_NPS})
                    ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS}
            WORKING_DIRECTORY ${STS_TEST_WORK})
   set_tests_properties(consolidate_moe_np${np} PROPERTIES LABELS "mpi;cli" TIMEOUT 300
+                       ENVIRONMENT "${STS_TEST_ENV}")
+endforeach()
+
+# The direct save of the same model (dsave_moe) equals consolidate's output.
+foreach(np ${META_NPS})
+  add_test(NAME direct_moe_np${np}
+           COMMAND ${STS_TESTS_DIR}/consolidate/moe_direct.sh $<TARGET_FILE:gen_moe>
+                   $<TARGET_FILE:dsave_moe> $<TARGET_FILE:stshard_cli> ${STS_TEST_WORK}/dmoe_np${np}
+                   ${np} -- ${MPIEXEC_EXECUTABLE} ${MPIEXEC_PREFLAGS}
+           WORKING_DIRECTORY ${STS_TEST_WORK})
+  set_tests_properties(direct_moe_np${np} PROPERTIES LABELS "mpi;cli" TIMEOUT 300
                        ENVIRONMENT "${STS_TEST_ENV}")
 endforeach()
 
