@@ -264,17 +264,10 @@ static int phase_plan(cons *C)
 {
     int rc;
     sts_plan_opts *po = &C->po;
-    memset(po, 0, sizeof *po);
-    po->map = C->map;
-    po->nmap = C->nmap;
-    po->max_file_size = C->o.max_file_size;
-    po->layout = C->o.layout;
-    po->align = C->o.align;
-    po->drop_unmapped = C->o.drop_unmapped;
-    po->file_names = (const char *const *)C->in_names;
     /* Every rank measures; rank 0 encodes each header only when it writes it
      * (publish.c), after the metadata plane has let go of its buffers. */
-    po->measure_only = 1;
+    sts__plan_opts_output(po, &C->o, C->map, C->nmap);
+    po->file_names = (const char *const *)C->in_names;
     rc = sts__meta_plan(C->comm, &C->recs, po, NULL, &C->meta, C->diag);
     C->plan = C->meta.plan;
     if (rc == STS_OK)

@@ -528,6 +528,19 @@ done:
     return rc;
 }
 
+void sts__plan_opts_output(sts_plan_opts *po, const sts_consolidate_opts *co,
+                           const sts_plan_map_entry *map, size_t nmap)
+{
+    memset(po, 0, sizeof *po);
+    po->map = map;
+    po->nmap = nmap;
+    po->max_file_size = co->max_file_size;
+    po->layout = co->layout;
+    po->align = co->align;
+    po->drop_unmapped = co->drop_unmapped;
+    po->measure_only = 1;
+}
+
 void sts__plan_free(sts_plan *p)
 {
     if (!p)

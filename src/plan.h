@@ -212,6 +212,13 @@ int sts__plan_build(const sts_plan_block *blocks, size_t nblocks, const sts_plan
                     sts_plan **out, sts_diag *diag);
 /* Local.  NULL is a no-op. */
 void sts__plan_free(sts_plan *p);
+/*
+ * Local.  Sets *po from the output options of a consolidation (or a direct
+ * save) and its resolved mapping map[0..nmap) (borrowed), headers measured
+ * only (rank 0 encodes each when it writes it); file_names stays NULL.
+ */
+void sts__plan_opts_output(sts_plan_opts *po, const sts_consolidate_opts *co,
+                           const sts_plan_map_entry *map, size_t nmap);
 
 /*
  * What a block weighs in the rank shares, in stream bytes: each block costs

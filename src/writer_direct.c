@@ -194,14 +194,8 @@ static int phase_plan(dsave *D)
     sts_bytes k = {NULL, 0, 0};
     int rc = plan_mapping(D);
     sts_plan_opts *po = &D->po;
-    po->map = D->map;
-    po->nmap = D->nmap;
-    po->max_file_size = D->co.max_file_size;
-    po->layout = D->co.layout;
-    po->align = D->co.align;
-    po->drop_unmapped = D->co.drop_unmapped;
     /* Rank 0 encodes each header as it writes it, as consolidate does. */
-    po->measure_only = 1;
+    sts__plan_opts_output(po, &D->co, D->map, D->nmap);
     rc = sts__mpiio_agree(D->comm, rc, D->diag);
     if (rc == STS_OK)
         rc = phase_records(D, &k);
