@@ -11,15 +11,25 @@
 set -euo pipefail
 src=$1 build=$2 work=$3
 shift 4
+launch="$*"
 rm -rf "$work"
 mkdir -p "$work"
-"$src/scripts/bench-meta.sh" -f 16 -t 2000 -n "1 2 4" -c -b "$build" -d "$work" \
-    -o "$work/table.md" -m "$*" >"$work/stdout.md"
-cat "$work/table.md"
-grep -q '^`scripts/bench-meta.sh -f 16 -t 2000 -n "1 2 4"' "$work/table.md" ||
-    { echo "FAIL: no command line in the -o file"; exit 1; }
-grep '^|' "$work/table.md" | cmp - "$work/stdout.md" ||
-    { echo "FAIL: the -o table differs from the printed one"; exit 1; }
+
+# run_bench NAME COMMAND ARGS...: scripts/bench-meta.sh ARGS, its table printed
+# to $work/NAME-stdout.md and written with -o to $work/NAME.md, which must start
+# with COMMAND (the command line as given) and hold the same table.
+run_bench() {
+    local name=$1 cmd=$2
+    shift 2
+    "$src/scripts/bench-meta.sh" "$@" -b "$build" -d "$work" -o "$work/$name.md" -m "$launch" \
+        >"$work/$name-stdout.md"
+    cat "$work/$name.md"
+    head -n 1 "$work/$name.md" | grep -qF "\`$cmd " ||
+        { echo "FAIL: no command line '$cmd' in the -o file $name.md"; exit 1; }
+    grep '^|' "$work/$name.md" | cmp - "$work/$name-stdout.md" ||
+        { echo "FAIL: the -o table of $name differs from the printed one"; exit 1; }
+}
+run_bench table 'scripts/bench-meta.sh -f 16 -t 2000 -n "1 2 4"' -f 16 -t 2000 -n "1 2 4" -c
 awk -F'|' -v want="1 2 4" -v blocks=32000 '
     function fail(msg) { print "FAIL: line " NR ": " msg; bad = 1; exit 1 }
     NR == 1 { if ($2 !~ /ranks/ || NF != 9) fail("bad header: " $0); next }
@@ -34,14 +44,8 @@ awk -F'|' -v want="1 2 4" -v blocks=32000 '
         rows++
     }
     END { if (!bad && rows != 3) { print "FAIL: " rows " rows, expected 3"; exit 1 } }
-' "$work/stdout.md"
-"$src/scripts/bench-meta.sh" -l -f 16 -t 2000 -n "1 2" -b "$build" -d "$work" \
-    -o "$work/load.md" -m "$*" >"$work/load-stdout.md"
-cat "$work/load.md"
-grep -q '^`scripts/bench-meta.sh -l -f 16 -t 2000 -n "1 2"' "$work/load.md" ||
-    { echo "FAIL: no command line in the -l -o file"; exit 1; }
-grep '^|' "$work/load.md" | cmp - "$work/load-stdout.md" ||
-    { echo "FAIL: the -l -o table differs from the printed one"; exit 1; }
+' "$work/table-stdout.md"
+run_bench load 'scripts/bench-meta.sh -l -f 16 -t 2000 -n "1 2"' -l -f 16 -t 2000 -n "1 2"
 awk -F'|' -v blocks=32000 '
     function fail(msg) { print "FAIL: -l line " NR ": " msg; bad = 1; exit 1 }
     NR == 1 { if ($2 !~ /ranks/ || $3 !~ /metadata/ || NF != 8) fail("bad header: " $0); next }
@@ -57,13 +61,7 @@ awk -F'|' -v blocks=32000 '
     }
     END { if (!bad && rows != 4) { print "FAIL: " rows " -l rows, expected 4"; exit 1 } }
 ' "$work/load-stdout.md"
-"$src/scripts/bench-meta.sh" -s -t 3000 -n "1 2 3" -c -b "$build" -d "$work" \
-    -o "$work/dsave.md" -m "$*" >"$work/dsave-stdout.md"
-cat "$work/dsave.md"
-grep -q '^`scripts/bench-meta.sh -s -t 3000 -n "1 2 3"' "$work/dsave.md" ||
-    { echo "FAIL: no command line in the -s -o file"; exit 1; }
-grep '^|' "$work/dsave.md" | cmp - "$work/dsave-stdout.md" ||
-    { echo "FAIL: the -s -o table differs from the printed one"; exit 1; }
+run_bench dsave 'scripts/bench-meta.sh -s -t 3000 -n "1 2 3"' -s -t 3000 -n "1 2 3" -c
 awk -F'|' '
     function fail(msg) { print "FAIL: -s line " NR ": " msg; bad = 1; exit 1 }
     NR == 1 { if ($2 !~ /ranks/ || $4 !~ /save s/ || NF != 10) fail("bad header: " $0); next }
